@@ -1,0 +1,12 @@
+/**
+ * Size limits, enforced where a payload enters the system (task creation, step results).
+ * They keep one message from filling the broker or a row from bloating Postgres.
+ */
+export const Limits = {
+  /** Largest task context, serialized as JSON. @defaultValue 1 MiB */
+  maxContextBytes: 1024 * 1024,
+  /** Largest step result, serialized as JSON. @defaultValue 1 MiB */
+  maxResultBytes: 1024 * 1024,
+  /** Largest message of any kind on a Tasker queue. @defaultValue 4 MiB */
+  maxMessageBytes: 4 * 1024 * 1024,
+} as const;

@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import { errorCodeString, id, identifier, isoTime, namespaceName, protocolVersion } from './common.ts';
+
+export const StepError = z.object({
+  kind: z
+    .enum(['permanent', 'retryable'])
+    .describe('permanent: fail the step now. retryable: retry under the step policy while attempts remain.'),
+  code: errorCodeString.describe('A Tasker error code or the handler\'s own, e.g. MISSING_FIELDS.'),
+  message: z.string(),
+  retry_after_ms: z
+    .int()
+    .min(0)
+    .nullable()
+    .optional()
+    .describe('Retryable only: the delay the handler asks for, capped by the policy.'),
+  details: z.json().optional(),
+});
+export type StepError = z.infer<typeof StepError>;
+
+const resultBase = {
+  protocol_version: protocolVersion,
+  message_type: z.literal('step_result'),
+  task_id: id,
+  step_id: id,
+  namespace: namespaceName,
+  step_name: identifier,
+  attempt: z.int().min(1),
+  started_at: isoTime,
+  finished_at: isoTime,
+  worker_id: z.string().max(200).optional(),
+};
+
+/**
+ * Worker → orchestrator, to the results exchange with the step's namespace as routing key.
+ * `attempt` must be the attempt of the step message it answers: results for another
+ * attempt, or for a finished step, change nothing.
+ */
+export const StepResult = z
+  .discriminatedUnion('status', [
+    z.object({ ...resultBase, status: z.literal('success'), result: z.json() }),
+    z.object({ ...resultBase, status: z.literal('failure'), error: StepError }),
+  ])
+  .describe('The outcome of one attempt of a step: worker → orchestrator.');
+export type StepResult = z.infer<typeof StepResult>;

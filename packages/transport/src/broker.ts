@@ -1,0 +1,339 @@
+import amqp, {
+  type Channel,
+  type ChannelModel,
+  type ConfirmChannel,
+  type ConsumeMessage,
+  type Options,
+  type RecoveringChannelModel,
+} from 'amqplib';
+import type { Logger } from 'pino';
+import type { Topology } from '@tasker/protocol';
+
+/**
+ * One RabbitMQ connection with amqplib's own recovery. Everything built on it (topology,
+ * consumers, the publishing channel) is re-created by the recovery `setup` hook after each
+ * reconnect, so callers hold handles that survive a broker restart.
+ */
+export interface BrokerOptions {
+  /** amqp:// URL, credentials included. */
+  url: string;
+  /** Shown in the broker's management UI. */
+  connectionName: string;
+  logger: Logger;
+  /** Retries before the first connection fails start-up. @defaultValue 20 (about a minute) */
+  initialMaxRetries?: number;
+  /** Heartbeat seconds: how fast a dead peer is noticed. @defaultValue 10 */
+  heartbeat?: number;
+}
+
+type SetupFn = (model: ChannelModel) => Promise<void>;
+
+export interface Delivery {
+  readonly message: ConsumeMessage;
+  readonly body: Buffer;
+  /** Acknowledge; a no-op (logged) if the channel it came on has closed: the broker redelivers. */
+  ack(allUpTo?: boolean): void;
+  /** Reject; `requeue: false` drops it (or dead-letters it where the queue has a DLX). */
+  nack(requeue: boolean, allUpTo?: boolean): void;
+}
+
+export interface ConsumeOptions {
+  prefetch: number;
+  /** Passive: check the queue exists instead of relying on declared topology. */
+  consumerTag?: string;
+  exclusive?: boolean;
+  /** For direct reply-to only. */
+  noAck?: boolean;
+}
+
+export interface Consumer {
+  /** Stop receiving new messages; in-flight deliveries can still be acked until close(). */
+  cancel(): Promise<void>;
+  /** Cancel and close the channel (unacked messages go back to the queue). */
+  close(): Promise<void>;
+}
+
+/** A channel re-opened after every reconnect. `get()` waits while disconnected. */
+export class ManagedChannel<C extends Channel = Channel> {
+  private current: C | null = null;
+  private waiters: Array<(ch: C) => void> = [];
+  closed = false;
+
+  constructor(
+    private readonly broker: Broker,
+    readonly confirm: boolean,
+    private readonly onOpen: (ch: C) => Promise<void>,
+  ) {}
+
+  /** @internal called from the broker's setup after (re)connect. */
+  async open(model: ChannelModel): Promise<void> {
+    if (this.closed) return;
+    const ch = (this.confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
+    ch.on('error', (err: Error) => this.broker.logger.warn({ err: err.message }, 'amqp channel error'));
+    ch.on('close', () => {
+      if (this.current === ch) this.current = null;
+      // A channel can close alone (e.g. a 404 on a queue); re-open it if the connection lives.
+      if (!this.closed && this.broker.model && this.broker.model === model) {
+        setTimeout(() => {
+          if (!this.closed && this.broker.model === model) {
+            this.open(model).catch((err: Error) =>
+              this.broker.logger.warn({ err: err.message }, 'amqp channel re-open failed'),
+            );
+          }
+        }, 1000).unref();
+      }
+    });
+    await this.onOpen(ch);
+    this.current = ch;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w(ch);
+  }
+
+  get(): Promise<C> {
+    if (this.closed) return Promise.reject(new Error('channel closed'));
+    if (this.current) return Promise.resolve(this.current);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** The open channel, or null while disconnected. */
+  peek(): C | null {
+    return this.current;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const ch = this.current;
+    this.current = null;
+    this.broker.forget(this);
+    if (ch) await ch.close().catch(() => undefined);
+  }
+}
+
+export class Broker {
+  readonly logger: Logger;
+  /** @internal the live connection, or null while reconnecting. */
+  model: ChannelModel | null = null;
+  private readonly channels = new Set<ManagedChannel<any>>();
+  private readonly topologies: Topology[] = [];
+  private publisher!: ManagedChannel<ConfirmChannel>;
+  private closing = false;
+
+  private constructor(
+    private readonly conn: RecoveringChannelModel,
+    logger: Logger,
+  ) {
+    this.logger = logger;
+  }
+
+  static async connect(options: BrokerOptions): Promise<Broker> {
+    const logger = options.logger;
+    let broker: Broker | null = null;
+    const pendingSetup: SetupFn = async (model) => {
+      if (broker) await broker.setup(model);
+    };
+    const url = new URL(options.url);
+    if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(options.heartbeat ?? 10));
+    const conn = await amqp.connect(url.toString(), {
+      clientProperties: { connection_name: options.connectionName },
+      recovery: {
+        initialDelay: 200,
+        maxDelay: 5000,
+        maxRetries: Infinity,
+        initialMaxRetries: options.initialMaxRetries ?? 20,
+        waitForConnect: false,
+        setup: pendingSetup,
+      },
+    });
+    broker = new Broker(conn, logger);
+    conn.on('disconnect', (err: Error) => {
+      broker!.model = null;
+      if (!broker!.closing) logger.warn({ err: err?.message }, 'amqp connection lost; recovering');
+    });
+    conn.on('connect', () => logger.info({ connection: options.connectionName }, 'amqp connected'));
+    conn.on('reconnect-scheduled', (info: { attempt: number; delay: number; error: Error }) =>
+      logger.warn({ attempt: info.attempt, delayMs: info.delay, err: info.error?.message }, 'amqp reconnect scheduled'),
+    );
+    conn.on('error', (err: Error) => logger.warn({ err: err.message }, 'amqp connection error'));
+    conn.on('blocked', (reason: string) => logger.warn({ reason }, 'amqp connection blocked by the broker'));
+    broker.publisher = new ManagedChannel<ConfirmChannel>(broker, true, async () => undefined);
+    broker.channels.add(broker.publisher);
+    await conn.waitForConnect();
+    return broker;
+  }
+
+  private async setup(model: ChannelModel): Promise<void> {
+    this.model = model;
+    if (this.topologies.length > 0) {
+      const ch = await model.createChannel();
+      try {
+        for (const t of this.topologies) await applyTopology(ch, t);
+      } finally {
+        await ch.close().catch(() => undefined);
+      }
+    }
+    for (const c of this.channels) await c.open(model);
+  }
+
+  /** Declares a topology now and again after every reconnect. Idempotent. */
+  async declare(topology: Topology): Promise<void> {
+    this.topologies.push(topology);
+    const model = this.model;
+    if (!model) return; // declared by setup on connect
+    const ch = await model.createChannel();
+    try {
+      await applyTopology(ch, topology);
+    } finally {
+      await ch.close().catch(() => undefined);
+    }
+  }
+
+  /** A channel of one's own (e.g. for direct reply-to), re-opened after reconnects. */
+  async channel<C extends Channel = Channel>(confirm: boolean, onOpen: (ch: C) => Promise<void>): Promise<ManagedChannel<C>> {
+    const mc = new ManagedChannel<C>(this, confirm, onOpen);
+    this.channels.add(mc);
+    if (this.model) await mc.open(this.model);
+    return mc;
+  }
+
+  /** @internal */
+  forget(mc: ManagedChannel<any>): void {
+    this.channels.delete(mc);
+  }
+
+  /**
+   * Consumes a queue with manual acks on a channel of its own, resubscribing after
+   * reconnects. The handler's promise is not awaited by amqplib: the handler must ack.
+   */
+  async consume(
+    queue: string,
+    options: ConsumeOptions,
+    onMessage: (d: Delivery) => void | Promise<void>,
+  ): Promise<Consumer> {
+    let tag: string | null = null;
+    const logger = this.logger;
+    const mc = await this.channel<Channel>(false, async (ch) => {
+      if (!options.noAck) await ch.prefetch(options.prefetch);
+      const reply = await ch.consume(
+        queue,
+        (msg) => {
+          if (!msg) {
+            logger.warn({ queue }, 'consumer cancelled by the broker');
+            return;
+          }
+          const delivery: Delivery = {
+            message: msg,
+            body: msg.content,
+            ack: (allUpTo = false) => {
+              if (options.noAck) return;
+              try {
+                ch.ack(msg, allUpTo);
+              } catch (err) {
+                logger.debug({ err: (err as Error).message, queue }, 'ack on a closed channel; the broker will redeliver');
+              }
+            },
+            nack: (requeue, allUpTo = false) => {
+              if (options.noAck) return;
+              try {
+                ch.nack(msg, allUpTo, requeue);
+              } catch (err) {
+                logger.debug({ err: (err as Error).message, queue }, 'nack on a closed channel');
+              }
+            },
+          };
+          Promise.resolve()
+            .then(() => onMessage(delivery))
+            .catch((err: Error) => logger.error({ err, queue }, 'message handler failed'));
+        },
+        {
+          noAck: options.noAck ?? false,
+          exclusive: options.exclusive ?? false,
+          ...(options.consumerTag ? { consumerTag: options.consumerTag } : {}),
+        },
+      );
+      tag = reply.consumerTag;
+    });
+    return {
+      cancel: async () => {
+        const ch = mc.peek();
+        if (ch && tag) await ch.cancel(tag).catch(() => undefined);
+      },
+      close: async () => {
+        const ch = mc.peek();
+        if (ch && tag) await ch.cancel(tag).catch(() => undefined);
+        await mc.close();
+      },
+    };
+  }
+
+  /**
+   * Publishes one persistent message and resolves when the broker confirms it (rejects if
+   * the broker nacks it or the channel closes first: the caller still owns the message).
+   */
+  async publish(
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    properties: Options.Publish = {},
+  ): Promise<void> {
+    const ch = await this.publisher.get();
+    await new Promise<void>((resolve, reject) => {
+      ch.publish(
+        exchange,
+        routingKey,
+        body,
+        { persistent: true, contentType: 'application/json', ...properties },
+        (err: unknown) => (err ? reject(err instanceof Error ? err : new Error(`broker nacked the message to ${exchange}`)) : resolve()),
+      );
+    });
+  }
+
+  /** Whether a queue exists (a passive declare on a throwaway channel). */
+  async queueExists(queue: string): Promise<boolean> {
+    const model = this.model;
+    if (!model) throw new Error('not connected to RabbitMQ');
+    const ch = await model.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      await ch.checkQueue(queue);
+      await ch.close().catch(() => undefined);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Message count of a queue, or null when it does not exist. */
+  async queueDepth(queue: string): Promise<number | null> {
+    const model = this.model;
+    if (!model) throw new Error('not connected to RabbitMQ');
+    const ch = await model.createChannel();
+    ch.on('error', () => undefined);
+    try {
+      const r = await ch.checkQueue(queue);
+      await ch.close().catch(() => undefined);
+      return r.messageCount;
+    } catch {
+      return null;
+    }
+  }
+
+  get connected(): boolean {
+    return this.model !== null;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    for (const c of [...this.channels]) await c.close();
+    await this.conn.close().catch(() => undefined);
+  }
+}
+
+export async function applyTopology(ch: Channel, t: Topology): Promise<void> {
+  for (const e of t.exchanges) await ch.assertExchange(e.name, e.type, { durable: true, autoDelete: false });
+  for (const q of t.queues) await ch.assertQueue(q.name, { durable: true, arguments: q.arguments });
+  for (const b of t.bindings) {
+    if (b.kind === 'queue') await ch.bindQueue(b.destination, b.source, b.pattern);
+    else await ch.bindExchange(b.destination, b.source, b.pattern);
+  }
+}
