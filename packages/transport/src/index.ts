@@ -1,1 +1,2 @@
 export * from './broker.ts';
+export type { Options as AmqpOptions, ConsumeMessage } from 'amqplib';

@@ -1,0 +1,153 @@
+import { decodeMessage, type TaskerError } from '@tasker/protocol';
+import type { Broker, Consumer, Delivery } from '@tasker/transport';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+
+export interface BatchConsumerOptions<S extends z.ZodType> {
+  queue: string;
+  /** What the messages are, for logs and parking reasons ("step result"). */
+  what: string;
+  schema: S;
+  prefetch: number;
+  batchSize: number;
+  /** Batches processed at once. @defaultValue 2 */
+  concurrency?: number;
+  /** Runs one batch. Throwing means nothing of the batch was applied. */
+  process: (items: Array<{ value: z.infer<S>; delivery: Delivery }>) => Promise<void>;
+  /** Extra checks on a decoded message; a returned error parks it. */
+  check?: (value: z.infer<S>, delivery: Delivery) => TaskerError | null;
+  /** Where unprocessable messages go, with the reason in headers. */
+  park: (delivery: Delivery, error: { code: string; message: string }) => Promise<void>;
+  logger: Logger;
+}
+
+/** Errors that mean "the database (or broker) is away", not "this message is bad". */
+export function isTransientError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  const code = e?.code ?? '';
+  return (
+    code.startsWith('08') || // connection exceptions
+    code === '57P01' || code === '57P02' || code === '57P03' || // admin shutdown, crash shutdown, cannot connect now
+    code === '40001' || code === '40P01' || // serialization failure, deadlock: retry
+    ['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND'].includes(code) ||
+    /Connection terminated|connection timeout|not connected|Client has encountered a connection error/i.test(e?.message ?? '')
+  );
+}
+
+/**
+ * Consumes a queue and hands messages to `process` in batches: a batch is whatever arrived
+ * by the next turn of the event loop, up to `batchSize`, so one message goes through at
+ * once and a burst becomes one transaction. Messages are acked only after `process`
+ * resolves (their effect is committed). A failing batch is retried while the failure is
+ * transient (database restarting); otherwise its messages are retried one by one and a
+ * message that still fails is parked with the reason, so one bad message never blocks or
+ * crashes the consumer.
+ */
+export class BatchConsumer<S extends z.ZodType> {
+  private pending: Delivery[] = [];
+  private running = 0;
+  private scheduled = false;
+  private consumer: Consumer | null = null;
+  private idle: Array<() => void> = [];
+  private stopping = false;
+
+  constructor(
+    private readonly broker: Broker,
+    private readonly o: BatchConsumerOptions<S>,
+  ) {}
+
+  async start(): Promise<void> {
+    this.consumer = await this.broker.consume(this.o.queue, { prefetch: this.o.prefetch }, (d) => {
+      this.pending.push(d);
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    const limit = this.o.concurrency ?? 2;
+    while (this.pending.length > 0 && this.running < limit) {
+      const batch = this.pending.splice(0, this.o.batchSize);
+      this.running++;
+      this.runBatch(batch)
+        .catch((err: Error) => this.o.logger.error({ err, queue: this.o.queue }, 'batch failed unexpectedly'))
+        .finally(() => {
+          this.running--;
+          if (this.pending.length > 0) this.schedule();
+          else if (this.running === 0) for (const w of this.idle.splice(0)) w();
+        });
+    }
+  }
+
+  private async runBatch(batch: Delivery[]): Promise<void> {
+    const items: Array<{ value: z.infer<S>; delivery: Delivery }> = [];
+    for (const d of batch) {
+      const decoded = decodeMessage(this.o.schema, d.body, this.o.what);
+      const error = decoded.ok ? (this.o.check?.(decoded.value, d) ?? null) : decoded.error;
+      if (error || !decoded.ok) {
+        const e = error!;
+        this.o.logger.error({ queue: this.o.queue, code: e.code, reason: e.message }, `${this.o.what} parked`);
+        await this.parkAndAck(d, e);
+        continue;
+      }
+      items.push({ value: decoded.value, delivery: d });
+    }
+    if (items.length === 0) return;
+    await this.processWithRecovery(items);
+  }
+
+  private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery }>): Promise<void> {
+    let delay = 250;
+    for (;;) {
+      try {
+        await this.o.process(items);
+        for (const i of items) i.delivery.ack();
+        return;
+      } catch (err) {
+        if (isTransientError(err)) {
+          // Keep the messages unacked and wait for the database to come back.
+          this.o.logger.warn({ err: (err as Error).message, retryInMs: delay }, `${this.o.what} batch waits for the database`);
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, 5000);
+          continue;
+        }
+        if (items.length === 1) {
+          const reason = { code: 'INTERNAL', message: `processing failed: ${(err as Error).message}` };
+          this.o.logger.error({ err, queue: this.o.queue }, `${this.o.what} could not be processed; parked`);
+          await this.parkAndAck(items[0]!.delivery, reason);
+          return;
+        }
+        this.o.logger.warn({ err: (err as Error).message, size: items.length }, `${this.o.what} batch failed; retrying one by one`);
+        for (const i of items) await this.processWithRecovery([i]);
+        return;
+      }
+    }
+  }
+
+  private async parkAndAck(d: Delivery, error: { code: string; message: string }): Promise<void> {
+    try {
+      await this.o.park(d, error);
+      d.ack();
+    } catch (err) {
+      // Not parked: leave it unacked so the broker keeps it.
+      this.o.logger.error({ err: (err as Error).message }, 'could not park a message; it stays on its queue');
+    }
+  }
+
+  /** Stops taking messages and waits for batches in flight; unprocessed ones go back to the queue. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.consumer?.cancel();
+    this.pending = [];
+    if (this.running > 0) await new Promise<void>((r) => this.idle.push(r));
+    await this.consumer?.close();
+  }
+}

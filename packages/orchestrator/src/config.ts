@@ -1,0 +1,89 @@
+import { z } from 'zod';
+import { DEFAULT_AMQP_PREFIX, PREFIX_PATTERN } from '@tasker/protocol';
+
+/**
+ * Orchestrator configuration: every option comes from a `TASKER_*` environment variable
+ * (see the README's table) or is passed in code; defaults reach the local services.
+ */
+export const OrchestratorConfigSchema = z.object({
+  /** @defaultValue postgres://postgres:postgres@127.0.0.1:5432/tasker */
+  databaseUrl: z.string().default('postgres://postgres:postgres@127.0.0.1:5432/tasker'),
+  /** Postgres schema holding Tasker's tables. @defaultValue tasker */
+  dbSchema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('tasker'),
+  /** Connections in the pool. @defaultValue 10 */
+  dbPoolSize: z.coerce.number().int().min(2).max(200).default(10),
+  /** @defaultValue amqp://guest:guest@127.0.0.1:5672 */
+  amqpUrl: z.string().default('amqp://guest:guest@127.0.0.1:5672'),
+  /** Prefix of every exchange and queue name. @defaultValue tasker */
+  amqpPrefix: z.string().regex(PREFIX_PATTERN).default(DEFAULT_AMQP_PREFIX),
+  /** Type of the work queues; fixed when a queue is first declared. @defaultValue quorum */
+  queueType: z.enum(['classic', 'quorum']).default('quorum'),
+  /** Deliveries of one step message before the broker dead-letters it. @defaultValue 5 */
+  deliveryLimit: z.coerce.number().int().min(1).max(1000).default(5),
+  /** HTTP API port; 0 picks a free port. @defaultValue 8080 */
+  httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** @defaultValue 127.0.0.1 */
+  httpHost: z.string().default('127.0.0.1'),
+  /** Start the HTTP API. @defaultValue true */
+  httpEnabled: z.boolean().default(true),
+  /** A folder of templates (*.yaml, searched recursively) registered at start. @defaultValue none */
+  templatesDir: z.string().nullable().default(null),
+  /** Which `environments.<name>` overrides of templates apply. @defaultValue none */
+  environment: z.string().nullable().default(null),
+  /** Most results (or requests) processed in one transaction. @defaultValue 200 */
+  batchSize: z.coerce.number().int().min(1).max(5000).default(200),
+  /** Unacked messages the orchestrator holds per queue. @defaultValue 1000 */
+  prefetch: z.coerce.number().int().min(1).max(65535).default(1000),
+  /** How often the outbox is swept for messages a crashed process left. @defaultValue 1000 */
+  outboxSweepMs: z.coerce.number().int().min(50).default(1000),
+  /** Age after which an outbox row counts as left behind and is published by any process. @defaultValue 5000 */
+  outboxStaleMs: z.coerce.number().int().min(100).default(5000),
+  /** @defaultValue info */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+export type OrchestratorConfig = z.infer<typeof OrchestratorConfigSchema>;
+export type OrchestratorConfigInput = z.input<typeof OrchestratorConfigSchema>;
+
+const ENV: Record<keyof OrchestratorConfig, string> = {
+  databaseUrl: 'TASKER_DATABASE_URL',
+  dbSchema: 'TASKER_DB_SCHEMA',
+  dbPoolSize: 'TASKER_DB_POOL_SIZE',
+  amqpUrl: 'TASKER_AMQP_URL',
+  amqpPrefix: 'TASKER_AMQP_PREFIX',
+  queueType: 'TASKER_QUEUE_TYPE',
+  deliveryLimit: 'TASKER_DELIVERY_LIMIT',
+  httpPort: 'TASKER_HTTP_PORT',
+  httpHost: 'TASKER_HTTP_HOST',
+  httpEnabled: 'TASKER_HTTP_ENABLED',
+  templatesDir: 'TASKER_TEMPLATES_DIR',
+  environment: 'TASKER_ENV',
+  batchSize: 'TASKER_BATCH_SIZE',
+  prefetch: 'TASKER_PREFETCH',
+  outboxSweepMs: 'TASKER_OUTBOX_SWEEP_MS',
+  outboxStaleMs: 'TASKER_OUTBOX_STALE_MS',
+  logLevel: 'TASKER_LOG_LEVEL',
+};
+
+/** The environment variable of each option, for docs and error messages. */
+export const CONFIG_ENV_VARS = ENV;
+
+/** Resolves options once: explicit input over environment over defaults. */
+export function resolveConfig(
+  input: OrchestratorConfigInput = {},
+  env: NodeJS.ProcessEnv = process.env,
+): OrchestratorConfig {
+  const fromEnv: Record<string, unknown> = {};
+  for (const [key, variable] of Object.entries(ENV)) {
+    const v = env[variable];
+    if (v !== undefined && v !== '') fromEnv[key] = key === 'httpEnabled' ? v !== 'false' && v !== '0' : v;
+  }
+  const parsed = OrchestratorConfigSchema.safeParse({ ...fromEnv, ...input });
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const key = String(i.path[0]);
+      return `${key} (${ENV[key as keyof OrchestratorConfig] ?? '?'}): ${i.message}`;
+    });
+    throw new Error(`invalid orchestrator configuration: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}

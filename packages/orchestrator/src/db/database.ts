@@ -1,0 +1,108 @@
+import { Kysely, PostgresDialect, type Generated, type ColumnType } from 'kysely';
+import pg from 'pg';
+
+/** Tasker's tables, as kysely sees them (see migrations/ for the DDL). */
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | string | null>;
+type Json = ColumnType<unknown, string, string>;
+
+export interface NamespacesTable {
+  name: string;
+  created_at: Generated<Timestamp>;
+}
+export interface TemplatesTable {
+  id: Generated<string>;
+  namespace: string;
+  name: string;
+  version: string;
+  major: number;
+  minor: number;
+  patch: number;
+  prerelease: string;
+  definition: Json;
+  created_at: Generated<Timestamp>;
+}
+export interface TasksTable {
+  id: string;
+  namespace: string;
+  name: string;
+  version: string;
+  template_id: string;
+  state: string;
+  context: Json;
+  correlation_id: string;
+  idempotency_key: string | null;
+  parent_task_id: string | null;
+  parent_step_id: string | null;
+  requested_by: string | null;
+  error: Json | null;
+  created_at: Generated<Timestamp>;
+  updated_at: Generated<Timestamp>;
+  completed_at: NullableTimestamp;
+}
+export interface StepsTable {
+  id: string;
+  task_id: string;
+  name: string;
+  position: number;
+  state: string;
+  attempt: number;
+  max_attempts: number;
+  deps_pending: number;
+  dependents: string[];
+  result: Json | null;
+  error: Json | null;
+  enqueued_at: NullableTimestamp;
+  started_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+  next_retry_at: NullableTimestamp;
+  updated_at: Generated<Timestamp>;
+}
+export interface TransitionsTable {
+  id: Generated<string>;
+  task_id: string;
+  step_id: string | null;
+  from_state: string | null;
+  to_state: string;
+  attempt: number | null;
+  reason: string;
+  at: Generated<Timestamp>;
+}
+export interface OutboxTable {
+  id: Generated<string>;
+  exchange: string;
+  routing_key: string;
+  body: string;
+  properties: Json;
+  created_at: Generated<Timestamp>;
+}
+
+export interface Database {
+  namespaces: NamespacesTable;
+  templates: TemplatesTable;
+  tasks: TasksTable;
+  steps: StepsTable;
+  transitions: TransitionsTable;
+  outbox: OutboxTable;
+}
+
+export type Db = Kysely<Database>;
+
+// bigint ids (identity columns) come back as strings; timestamps as Date.
+pg.types.setTypeParser(20, (v) => v);
+
+/**
+ * A kysely instance whose connections use `schema` as their search path, so one database
+ * can hold several isolated installations (each test file uses a fresh schema).
+ */
+export function createDb(databaseUrl: string, schema: string, poolSize: number): { db: Db; pool: pg.Pool } {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: poolSize,
+    options: `-c search_path=${schema}`,
+    application_name: 'tasker-orchestrator',
+  });
+  // A dropped idle connection (Postgres restart) must not crash the process.
+  pool.on('error', () => undefined);
+  return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
+}

@@ -1,0 +1,73 @@
+import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Db } from './database.ts';
+import * as m0001 from './migrations/0001_initial.ts';
+
+/** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_initial': m0001,
+};
+
+class StaticProvider implements MigrationProvider {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return MIGRATIONS;
+  }
+}
+
+/**
+ * Creates the schema and runs pending migrations. Safe when several processes start at
+ * once: a transaction-level advisory lock keyed on the schema name serializes them.
+ */
+export async function migrate(db: Db, schema: string, logger: Logger): Promise<string[]> {
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(hashtext(${`tasker.migrate.${schema}`}))`.execute(conn);
+    try {
+      await sql`CREATE SCHEMA IF NOT EXISTS ${sql.id(schema)}`.execute(conn);
+      const migrator = new Migrator({
+        db: conn.withSchema(schema),
+        provider: new StaticProvider(),
+        migrationTableSchema: schema,
+        migrationTableName: 'schema_migrations',
+        migrationLockTableName: 'schema_migrations_lock',
+      });
+      const { error, results } = await migrator.migrateToLatest();
+      const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+      if (error) throw error instanceof Error ? error : new Error(String(error));
+      if (applied.length > 0) logger.info({ schema, applied }, 'migrations applied');
+      return applied;
+    } finally {
+      await sql`SELECT pg_advisory_unlock(hashtext(${`tasker.migrate.${schema}`}))`.execute(conn);
+    }
+  });
+}
+
+/**
+ * Creates the database named in the URL if it does not exist (a fresh machine has only the
+ * default databases). Needs a role allowed to create databases; otherwise it says so.
+ */
+export async function ensureDatabase(databaseUrl: string, logger: Logger): Promise<void> {
+  const url = new URL(databaseUrl);
+  const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!name) return;
+  const probe = new pg.Client({ connectionString: databaseUrl });
+  try {
+    await probe.connect();
+    return;
+  } catch (err) {
+    if ((err as { code?: string }).code !== '3D000') throw err; // 3D000: database does not exist
+  } finally {
+    await probe.end().catch(() => undefined);
+  }
+  url.pathname = '/postgres';
+  const admin = new pg.Client({ connectionString: url.toString() });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+    logger.info({ database: name }, 'database created');
+  } catch (err) {
+    if ((err as { code?: string }).code !== '42P04') throw err; // created meanwhile
+  } finally {
+    await admin.end();
+  }
+}

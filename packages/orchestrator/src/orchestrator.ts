@@ -1,0 +1,271 @@
+import { sql } from 'kysely';
+import pino, { type Logger } from 'pino';
+import type pg from 'pg';
+import {
+  ErrorCode,
+  PROTOCOL_VERSION,
+  RetryDue,
+  StepResult,
+  TaskerError,
+  TaskRequest,
+  coreTopology,
+  names,
+  type CompiledTemplate,
+  type CreateTaskBody,
+  type Names,
+  type TaskReply,
+  type TaskView,
+  type TopologyOptions,
+} from '@tasker/protocol';
+import { Broker, type Delivery } from '@tasker/transport';
+import { resolveConfig, type OrchestratorConfig, type OrchestratorConfigInput } from './config.ts';
+import { createDb, type Db } from './db/database.ts';
+import { ensureDatabase, migrate } from './db/migrate.ts';
+import { BatchConsumer } from './amqp/batch-consumer.ts';
+import { buildHttpServer } from './http/server.ts';
+import { OutboxRelay } from './outbox/outbox.ts';
+import { processResults } from './results/process-results.ts';
+import { processRetries } from './results/process-retries.ts';
+import { ContextValidator } from './tasks/context-validator.ts';
+import { createTasks, type CreateOutcome } from './tasks/create-tasks.ts';
+import { readTask } from './tasks/read-task.ts';
+import { loadTemplateDir } from './templates/load-dir.ts';
+import { TemplateRegistry } from './templates/registry.ts';
+
+export interface StartOptions extends OrchestratorConfigInput {
+  logger?: Logger;
+}
+
+/**
+ * The orchestrator process: Postgres state, the broker consumers (results, expired
+ * retries, task requests), the outbox relay and the HTTP API. Several may run against the
+ * same database and queues: they share the queues' messages, and per-task row locks keep
+ * their transitions from overlapping.
+ */
+export class Orchestrator {
+  readonly names: Names;
+  readonly registry: TemplateRegistry;
+  private readonly validator = new ContextValidator();
+  private readonly relay: OutboxRelay;
+  private readonly consumers: Array<BatchConsumer<any>> = [];
+  private http: ReturnType<typeof buildHttpServer> | null = null;
+  private creatorQueue: Array<{ input: CreateTaskBody; resolve: (o: CreateOutcome) => void; reject: (e: unknown) => void }> = [];
+  private creatorScheduled = false;
+  /** Where the HTTP API listens, once started. */
+  httpUrl: string | null = null;
+
+  private constructor(
+    readonly config: OrchestratorConfig,
+    readonly db: Db,
+    private readonly pool: pg.Pool,
+    readonly broker: Broker,
+    readonly logger: Logger,
+  ) {
+    this.names = names(config.amqpPrefix);
+    const topo: TopologyOptions = { queueType: config.queueType, deliveryLimit: config.deliveryLimit };
+    this.registry = new TemplateRegistry(db, broker, this.names, topo, logger);
+    this.relay = new OutboxRelay(db, broker, logger.child({ component: 'outbox' }), {
+      sweepMs: config.outboxSweepMs,
+      staleMs: config.outboxStaleMs,
+    });
+  }
+
+  static async start(options: StartOptions = {}): Promise<Orchestrator> {
+    const { logger: given, ...input } = options;
+    const config = resolveConfig(input);
+    const logger = given ?? pino({ level: config.logLevel, base: { component: 'orchestrator' } });
+    await ensureDatabase(config.databaseUrl, logger);
+    const { db, pool } = createDb(config.databaseUrl, config.dbSchema, config.dbPoolSize);
+    await migrate(db, config.dbSchema, logger);
+    const broker = await Broker.connect({ url: config.amqpUrl, connectionName: 'tasker-orchestrator', logger });
+    const o = new Orchestrator(config, db, pool, broker, logger);
+    try {
+      await o.boot();
+    } catch (err) {
+      await o.stop().catch(() => undefined);
+      throw err;
+    }
+    return o;
+  }
+
+  private async boot(): Promise<void> {
+    const { config, names: n } = this;
+    await this.broker.declare(coreTopology(n, { queueType: config.queueType, deliveryLimit: config.deliveryLimit }));
+    await this.registry.declareKnownNamespaces();
+    if (config.templatesDir) await this.registerTemplates(await loadTemplateDir(config.templatesDir, config.environment));
+
+    const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger };
+    const park = (kind: string) => (d: Delivery, e: { code: string; message: string }) => this.park(d, kind, e);
+    const common = { prefetch: config.prefetch, batchSize: config.batchSize, logger: this.logger };
+
+    this.consumers.push(
+      new BatchConsumer(this.broker, {
+        ...common,
+        queue: n.resultsQueue,
+        what: 'step result',
+        schema: StepResult,
+        park: park('result'),
+        check: (r, d) =>
+          d.message.fields.routingKey !== r.namespace
+            ? new TaskerError(
+                ErrorCode.INVALID_MESSAGE,
+                `step result for namespace '${r.namespace}' was published with routing key '${d.message.fields.routingKey}'`,
+              )
+            : null,
+        process: async (items) => {
+          const out = await processResults(deps, items.map((i) => i.value));
+          for (const i of out.ignored) {
+            this.logger.info(
+              { taskId: i.result.task_id, stepId: i.result.step_id, attempt: i.result.attempt, code: i.code },
+              `step result changed nothing: ${i.reason}`,
+            );
+          }
+          await this.relay.publish(out.outbox);
+        },
+      }),
+      new BatchConsumer(this.broker, {
+        ...common,
+        queue: n.retriesQueue,
+        what: 'retry-due message',
+        schema: RetryDue,
+        park: park('retry'),
+        process: async (items) => {
+          const out = await processRetries(deps, items.map((i) => i.value));
+          for (const i of out.ignored) {
+            this.logger.info({ taskId: i.due.task_id, stepId: i.due.step_id, code: i.code }, `retry not started: ${i.reason}`);
+          }
+          await this.relay.publish(out.outbox);
+        },
+      }),
+      new BatchConsumer(this.broker, {
+        ...common,
+        queue: n.taskRequestsQueue,
+        what: 'task request',
+        schema: TaskRequest,
+        park: park('task_request'),
+        check: (_r, d) =>
+          d.message.properties.replyTo
+            ? null
+            : new TaskerError(ErrorCode.MISSING_REPLY_TO, 'task request has no reply_to property; nobody could be told the outcome'),
+        process: async (items) => {
+          const { outcomes, outbox } = await createTasks(
+            { ...deps, validator: this.validator },
+            items.map(({ value: { protocol_version: _v, message_type: _t, ...body } }) => body),
+          );
+          await this.relay.publish(outbox);
+          await Promise.all(
+            items.map((item, i) => {
+              const o = outcomes[i]!;
+              const reply: TaskReply = o.ok
+                ? { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: true, created: o.created, task: o.task }
+                : { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: o.error.toJSON() };
+              const props = item.delivery.message.properties;
+              return this.broker
+                .publish('', props.replyTo as string, Buffer.from(JSON.stringify(reply)), {
+                  correlationId: props.correlationId,
+                  persistent: false,
+                  type: 'task_reply',
+                })
+                .catch((err: Error) => this.logger.warn({ err: err.message }, 'task reply could not be sent'));
+            }),
+          );
+        },
+      }),
+    );
+    for (const c of this.consumers) await c.start();
+    this.relay.start();
+    await this.relay.sweep();
+
+    if (config.httpEnabled) {
+      this.http = buildHttpServer(this, this.logger);
+      const address = await this.http.listen({ port: config.httpPort, host: config.httpHost });
+      this.httpUrl = address.replace('[::1]', '127.0.0.1');
+      this.logger.info({ url: this.httpUrl }, 'HTTP API listening');
+    }
+  }
+
+  /** Parks an unprocessable message on the dead-letter queue with the reason. */
+  private async park(d: Delivery, kind: string, e: { code: string; message: string }): Promise<void> {
+    await this.broker.publish(this.names.deadLetterExchange, `invalid.${kind}`, d.body, {
+      headers: {
+        'x-tasker-code': e.code,
+        'x-tasker-reason': e.message.slice(0, 1000),
+        'x-tasker-source-queue': d.message.fields.routingKey,
+        'x-tasker-source-exchange': d.message.fields.exchange,
+      },
+      contentType: d.message.properties.contentType ?? 'application/octet-stream',
+    });
+  }
+
+  /** Registers compiled templates (declaring their namespaces' queues). */
+  async registerTemplates(templates: CompiledTemplate[]): Promise<void> {
+    for (const t of templates) {
+      if (t.inputSchema) this.validator.compile(`check:${t.namespace}.${t.name}@${t.version}`, t.inputSchema);
+      await this.registry.register(t);
+    }
+  }
+
+  /** Creates tasks now, in one transaction, and publishes their first steps. */
+  async createTasks(inputs: CreateTaskBody[]): Promise<CreateOutcome[]> {
+    const { outcomes, outbox } = await createTasks(
+      { db: this.db, registry: this.registry, validator: this.validator, names: this.names, logger: this.logger },
+      inputs,
+    );
+    await this.relay.publish(outbox);
+    return outcomes;
+  }
+
+  /**
+   * Creates one task, batched with whatever other requests arrive in the same turn of the
+   * event loop (HTTP requests under load become one transaction).
+   */
+  submitTask(input: CreateTaskBody): Promise<CreateOutcome> {
+    return new Promise((resolve, reject) => {
+      this.creatorQueue.push({ input, resolve, reject });
+      if (this.creatorScheduled) return;
+      this.creatorScheduled = true;
+      setImmediate(() => {
+        this.creatorScheduled = false;
+        const batch = this.creatorQueue.splice(0);
+        for (let i = 0; i < batch.length; i += this.config.batchSize) {
+          const slice = batch.slice(i, i + this.config.batchSize);
+          this.createTasks(slice.map((b) => b.input)).then(
+            (outcomes) => slice.forEach((b, j) => b.resolve(outcomes[j]!)),
+            (err) => slice.forEach((b) => b.reject(err)),
+          );
+        }
+      });
+    });
+  }
+
+  getTask(id: string): Promise<TaskView | null> {
+    return readTask(this.db, this.registry, id);
+  }
+
+  /** Real checks of both dependencies, for /health/ready. */
+  async readiness(): Promise<{ postgres: string; rabbitmq: string }> {
+    let postgres = 'ok';
+    try {
+      await sql`SELECT 1`.execute(this.db);
+    } catch (err) {
+      postgres = `unavailable: ${(err as Error).message}`;
+    }
+    let rabbitmq = 'ok';
+    try {
+      if (!(await this.broker.queueExists(this.names.resultsQueue))) rabbitmq = 'results queue missing';
+    } catch (err) {
+      rabbitmq = `unavailable: ${(err as Error).message}`;
+    }
+    return { postgres, rabbitmq };
+  }
+
+  /** Stops consuming, finishes batches in flight, closes everything it opened. */
+  async stop(): Promise<void> {
+    await this.http?.close();
+    for (const c of this.consumers) await c.stop();
+    this.relay.stop();
+    await this.broker.close();
+    await this.db.destroy();
+    void this.pool;
+  }
+}

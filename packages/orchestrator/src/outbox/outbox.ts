@@ -1,0 +1,126 @@
+import { sql, type Transaction } from 'kysely';
+import type { AmqpOptions as Options, Broker } from '@tasker/transport';
+import type { Logger } from 'pino';
+import type { Database, Db } from '../db/database.ts';
+
+/** A message a state change implies, written in the same transaction as the change. */
+export interface OutgoingMessage {
+  exchange: string;
+  routingKey: string;
+  body: string;
+  properties: Options.Publish;
+}
+
+export interface OutboxRow extends OutgoingMessage {
+  id: string;
+}
+
+/** Inserts messages into the outbox inside the caller's transaction. */
+export async function insertOutbox(trx: Transaction<Database>, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
+  if (messages.length === 0) return [];
+  const payload = JSON.stringify(
+    messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })),
+  );
+  const { rows } = await sql<{ id: string }>`
+    INSERT INTO outbox (exchange, routing_key, body, properties)
+    SELECT exchange, routing_key, body, properties
+    FROM jsonb_to_recordset(${payload}::jsonb) AS x(exchange text, routing_key text, body text, properties jsonb)
+    RETURNING id`.execute(trx);
+  // Ids only serve to delete the whole batch once every message is confirmed, so their
+  // order relative to `messages` does not matter.
+  return messages.map((m, i) => ({ ...m, id: rows[i]!.id }));
+}
+
+/**
+ * Publishes outbox rows with publisher confirms and deletes the confirmed ones. The process
+ * that committed the rows publishes them right away; the sweeper publishes rows a crashed
+ * process left behind (older than `staleMs`), so a committed state change always gets its
+ * messages out: at least once, and duplicates are harmless (results are compare-and-set).
+ */
+export class OutboxRelay {
+  private timer: NodeJS.Timeout | null = null;
+  private sweeping = false;
+  private stopped = false;
+
+  constructor(
+    private readonly db: Db,
+    private readonly broker: Broker,
+    private readonly logger: Logger,
+    private readonly options: { sweepMs: number; staleMs: number },
+  ) {}
+
+  /** Publishes rows just committed; rows that fail stay for the sweeper. */
+  async publish(rows: OutboxRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const outcomes = await Promise.allSettled(
+      rows.map((r) => this.broker.publish(r.exchange, r.routingKey, Buffer.from(r.body), r.properties)),
+    );
+    const failed = outcomes.filter((o) => o.status === 'rejected') as PromiseRejectedResult[];
+    if (failed.length > 0) {
+      // Keep every row of the batch: the sweeper publishes them again, and a duplicate of a
+      // message that did go out is harmless (results are compare-and-set).
+      this.logger.warn(
+        { failed: failed.length, of: rows.length, err: (failed[0]!.reason as Error)?.message },
+        'outbox publish failed; the sweeper will retry',
+      );
+      return;
+    }
+    const done = rows.map((r) => r.id);
+    {
+      await sql`DELETE FROM outbox WHERE id = ANY(${done}::bigint[])`.execute(this.db).catch((err: Error) => {
+        // The messages went out; leaving the rows only means a harmless duplicate later.
+        this.logger.warn({ err: err.message }, 'outbox cleanup failed');
+      });
+    }
+  }
+
+  start(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.sweep()
+        .catch((err: Error) => this.logger.warn({ err: err.message }, 'outbox sweep failed'))
+        .finally(() => {
+          if (!this.stopped) this.timer = setTimeout(tick, this.options.sweepMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.options.sweepMs);
+  }
+
+  /** Publishes left-behind rows, a batch at a time; rows locked by another sweeper are skipped. */
+  async sweep(): Promise<number> {
+    if (this.sweeping || !this.broker.connected) return 0;
+    this.sweeping = true;
+    let total = 0;
+    try {
+      for (;;) {
+        const n = await this.db.transaction().execute(async (trx) => {
+          const { rows } = await sql<{
+            id: string;
+            exchange: string;
+            routing_key: string;
+            body: string;
+            properties: Options.Publish;
+          }>`
+            SELECT id, exchange, routing_key, body, properties FROM outbox
+            WHERE created_at < now() - make_interval(secs => ${this.options.staleMs / 1000})
+            ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(trx);
+          if (rows.length === 0) return 0;
+          await Promise.all(rows.map((r) => this.broker.publish(r.exchange, r.routing_key, Buffer.from(r.body), r.properties)));
+          await sql`DELETE FROM outbox WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`.execute(trx);
+          return rows.length;
+        });
+        total += n;
+        if (n < 500 || this.stopped) break;
+      }
+      if (total > 0) this.logger.info({ messages: total }, 'outbox sweep published left-behind messages');
+      return total;
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,268 @@
+import { sql } from 'kysely';
+import {
+  ErrorCode,
+  Limits,
+  PROTOCOL_VERSION,
+  delayRoutingKey,
+  jsonByteLength,
+  retryDelayMs,
+  DELAY_LEVELS,
+  type Names,
+  type RetryDue,
+  type RetryPolicy,
+  type StepError,
+  type StepResult,
+} from '@tasker/protocol';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.ts';
+import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import type { TemplateRegistry } from '../templates/registry.ts';
+import { lockTasks, stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
+import { recordTransitions, type TransitionRow } from '../tasks/transitions.ts';
+
+export interface ProcessDeps {
+  db: Db;
+  registry: TemplateRegistry;
+  names: Names;
+  logger: Logger;
+}
+
+/** Why a result changed nothing; logged, never thrown (a duplicate is normal under at-least-once). */
+export interface IgnoredResult {
+  result: StepResult;
+  code: string;
+  reason: string;
+}
+
+interface StepRow {
+  id: string;
+  task_id: string;
+  name: string;
+  state: string;
+  attempt: number;
+  max_attempts: number;
+}
+
+interface Change {
+  id: string;
+  task_id: string;
+  attempt: number;
+  state: 'complete' | 'error' | 'waiting_retry';
+  result: unknown;
+  error: unknown;
+  started_at: string;
+  finished_at: string;
+  retry_in_ms: number | null;
+  reason: string;
+}
+
+/**
+ * Applies a batch of step results in one transaction: compare-and-set step transitions,
+ * readiness of dependents (set-based), retries, task completion, the audit, and the
+ * outbox rows for every message this implies. Returns the rows to publish after commit.
+ */
+export async function processResults(
+  deps: ProcessDeps,
+  results: StepResult[],
+): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
+  const ignored: IgnoredResult[] = [];
+  const { db, registry, names: n } = deps;
+
+  const outcome = await db.transaction().execute(async (trx) => {
+    const tasks = await lockTasks(trx, results.map((r) => r.task_id));
+    const { rows: stepRows } = await sql<StepRow>`
+      SELECT id, task_id, name, state, attempt, max_attempts FROM steps
+      WHERE id = ANY(${[...new Set(results.map((r) => r.step_id))]}::text[])`.execute(trx);
+    const steps = new Map(stepRows.map((s) => [s.id, s]));
+
+    const changes: Change[] = [];
+    const seen = new Set<string>();
+    for (const r of results) {
+      const step = steps.get(r.step_id);
+      const task = tasks.get(r.task_id);
+      const ignore = (code: string, reason: string) => ignored.push({ result: r, code, reason });
+      if (!task) { ignore(ErrorCode.UNKNOWN_TASK, `no task '${r.task_id}'`); continue; }
+      if (!step || step.task_id !== r.task_id) { ignore(ErrorCode.UNKNOWN_STEP, `task '${r.task_id}' has no step '${r.step_id}'`); continue; }
+      if (r.namespace !== task.namespace) {
+        ignore(ErrorCode.INVALID_MESSAGE, `result says namespace '${r.namespace}' but the task is in '${task.namespace}'`);
+        continue;
+      }
+      if (seen.has(r.step_id)) { ignore(ErrorCode.STALE_RESULT, 'duplicate result in the same batch'); continue; }
+      if (step.state !== 'enqueued' || step.attempt !== r.attempt) {
+        ignore(ErrorCode.STALE_RESULT, `step is ${step.state} at attempt ${step.attempt}; result is for attempt ${r.attempt}`);
+        continue;
+      }
+      seen.add(r.step_id);
+      const template = await registry.get(task.template_id);
+      const policy = template.steps.find((d) => d.name === step.name)?.retry;
+      if (!policy) { ignore(ErrorCode.UNKNOWN_STEP, `step '${step.name}' is not in the task's template`); continue; }
+      changes.push(decide(r, step, policy));
+    }
+
+    if (changes.length === 0) return { outbox: [] as OutboxRow[], applied: 0 };
+
+    const { rows: updated } = await sql<{ id: string }>`
+      UPDATE steps s SET
+        state = x.state,
+        result = CASE WHEN x.state = 'complete' THEN x.result END,
+        error = x.error,
+        started_at = x.started_at,
+        finished_at = x.finished_at,
+        next_retry_at = CASE WHEN x.retry_in_ms IS NOT NULL THEN now() + make_interval(secs => x.retry_in_ms / 1000.0) END,
+        updated_at = now()
+      FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS x(
+        id text, attempt int, state text, result jsonb, error jsonb, started_at timestamptz, finished_at timestamptz,
+        retry_in_ms int)
+      WHERE s.id = x.id AND s.state = 'enqueued' AND s.attempt = x.attempt
+      RETURNING s.id`.execute(trx);
+    const applied = new Set(updated.map((u) => u.id));
+    const done = changes.filter((c) => applied.has(c.id));
+
+    const transitions: TransitionRow[] = done.map((c) => ({
+      task_id: c.task_id,
+      step_id: c.id,
+      from_state: 'enqueued',
+      to_state: c.state,
+      attempt: c.attempt,
+      reason: c.reason,
+    }));
+    const messages: OutgoingMessage[] = [];
+
+    // Retries wait in the delay queues, then come back to an orchestrator as RetryDue.
+    for (const c of done.filter((c) => c.state === 'waiting_retry')) {
+      const task = tasks.get(c.task_id)!;
+      const due: RetryDue = {
+        protocol_version: PROTOCOL_VERSION,
+        message_type: 'retry_due',
+        task_id: c.task_id,
+        step_id: c.id,
+        attempt: c.attempt,
+        delay_ms: c.retry_in_ms ?? 0,
+      };
+      messages.push({
+        exchange: c.retry_in_ms ? n.delayLevel(DELAY_LEVELS - 1) : n.delayDueExchange,
+        routingKey: delayRoutingKey(c.retry_in_ms ?? 0, task.namespace),
+        body: JSON.stringify(due),
+        properties: { type: 'retry_due', persistent: true, contentType: 'application/json' },
+      });
+    }
+
+    // Readiness: each completed step takes one off its dependents' pending count.
+    const completed = done.filter((c) => c.state === 'complete').map((c) => c.id);
+    if (completed.length > 0) {
+      const { rows: touched } = await sql<{ id: string; task_id: string; name: string; deps_pending: number; state: string }>`
+        UPDATE steps s SET deps_pending = s.deps_pending - d.n, updated_at = now()
+        FROM (
+          SELECT dep AS id, count(*)::int AS n FROM steps, unnest(steps.dependents) AS dep
+          WHERE steps.id = ANY(${completed}::text[]) GROUP BY dep
+        ) d
+        WHERE s.id = d.id
+        RETURNING s.id, s.task_id, s.name, s.deps_pending, s.state`.execute(trx);
+      const ready = touched.filter(
+        (t) => t.deps_pending === 0 && t.state === 'pending' && tasks.get(t.task_id)?.state === 'in_progress',
+      );
+      if (ready.length > 0) {
+        await sql`
+          UPDATE steps SET state = 'enqueued', attempt = 1, enqueued_at = now(), updated_at = now()
+          WHERE id = ANY(${ready.map((r) => r.id)}::text[]) AND state = 'pending'`.execute(trx);
+        for (const r of ready) {
+          transitions.push({ task_id: r.task_id, step_id: r.id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'dependencies complete' });
+        }
+        messages.push(...(await stepMessagesFor(trx, registry, n, tasks, ready.map((r) => ({ ...r, attempt: 1 })))));
+      }
+    }
+
+    await finishTasks(trx, tasks, [...new Set(done.map((c) => c.task_id))], transitions);
+    await recordTransitions(trx, transitions);
+    return { outbox: await insertOutbox(trx, messages), applied: done.length };
+  });
+  return { ...outcome, ignored };
+}
+
+function decide(r: StepResult, step: StepRow, policy: RetryPolicy): Change {
+  const base = { id: step.id, task_id: step.task_id, attempt: r.attempt, started_at: r.started_at, finished_at: r.finished_at };
+  if (r.status === 'success') {
+    const size = jsonByteLength(r.result);
+    const problem =
+      size > Limits.maxResultBytes
+        ? { code: ErrorCode.PAYLOAD_TOO_LARGE, message: `result is ${size} bytes; the limit is ${Limits.maxResultBytes} bytes` }
+        : JSON.stringify(r.result ?? null).includes('\\u0000')
+          ? { code: ErrorCode.INVALID_MESSAGE, message: 'result contains the NUL character (\\u0000), which cannot be stored' }
+          : null;
+    if (!problem) {
+      return { ...base, state: 'complete', result: r.result ?? null, error: null, retry_in_ms: null, reason: 'result: success' };
+    }
+    const error = { kind: 'permanent', ...problem, attempt: r.attempt };
+    return { ...base, state: 'error', result: null, error, retry_in_ms: null, reason: `result refused: ${problem.code}` };
+  }
+  const e: StepError = r.error;
+  const error = { kind: e.kind, code: e.code, message: e.message, attempt: r.attempt, ...(e.details !== undefined ? { details: e.details } : {}) };
+  if (e.kind === 'permanent') {
+    return { ...base, state: 'error', result: null, error, retry_in_ms: null, reason: `permanent error ${e.code}: ${e.message}` };
+  }
+  if (r.attempt >= step.max_attempts) {
+    return {
+      ...base,
+      state: 'error',
+      result: null,
+      error: { ...error, retries_exhausted: true },
+      retry_in_ms: null,
+      reason: `retryable error ${e.code} on the last attempt (${r.attempt} of ${step.max_attempts}): ${e.message}`,
+    };
+  }
+  // Each step's own policy decides the delay; a handler's retry-after is capped by it.
+  const delay = retryDelayMs(policy, r.attempt, e.retry_after_ms ?? null);
+  return {
+    ...base,
+    state: 'waiting_retry',
+    result: null,
+    error,
+    retry_in_ms: delay,
+    reason: `retryable error ${e.code} (attempt ${r.attempt} of ${step.max_attempts}); retry in ${delay} ms: ${e.message}`,
+  };
+}
+
+/**
+ * Moves tasks to complete (every step complete) or error (a step failed and nothing is in
+ * flight any more, so nothing else can progress). Runs under the task locks.
+ */
+export async function finishTasks(
+  trx: Parameters<typeof recordTransitions>[0],
+  tasks: Map<string, LockedTask>,
+  taskIds: string[],
+  transitions: TransitionRow[],
+): Promise<void> {
+  if (taskIds.length === 0) return;
+  const { rows } = await sql<{ task_id: string; total: number; complete: number; in_flight: number; failed: number; first_error: unknown }>`
+    SELECT task_id, count(*)::int AS total,
+           count(*) FILTER (WHERE state = 'complete')::int AS complete,
+           count(*) FILTER (WHERE state IN ('enqueued', 'waiting_retry'))::int AS in_flight,
+           count(*) FILTER (WHERE state = 'error')::int AS failed,
+           (array_agg(jsonb_build_object('step', name, 'error', error) ORDER BY finished_at) FILTER (WHERE state = 'error'))[1] AS first_error
+    FROM steps WHERE task_id = ANY(${taskIds}::text[]) GROUP BY task_id`.execute(trx);
+  const complete: string[] = [];
+  const failed: Array<{ id: string; error: unknown }> = [];
+  for (const r of rows) {
+    if (tasks.get(r.task_id)?.state !== 'in_progress') continue;
+    if (r.complete === r.total) complete.push(r.task_id);
+    else if (r.in_flight === 0 && r.failed > 0) failed.push({ id: r.task_id, error: r.first_error });
+  }
+  if (complete.length > 0) {
+    await sql`UPDATE tasks SET state = 'complete', updated_at = now(), completed_at = now()
+              WHERE id = ANY(${complete}::text[]) AND state = 'in_progress'`.execute(trx);
+    for (const id of complete) {
+      tasks.get(id)!.state = 'complete';
+      transitions.push({ task_id: id, step_id: null, from_state: 'in_progress', to_state: 'complete', attempt: null, reason: 'all steps complete' });
+    }
+  }
+  if (failed.length > 0) {
+    await sql`UPDATE tasks t SET state = 'error', error = x.error, updated_at = now(), completed_at = now()
+              FROM jsonb_to_recordset(${JSON.stringify(failed)}::jsonb) AS x(id text, error jsonb)
+              WHERE t.id = x.id AND t.state = 'in_progress'`.execute(trx);
+    for (const f of failed) {
+      tasks.get(f.id)!.state = 'error';
+      const step = (f.error as { step?: string } | null)?.step ?? '?';
+      transitions.push({ task_id: f.id, step_id: null, from_state: 'in_progress', to_state: 'error', attempt: null, reason: `step '${step}' failed and no other step can progress` });
+    }
+  }
+}

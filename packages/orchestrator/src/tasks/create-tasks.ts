@@ -1,0 +1,274 @@
+import { sql } from 'kysely';
+import { customAlphabet } from 'nanoid';
+import {
+  ErrorCode,
+  Limits,
+  TaskerError,
+  jsonByteLength,
+  type CreateTaskBody,
+  type Names,
+  type TaskSummary,
+} from '@tasker/protocol';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.ts';
+import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import type { TemplateRegistry } from '../templates/registry.ts';
+import type { ContextValidator } from './context-validator.ts';
+import { buildStepMessage, stepOutgoing } from './step-messages.ts';
+import { recordTransitions, type TransitionRow } from './transitions.ts';
+
+const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
+const nano = customAlphabet(alphabet, 20);
+export const newTaskId = (): string => `tsk_${nano()}`;
+export const newStepId = (): string => `stp_${nano()}`;
+
+export type CreateOutcome =
+  | { ok: true; created: boolean; task: TaskSummary }
+  | { ok: false; error: TaskerError };
+
+interface Prepared {
+  index: number;
+  input: CreateTaskBody;
+  templateId: string;
+  taskId: string;
+  correlationId: string;
+}
+
+/**
+ * Creates tasks in one transaction for a whole batch (HTTP and AMQP requests are batched
+ * by the caller). Each request is validated on its own: a refused request gets its error
+ * and leaves no row; the others go on. A repeated idempotency key returns the existing task.
+ */
+export async function createTasks(
+  deps: { db: Db; registry: TemplateRegistry; validator: ContextValidator; names: Names; logger: Logger },
+  inputs: CreateTaskBody[],
+): Promise<{ outcomes: CreateOutcome[]; outbox: OutboxRow[] }> {
+  const outcomes: CreateOutcome[] = new Array(inputs.length);
+  const prepared: Prepared[] = [];
+  const resolveCache = new Map<string, Promise<{ id: string; template: import('@tasker/protocol').CompiledTemplate }>>();
+
+  for (const [index, input] of inputs.entries()) {
+    try {
+      const size = jsonByteLength(input.context);
+      if (size > Limits.maxContextBytes) {
+        throw new TaskerError(
+          ErrorCode.PAYLOAD_TOO_LARGE,
+          `context is ${size} bytes; the limit is ${Limits.maxContextBytes} bytes`,
+        );
+      }
+      if (JSON.stringify(input.context).includes('\\u0000')) {
+        throw new TaskerError(ErrorCode.INVALID_CONTEXT, 'context contains the NUL character (\\u0000), which cannot be stored', [
+          { path: '(context)', message: 'contains \\u0000' },
+        ]);
+      }
+      const key = `${input.namespace}\u0000${input.name}\u0000${input.version ?? ''}`;
+      let p = resolveCache.get(key);
+      if (!p) {
+        p = deps.registry.resolve(input.namespace, input.name, input.version ?? null);
+        resolveCache.set(key, p);
+      }
+      const { id: templateId, template } = await p;
+      if (template.inputSchema) {
+        const issues = deps.validator.validate(templateId, template.inputSchema, input.context);
+        if (issues.length > 0) {
+          throw new TaskerError(
+            ErrorCode.INVALID_CONTEXT,
+            `context does not match the input_schema of ${template.namespace}.${template.name}@${template.version}: ${issues
+              .map((i) => `${i.path} ${i.message}`)
+              .join('; ')}`,
+            issues,
+          );
+        }
+      }
+      const taskId = newTaskId();
+      prepared.push({ index, input, templateId, taskId, correlationId: input.correlation_id ?? taskId });
+    } catch (err) {
+      if (err instanceof TaskerError) outcomes[index] = { ok: false, error: err };
+      else throw err;
+    }
+  }
+  // A parent that does not exist is the caller's mistake, refused like any other field.
+  const parentIds = [...new Set(prepared.map((p) => p.input.parent?.task_id).filter((x): x is string => !!x))];
+  if (parentIds.length > 0) {
+    const { rows } = await sql<{ id: string }>`SELECT id FROM tasks WHERE id = ANY(${parentIds}::text[])`.execute(deps.db);
+    const known = new Set(rows.map((r) => r.id));
+    for (let i = prepared.length - 1; i >= 0; i--) {
+      const parent = prepared[i]!.input.parent?.task_id;
+      if (parent && !known.has(parent)) {
+        outcomes[prepared[i]!.index] = {
+          ok: false,
+          error: new TaskerError(ErrorCode.UNKNOWN_TASK, `parent task '${parent}' does not exist`, [
+            { path: 'parent.task_id', message: 'no such task' },
+          ]),
+        };
+        prepared.splice(i, 1);
+      }
+    }
+  }
+  if (prepared.length === 0) return { outcomes, outbox: [] };
+
+  // The same idempotency key twice in one batch: the first creates, the rest return it.
+  const firstByKey = new Map<string, Prepared>();
+  const fresh: Prepared[] = [];
+  const repeats: Array<{ p: Prepared; first: Prepared }> = [];
+  for (const p of prepared) {
+    const k = p.input.idempotency_key ? `${p.input.namespace}\u0000${p.input.idempotency_key}` : null;
+    const first = k ? firstByKey.get(k) : undefined;
+    if (first) repeats.push({ p, first });
+    else {
+      if (k) firstByKey.set(k, p);
+      fresh.push(p);
+    }
+  }
+
+  const outbox = await deps.db.transaction().execute(async (trx) => {
+    const taskRows = fresh.map((p) => ({
+      id: p.taskId,
+      namespace: p.input.namespace,
+      name: p.input.name,
+      template_id: p.templateId,
+      context: p.input.context,
+      correlation_id: p.correlationId,
+      idempotency_key: p.input.idempotency_key ?? null,
+      parent_task_id: p.input.parent?.task_id ?? null,
+      parent_step_id: p.input.parent?.step_id ?? null,
+      requested_by: p.input.requested_by ?? null,
+    }));
+    const inserted = await sql<{ id: string; created_at: Date }>`
+      INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key,
+                         parent_task_id, parent_step_id, requested_by)
+      SELECT x.id, x.namespace, x.name, t.version, x.template_id, 'in_progress', x.context, x.correlation_id,
+             x.idempotency_key, x.parent_task_id, x.parent_step_id, x.requested_by
+      FROM jsonb_to_recordset(${JSON.stringify(taskRows)}::jsonb) AS x(
+        id text, namespace text, name text, template_id bigint, context jsonb, correlation_id text,
+        idempotency_key text, parent_task_id text, parent_step_id text, requested_by text)
+      JOIN templates t ON t.id = x.template_id
+      ON CONFLICT (namespace, idempotency_key) DO NOTHING
+      RETURNING id, created_at`.execute(trx);
+    const createdAt = new Map(inserted.rows.map((r) => [r.id, r.created_at]));
+
+    const stepRows: Array<Record<string, unknown>> = [];
+    const transitions: TransitionRow[] = [];
+    const messages: OutgoingMessage[] = [];
+    const existingKeys: Prepared[] = [];
+    for (const p of fresh) {
+      if (!createdAt.has(p.taskId)) {
+        existingKeys.push(p);
+        continue;
+      }
+      const template = await deps.registry.get(p.templateId);
+      const ids = new Map(template.steps.map((s) => [s.name, newStepId()]));
+      transitions.push({ task_id: p.taskId, step_id: null, from_state: null, to_state: 'in_progress', attempt: null, reason: 'task created' });
+      template.steps.forEach((s, position) => {
+        const root = s.dependencies.length === 0;
+        const id = ids.get(s.name)!;
+        stepRows.push({
+          id,
+          task_id: p.taskId,
+          name: s.name,
+          position,
+          state: root ? 'enqueued' : 'pending',
+          attempt: root ? 1 : 0,
+          max_attempts: s.retry.maxAttempts,
+          deps_pending: s.dependencies.length,
+          dependents: s.dependents.map((d) => ids.get(d)!),
+        });
+        transitions.push({ task_id: p.taskId, step_id: id, from_state: null, to_state: 'pending', attempt: null, reason: 'task created' });
+        if (root) {
+          transitions.push({ task_id: p.taskId, step_id: id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'no dependencies' });
+          const task = {
+            id: p.taskId,
+            namespace: template.namespace,
+            name: template.name,
+            version: template.version,
+            correlation_id: p.correlationId,
+            context: p.input.context,
+          };
+          messages.push(stepOutgoing(deps.names, buildStepMessage(task, template, { id, name: s.name, attempt: 1 }, new Map())));
+        }
+      });
+      outcomes[p.index] = {
+        ok: true,
+        created: true,
+        task: {
+          id: p.taskId,
+          namespace: template.namespace,
+          name: template.name,
+          version: template.version,
+          state: 'in_progress',
+          correlation_id: p.correlationId,
+          idempotency_key: p.input.idempotency_key ?? null,
+          parent_task_id: p.input.parent?.task_id ?? null,
+          parent_step_id: p.input.parent?.step_id ?? null,
+          created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
+        },
+      };
+    }
+    if (stepRows.length > 0) {
+      await sql`
+        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents, enqueued_at)
+        SELECT id, task_id, name, position, state, attempt, max_attempts, deps_pending,
+               ARRAY(SELECT jsonb_array_elements_text(dependents)),
+               CASE WHEN state = 'enqueued' THEN now() END
+        FROM jsonb_to_recordset(${JSON.stringify(stepRows)}::jsonb) AS x(
+          id text, task_id text, name text, position int, state text, attempt int, max_attempts int,
+          deps_pending int, dependents jsonb)`.execute(trx);
+    }
+    await recordTransitions(trx, transitions);
+
+    // Idempotency keys already used: return the existing task.
+    if (existingKeys.length > 0) {
+      const found = await sql<TaskSummaryRow>`
+        SELECT ${sql.raw(SUMMARY_COLUMNS)} FROM tasks
+        WHERE (namespace, idempotency_key) IN (
+          SELECT * FROM jsonb_to_recordset(${JSON.stringify(
+            existingKeys.map((p) => ({ namespace: p.input.namespace, idempotency_key: p.input.idempotency_key })),
+          )}::jsonb) AS x(namespace text, idempotency_key text))`.execute(trx);
+      const byKey = new Map(found.rows.map((r) => [`${r.namespace}\u0000${r.idempotency_key}`, r]));
+      for (const p of existingKeys) {
+        const row = byKey.get(`${p.input.namespace}\u0000${p.input.idempotency_key}`);
+        outcomes[p.index] = row
+          ? { ok: true, created: false, task: toSummary(row) }
+          : { ok: false, error: new TaskerError(ErrorCode.INTERNAL, 'idempotency key conflict could not be resolved; retry') };
+      }
+    }
+    return insertOutbox(trx, messages);
+  });
+
+  for (const { p, first } of repeats) {
+    const o = outcomes[first.index];
+    outcomes[p.index] = o && o.ok ? { ok: true, created: false, task: o.task } : o!;
+  }
+  return { outcomes, outbox };
+}
+
+export const SUMMARY_COLUMNS =
+  'id, namespace, name, version, state, correlation_id, idempotency_key, parent_task_id, parent_step_id, created_at';
+
+export interface TaskSummaryRow {
+  id: string;
+  namespace: string;
+  name: string;
+  version: string;
+  state: TaskSummary['state'];
+  correlation_id: string;
+  idempotency_key: string | null;
+  parent_task_id: string | null;
+  parent_step_id: string | null;
+  created_at: Date;
+}
+
+export function toSummary(r: TaskSummaryRow): TaskSummary {
+  return {
+    id: r.id,
+    namespace: r.namespace,
+    name: r.name,
+    version: r.version,
+    state: r.state,
+    correlation_id: r.correlation_id,
+    idempotency_key: r.idempotency_key,
+    parent_task_id: r.parent_task_id,
+    parent_step_id: r.parent_step_id,
+    created_at: new Date(r.created_at).toISOString(),
+  };
+}

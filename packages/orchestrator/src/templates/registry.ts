@@ -1,0 +1,128 @@
+import { sql } from 'kysely';
+import {
+  ErrorCode,
+  TaskerError,
+  namespaceTopology,
+  semverParts,
+  type CompiledTemplate,
+  type Names,
+  type TopologyOptions,
+} from '@tasker/protocol';
+import type { Broker } from '@tasker/transport';
+import type { Logger } from 'pino';
+import type { Db } from '../db/database.ts';
+
+export interface RegisteredTemplate {
+  id: string;
+  template: CompiledTemplate;
+}
+
+/**
+ * Templates by namespace, name and version. A registered version is immutable: registering
+ * the same version with other content is refused (bump the version). Definitions are cached
+ * by id forever; which version is newest is always asked of the database, so several
+ * orchestrators agree.
+ */
+export class TemplateRegistry {
+  private readonly byId = new Map<string, CompiledTemplate>();
+  private readonly declaredNamespaces = new Set<string>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly broker: Broker,
+    private readonly n: Names,
+    private readonly topologyOptions: TopologyOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Registers a template and makes sure its namespace's queue exists. Idempotent. */
+  async register(template: CompiledTemplate): Promise<{ id: string; created: boolean }> {
+    const definition = JSON.stringify(template);
+    const v = semverParts(template.version);
+    const result = await this.db.transaction().execute(async (trx) => {
+      await sql`INSERT INTO namespaces (name) VALUES (${template.namespace}) ON CONFLICT DO NOTHING`.execute(trx);
+      const inserted = await sql<{ id: string }>`
+        INSERT INTO templates (namespace, name, version, major, minor, patch, prerelease, definition)
+        VALUES (${template.namespace}, ${template.name}, ${template.version}, ${v.major}, ${v.minor}, ${v.patch},
+                ${v.prerelease}, ${definition}::jsonb)
+        ON CONFLICT (namespace, name, version) DO NOTHING
+        RETURNING id`.execute(trx);
+      if (inserted.rows[0]) return { id: inserted.rows[0].id, created: true };
+      const existing = await sql<{ id: string; same: boolean }>`
+        SELECT id, definition = ${definition}::jsonb AS same FROM templates
+        WHERE namespace = ${template.namespace} AND name = ${template.name} AND version = ${template.version}`.execute(trx);
+      const row = existing.rows[0]!;
+      if (!row.same) {
+        throw new TaskerError(
+          ErrorCode.TEMPLATE_INVALID,
+          `${template.namespace}.${template.name} version ${template.version} is already registered with different content; registered versions are immutable, so bump the version`,
+        );
+      }
+      return { id: row.id, created: false };
+    });
+    this.byId.set(result.id, template);
+    await this.declareNamespace(template.namespace);
+    if (result.created) {
+      this.logger.info(
+        { namespace: template.namespace, template: template.name, version: template.version },
+        'template registered',
+      );
+    }
+    return result;
+  }
+
+  /** Declares the step queue of a namespace (once per process; the broker re-declares on reconnect). */
+  async declareNamespace(namespace: string): Promise<void> {
+    if (this.declaredNamespaces.has(namespace)) return;
+    this.declaredNamespaces.add(namespace);
+    await this.broker.declare(namespaceTopology(this.n, namespace, this.topologyOptions));
+  }
+
+  /** Declares the queues of every namespace already in the database (at start). */
+  async declareKnownNamespaces(): Promise<void> {
+    const rows = await this.db.selectFrom('namespaces').select('name').execute();
+    for (const r of rows) await this.declareNamespace(r.name);
+  }
+
+  /** The template with this id (registered templates never change). */
+  async get(id: string): Promise<CompiledTemplate> {
+    const cached = this.byId.get(id);
+    if (cached) return cached;
+    const row = await this.db.selectFrom('templates').select('definition').where('id', '=', id).executeTakeFirst();
+    if (!row) throw new TaskerError(ErrorCode.INTERNAL, `template id ${id} is missing`);
+    const t = (typeof row.definition === 'string' ? JSON.parse(row.definition) : row.definition) as CompiledTemplate;
+    this.byId.set(id, t);
+    return t;
+  }
+
+  /**
+   * Resolves namespace, name and optional version to a registered template; the newest
+   * version when none is given. Refusals say which of the three is unknown.
+   */
+  async resolve(namespace: string, name: string, version?: string | null): Promise<RegisteredTemplate> {
+    const rows = await sql<{ id: string; version: string }>`
+      SELECT id, version FROM templates
+      WHERE namespace = ${namespace} AND name = ${name} AND (${version ?? null}::text IS NULL OR version = ${version ?? null})
+      ORDER BY major DESC, minor DESC, patch DESC, (prerelease = '') DESC, prerelease DESC
+      LIMIT 1`.execute(this.db);
+    const hit = rows.rows[0];
+    if (hit) return { id: hit.id, template: await this.get(hit.id) };
+    const ns = await this.db.selectFrom('namespaces').select('name').where('name', '=', namespace).executeTakeFirst();
+    if (!ns) {
+      throw new TaskerError(ErrorCode.UNKNOWN_NAMESPACE, `namespace '${namespace}' has no registered templates`);
+    }
+    const versions = await this.db
+      .selectFrom('templates')
+      .select('version')
+      .where('namespace', '=', namespace)
+      .where('name', '=', name)
+      .execute();
+    if (versions.length === 0) {
+      throw new TaskerError(ErrorCode.UNKNOWN_TEMPLATE, `namespace '${namespace}' has no template named '${name}'`);
+    }
+    throw new TaskerError(
+      ErrorCode.UNKNOWN_VERSION,
+      `${namespace}.${name} has no version '${version}' (registered: ${versions.map((r) => r.version).join(', ')})`,
+    );
+  }
+}
