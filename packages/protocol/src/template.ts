@@ -54,9 +54,12 @@ export const StepSpec = z.strictObject({
 });
 export type StepSpec = z.infer<typeof StepSpec>;
 
+/** An environment override with this step name applies to every step. */
+export const ALL_STEPS = 'ALL';
+
 export const StepOverride = z.strictObject({
   name: z.string(),
-  timeout_seconds: z.number().positive().nullable().optional(),
+  timeout_seconds: z.number().positive().max(7 * 24 * 3600).nullable().optional(),
   retry: RetrySpec.partial().optional(),
   handler: z.strictObject({ initialization: z.record(z.string(), z.json()).optional() }).optional(),
 });
@@ -177,7 +180,7 @@ export function compileTemplate(raw: unknown, options: CompileOptions = {}): Com
       parsed.error.issues.map((i) => {
         const step = stepOf(raw, i.path);
         const where = step ? i.path.slice(2) : i.path;
-        const field = where.length > 0 ? `field '${where.map(String).join('.')}'` : 'template';
+        const field = where.length > 0 ? `field '${where.map(String).join('.')}'` : step ? 'step' : 'template';
         const msg =
           i.code === 'unrecognized_keys' ? `unknown field(s) ${i.keys.map((k) => `'${k}'`).join(', ')}` : i.message;
         return problem(step, `${field}: ${msg}`);
@@ -188,17 +191,31 @@ export function compileTemplate(raw: unknown, options: CompileOptions = {}): Com
   const problems: TemplateProblem[] = [];
 
   if (!SEMVER_PATTERN.test(spec.version)) {
-    problems.push(problem(null, `version '${spec.version}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)`));
+    const hint = typeof (raw as { version?: unknown }).version === 'number' ? "; YAML read it as a number: quote it, e.g. '1.0.0'" : '';
+    problems.push(problem(null, `version '${spec.version}' is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.0.0)${hint}`));
   }
 
-  // Environment overrides.
+  // Environment overrides, merged in the order written; `name: ALL` applies to every step
+  // (as in the original project).
   const overrides = new Map<string, z.infer<typeof StepOverride>>();
   if (options.environment && spec.environments?.[options.environment]) {
-    for (const o of spec.environments[options.environment]!.steps ?? []) overrides.set(o.name, o);
+    for (const o of spec.environments[options.environment]!.steps ?? []) {
+      for (const s of spec.steps) {
+        if (o.name !== ALL_STEPS && o.name !== s.name) continue;
+        const prev = overrides.get(s.name);
+        overrides.set(s.name, {
+          ...prev,
+          ...o,
+          name: s.name,
+          retry: { ...(prev?.retry ?? {}), ...(o.retry ?? {}) },
+          handler: { initialization: { ...(prev?.handler?.initialization ?? {}), ...(o.handler?.initialization ?? {}) } },
+        });
+      }
+    }
   }
   for (const [env, body] of Object.entries(spec.environments ?? {})) {
     for (const o of body.steps ?? []) {
-      if (!spec.steps.some((s) => s.name === o.name)) {
+      if (o.name !== ALL_STEPS && !spec.steps.some((s) => s.name === o.name)) {
         problems.push(problem(o.name, `environments.${env} overrides a step that does not exist`));
       }
     }

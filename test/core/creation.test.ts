@@ -1,0 +1,140 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { PROTOCOL_VERSION, TaskReply } from '@tasker/protocol';
+import { startStack, eventually, type Stack } from '../support/stack.ts';
+
+const V1 = `
+name: order
+namespace_name: shop
+version: 1.0.0
+input_schema:
+  type: object
+  required: [order_id, amount]
+  properties:
+    order_id: { type: string, minLength: 3 }
+    amount: { type: number, minimum: 0 }
+    email: { type: string, format: email }
+steps:
+  - name: charge
+    handler: { callable: charge }
+`;
+const V2 = V1.replace('version: 1.0.0', 'version: 1.10.0');
+
+describe('task creation', () => {
+  let stack: Stack;
+  const count = async () =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM tasks`.execute(stack.orchestrator.db)).rows[0]!.n;
+
+  beforeAll(async () => {
+    stack = await startStack();
+    await stack.register(V1, V2);
+  });
+  afterAll(async () => stack?.cleanup());
+
+  it('a request without a version gets the newest registered version', async () => {
+    const [o] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', context: { order_id: 'o-1', amount: 3 } }]);
+    expect(o!.ok && o!.task.version).toBe('1.10.0');
+    const [p] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', version: '1.0.0', context: { order_id: 'o-2', amount: 3 } }]);
+    expect(p!.ok && p!.task.version).toBe('1.0.0');
+  });
+
+  it('the same idempotency key returns the existing task, also when asked concurrently', async () => {
+    const req = { namespace: 'shop', name: 'order', context: { order_id: 'o-3', amount: 1 }, idempotency_key: 'key-1' };
+    const before = await count();
+    const results = await Promise.all([
+      stack.orchestrator.createTasks([req, req]),
+      stack.orchestrator.createTasks([req]),
+      stack.orchestrator.submitTask(req).then((o) => [o]),
+    ]);
+    const flat = results.flat();
+    const ids = new Set(flat.map((o) => (o.ok ? o.task.id : 'refused')));
+    expect(ids.size).toBe(1);
+    expect(flat.filter((o) => o.ok && o.created)).toHaveLength(1);
+    expect(await count()).toBe(before + 1);
+  });
+
+  it('a context that breaks the input schema is refused naming every field, and no task row exists', async () => {
+    const before = await count();
+    const [o] = await stack.orchestrator.createTasks([
+      { namespace: 'shop', name: 'order', context: { order_id: 'x', amount: -1, email: 'not-an-email' } },
+    ]);
+    expect(o!.ok).toBe(false);
+    if (o!.ok) return;
+    expect(o!.error.code).toBe('INVALID_CONTEXT');
+    expect(o!.error.issues.map((i) => i.path).sort()).toEqual(['amount', 'email', 'order_id']);
+    const [m] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', context: {} }]);
+    expect(!m!.ok && m!.error.issues.map((i) => `${i.path} ${i.message}`).sort()).toEqual(['amount is required', 'order_id is required']);
+    expect(await count()).toBe(before);
+  });
+
+  it('unknown namespace, template and version are refused with distinct codes', async () => {
+    const outcomes = await stack.orchestrator.createTasks([
+      { namespace: 'nobody', name: 'order', context: {} },
+      { namespace: 'shop', name: 'refund', context: {} },
+      { namespace: 'shop', name: 'order', version: '9.9.9', context: {} },
+    ]);
+    expect(outcomes.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual(['UNKNOWN_NAMESPACE', 'UNKNOWN_TEMPLATE', 'UNKNOWN_VERSION']);
+    expect(!outcomes[2]!.ok && outcomes[2]!.error.message).toMatch(/registered: 1\.0\.0, 1\.10\.0|registered: 1\.10\.0, 1\.0\.0/);
+  });
+
+  it('a refused request in a batch does not stop the others', async () => {
+    const outcomes = await stack.orchestrator.createTasks([
+      { namespace: 'shop', name: 'order', context: { order_id: 'ok-1', amount: 1 } },
+      { namespace: 'shop', name: 'order', context: { amount: 1 } },
+      { namespace: 'shop', name: 'order', context: { order_id: 'ok-2', amount: 2 }, parent: { task_id: 'tsk_missing' } },
+      { namespace: 'shop', name: 'order', context: { order_id: 'ok-3', amount: 3 } },
+    ]);
+    expect(outcomes.map((o) => (o.ok ? 'ok' : o.error.code))).toEqual(['ok', 'INVALID_CONTEXT', 'UNKNOWN_TASK', 'ok']);
+  });
+
+  it('HTTP: 201 on create, 200 with the same task on a repeated key, 400 and 404 with codes', async () => {
+    const url = stack.orchestrator.httpUrl!;
+    const post = (body: unknown) =>
+      fetch(`${url}/v1/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const body = { namespace: 'shop', name: 'order', context: { order_id: 'h-1', amount: 5 }, idempotency_key: 'http-1' };
+    const a = await post(body);
+    expect(a.status).toBe(201);
+    const ja = (await a.json()) as { task: { id: string; steps: unknown[] } };
+    expect(ja.task.steps).toHaveLength(1);
+    const b = await post(body);
+    expect(b.status).toBe(200);
+    expect(((await b.json()) as { task: { id: string } }).task.id).toBe(ja.task.id);
+    const bad = await post({ namespace: 'shop', name: 'order', context: { amount: 'x' } });
+    expect(bad.status).toBe(400);
+    const jb = (await bad.json()) as { error: { code: string; issues: Array<{ path: string }> } };
+    expect(jb.error.code).toBe('INVALID_CONTEXT');
+    expect(jb.error.issues.map((i) => i.path).sort()).toEqual(['amount', 'order_id']);
+    expect((await post({ namespace: 'shop', name: 'nope', context: {} })).status).toBe(404);
+    const malformed = await post({ name: 5 });
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { error: { code: string } }).error.code).toBe('INVALID_MESSAGE');
+    const get = await fetch(`${url}/v1/tasks/${ja.task.id}`);
+    expect(get.status).toBe(200);
+    const missing = await fetch(`${url}/v1/tasks/tsk_nope`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('UNKNOWN_TASK');
+    const ready = await fetch(`${url}/health/ready`);
+    expect(ready.status).toBe(200);
+  });
+
+  it('AMQP: a task request gets a reply with the task, or the refusal', async () => {
+    const o = stack.orchestrator;
+    const replies = new Map<string, TaskReply>();
+    const ch = await o.broker.model!.createChannel();
+    await ch.consume('amq.rabbitmq.reply-to', (m) => {
+      if (m) replies.set(m.properties.correlationId as string, JSON.parse(m.content.toString()) as TaskReply);
+    }, { noAck: true });
+    const send = (id: string, context: unknown) =>
+      ch.publish(o.names.taskRequestsExchange, 'shop', Buffer.from(JSON.stringify({
+        protocol_version: PROTOCOL_VERSION, message_type: 'task_request', namespace: 'shop', name: 'order', context,
+      })), { replyTo: 'amq.rabbitmq.reply-to', correlationId: id });
+    send('good', { order_id: 'amqp-1', amount: 1 });
+    send('bad', { order_id: 'amqp-2' });
+    await eventually(async () => (replies.size === 2 ? true : undefined), 5000, 'two replies');
+    await ch.close();
+    const good = TaskReply.parse(replies.get('good'));
+    expect(good.ok && good.task.namespace).toBe('shop');
+    const bad = TaskReply.parse(replies.get('bad'));
+    expect(!bad.ok && bad.error.code).toBe('INVALID_CONTEXT');
+  });
+});

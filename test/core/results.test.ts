@@ -1,0 +1,91 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { ManualWorker } from '../support/manual-worker.ts';
+
+const TEMPLATE = `
+name: two_steps
+namespace_name: results_ns
+version: 1.0.0
+steps:
+  - name: first
+    handler: { callable: first }
+  - name: second
+    handler: { callable: second }
+    dependencies: [first]
+`;
+
+describe('step results', () => {
+  let stack: Stack;
+  let worker: ManualWorker;
+  beforeAll(async () => {
+    stack = await startStack();
+    await stack.register(TEMPLATE);
+    worker = await ManualWorker.start(stack.orchestrator, 'results_ns');
+  });
+  afterAll(async () => stack?.cleanup());
+
+  const transitionsInto = async (stepId: string, state: string) => {
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE step_id = ${stepId} AND to_state = ${state}`.execute(stack.orchestrator.db);
+    return rows[0]!.n;
+  };
+
+  it('a duplicated result message changes nothing', async () => {
+    const before = worker.received.length;
+    const [created] = await stack.orchestrator.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
+    expect(created!.ok).toBe(true);
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    const result = worker.result(first!, { result: { n: 1 } });
+    await worker.publish(result);
+    await worker.publish(result);
+    await worker.publish(result);
+    const [second] = (await worker.waitFor(before + 2)).slice(before + 1);
+    expect(second!.step_name).toBe('second');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await transitionsInto(first!.step_id, 'complete')).toBe(1);
+    // The duplicates did not dispatch the dependent twice.
+    expect(worker.received.filter((m) => m.step_id === second!.step_id)).toHaveLength(1);
+    const task = await stack.orchestrator.getTask(first!.task_id);
+    expect(task!.steps.find((s) => s.name === 'first')!.result).toEqual({ n: 1 });
+  });
+
+  it('a result for a stale attempt or a finished step changes nothing', async () => {
+    const before = worker.received.length;
+    await stack.orchestrator.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    await worker.publish({ ...worker.result(first!, { result: 'stale' }), attempt: 2 });
+    await new Promise((r) => setTimeout(r, 300));
+    let task = await stack.orchestrator.getTask(first!.task_id);
+    expect(task!.steps[0]!.state).toBe('enqueued');
+    await worker.succeed(first!, 'real');
+    await eventually(async () => ((await stack.orchestrator.getTask(first!.task_id))!.steps[0]!.state === 'complete' ? true : undefined));
+    await worker.publish(worker.result(first!, { error: { kind: 'permanent', code: 'LATE', message: 'late failure' } }));
+    await new Promise((r) => setTimeout(r, 300));
+    task = await stack.orchestrator.getTask(first!.task_id);
+    expect(task!.steps[0]!.state).toBe('complete');
+    expect(task!.steps[0]!.result).toBe('real');
+  });
+
+  it('a malformed result is parked with its reason and the orchestrator keeps going', async () => {
+    const o = stack.orchestrator;
+    await worker.publish('{"protocol_version": 1, "message_type": "step_result", "task_id": ', 'results_ns');
+    await worker.publish(JSON.stringify({ protocol_version: 1, message_type: 'step_result', status: 'success' }), 'results_ns');
+    const parked: Array<{ code: string; reason: string }> = [];
+    const c = await o.broker.consume(o.names.deadLetterQueue, { prefetch: 10 }, (d) => {
+      const h = d.message.properties.headers ?? {};
+      parked.push({ code: String(h['x-tasker-code']), reason: String(h['x-tasker-reason']) });
+      d.ack();
+    });
+    await eventually(async () => (parked.length >= 2 ? true : undefined), 5000, 'two parked messages');
+    await c.close();
+    expect(parked[0]!.code).toBe('INVALID_MESSAGE');
+    expect(parked[0]!.reason).toMatch(/not valid JSON/);
+    expect(parked[1]!.reason).toMatch(/task_id/);
+    // Still processing: a fresh task runs its first step to completion.
+    const before = worker.received.length;
+    await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
+    const [m] = (await worker.waitFor(before + 1)).slice(before);
+    await worker.succeed(m!);
+    await worker.waitFor(before + 2);
+  });
+});

@@ -1,0 +1,68 @@
+import { PROTOCOL_VERSION, type StepMessage, type StepResult } from '@tasker/protocol';
+import type { Orchestrator } from '@tasker/orchestrator';
+
+/**
+ * Plays a worker by hand: the test sees each raw step message and decides what to publish,
+ * so it can send duplicates, stale attempts and malformed results on purpose.
+ */
+export class ManualWorker {
+  readonly received: Array<StepMessage & { receivedAt: number }> = [];
+  private waiters: Array<() => void> = [];
+
+  private constructor(private readonly o: Orchestrator) {}
+
+  static async start(o: Orchestrator, namespace: string): Promise<ManualWorker> {
+    const w = new ManualWorker(o);
+    await o.broker.consume(o.names.stepQueue(namespace), { prefetch: 100 }, (d) => {
+      w.received.push({ ...(JSON.parse(d.body.toString()) as StepMessage), receivedAt: Date.now() });
+      d.ack();
+      for (const f of w.waiters.splice(0)) f();
+    });
+    return w;
+  }
+
+  /** Waits until `count` step messages have arrived in all. */
+  async waitFor(count: number, timeoutMs = 10000): Promise<StepMessage[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.received.length < count) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`expected ${count} step messages, got ${this.received.length}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+    return this.received.slice(0, count);
+  }
+
+  result(m: StepMessage, outcome: { result: unknown } | { error: Extract<StepResult, { status: 'failure' }>['error'] }): StepResult {
+    const base = {
+      protocol_version: PROTOCOL_VERSION,
+      message_type: 'step_result' as const,
+      task_id: m.task_id,
+      step_id: m.step_id,
+      namespace: m.namespace,
+      step_name: m.step_name,
+      attempt: m.attempt,
+      started_at: new Date().toISOString(),
+      finished_at: new Date().toISOString(),
+    };
+    return 'error' in outcome
+      ? { ...base, status: 'failure', error: outcome.error }
+      : { ...base, status: 'success', result: outcome.result as never };
+  }
+
+  /** Publishes a result (or any raw body) to the results exchange. */
+  async publish(body: StepResult | string | Buffer, routingKey?: string): Promise<void> {
+    const buf = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+    const key = routingKey ?? (typeof body === 'object' && !Buffer.isBuffer(body) ? body.namespace : 'unknown');
+    await this.o.broker.publish(this.o.names.resultsExchange, key, buf);
+  }
+
+  succeed(m: StepMessage, result: unknown = { ok: true }): Promise<void> {
+    return this.publish(this.result(m, { result }));
+  }
+}

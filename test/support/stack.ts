@@ -1,0 +1,110 @@
+import amqp from 'amqplib';
+import pg from 'pg';
+import pino from 'pino';
+import { coreTopology, namespaceTopology, parseTemplate, type CompiledTemplate } from '@tasker/protocol';
+import { Orchestrator, type StartOptions } from '@tasker/orchestrator';
+import { AMQP_URL, DATABASE_URL, uniqueSuffix } from './services.ts';
+
+export const testLogger = () => pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/**
+ * An orchestrator on a fresh Postgres schema and a fresh AMQP prefix, for one test file.
+ * `cleanup()` stops it, drops the schema and deletes every queue and exchange it declared
+ * (the schema is kept when TEST_KEEP_SCHEMA=1, to inspect a failure).
+ */
+export interface Stack {
+  orchestrator: Orchestrator;
+  schema: string;
+  prefix: string;
+  amqpUrl: string;
+  databaseUrl: string;
+  namespaces: Set<string>;
+  register(...yaml: string[]): Promise<CompiledTemplate[]>;
+  /** Starts a second orchestrator on the same schema and prefix. */
+  another(options?: StartOptions): Promise<Orchestrator>;
+  cleanup(): Promise<void>;
+}
+
+export async function startStack(options: StartOptions = {}): Promise<Stack> {
+  const sfx = uniqueSuffix();
+  const schema = `t_${sfx}`;
+  const prefix = `t${sfx}`;
+  const base: StartOptions = {
+    databaseUrl: DATABASE_URL(),
+    amqpUrl: AMQP_URL(),
+    dbSchema: schema,
+    amqpPrefix: prefix,
+    httpPort: 0,
+    outboxSweepMs: 200,
+    outboxStaleMs: 1000,
+    logger: testLogger(),
+    ...options,
+  };
+  const orchestrator = await Orchestrator.start(base);
+  const namespaces = new Set<string>();
+  const extra: Orchestrator[] = [];
+  return {
+    orchestrator,
+    schema,
+    prefix,
+    amqpUrl: base.amqpUrl!,
+    databaseUrl: base.databaseUrl!,
+    namespaces,
+    async register(...yaml) {
+      const ts = yaml.map((y) => parseTemplate(y));
+      await orchestrator.registerTemplates(ts);
+      for (const t of ts) namespaces.add(t.namespace);
+      return ts;
+    },
+    async another(more = {}) {
+      const o = await Orchestrator.start({ ...base, ...more });
+      extra.push(o);
+      return o;
+    },
+    async cleanup() {
+      for (const o of extra) await o.stop().catch(() => undefined);
+      await orchestrator.stop().catch(() => undefined);
+      await dropTopology(base.amqpUrl!, prefix, [...namespaces]);
+      if (process.env.TEST_KEEP_SCHEMA !== '1') await dropSchema(base.databaseUrl!, schema);
+    },
+  };
+}
+
+export async function dropSchema(databaseUrl: string, schema: string): Promise<void> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** Deletes the queues and exchanges of a prefix (core topology and the given namespaces). */
+export async function dropTopology(amqpUrl: string, prefix: string, namespaces: string[]): Promise<void> {
+  const { names } = await import('@tasker/protocol');
+  const n = names(prefix);
+  const conn = await amqp.connect(amqpUrl);
+  try {
+    const ch = await conn.createChannel();
+    const topologies = [coreTopology(n), ...namespaces.map((ns) => namespaceTopology(n, ns))];
+    for (const t of topologies) {
+      for (const q of t.queues) await ch.deleteQueue(q.name);
+      for (const e of t.exchanges) await ch.deleteExchange(e.name);
+    }
+    await ch.close();
+  } finally {
+    await conn.close();
+  }
+}
+
+/** Polls until `check` returns a value (not undefined) or the time runs out. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 15000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
