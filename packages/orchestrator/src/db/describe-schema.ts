@@ -1,0 +1,31 @@
+import { sql } from 'kysely';
+import type { Db } from './database.ts';
+
+/**
+ * A plain-text description of the tables, columns, indexes and constraints in a schema.
+ * The committed snapshot (`schema.snapshot.txt`) must equal this for a freshly migrated
+ * schema: a migration that changes the schema updates the snapshot in the same commit
+ * (`pnpm db:snapshot`), so reviews see the schema change itself.
+ */
+export async function describeSchema(db: Db, schema: string): Promise<string> {
+  const columns = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string; column_default: string | null }>`
+    SELECT table_name, column_name, data_type, is_nullable, column_default
+    FROM information_schema.columns WHERE table_schema = ${schema}
+    ORDER BY table_name, ordinal_position`.execute(db);
+  const indexes = await sql<{ tablename: string; indexdef: string }>`
+    SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = ${schema} ORDER BY tablename, indexname`.execute(db);
+  const constraints = await sql<{ table_name: string; def: string }>`
+    SELECT c.conrelid::regclass::text AS table_name, pg_get_constraintdef(c.oid) AS def
+    FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+    WHERE n.nspname = ${schema} ORDER BY 1, 2`.execute(db);
+  const strip = (s: string) => s.split(`${schema}.`).join('');
+  const lines: string[] = [];
+  let table = '';
+  for (const c of columns.rows) {
+    if (c.table_name !== table) lines.push(`table ${(table = c.table_name)}`);
+    lines.push(`  ${c.column_name} ${c.data_type}${c.is_nullable === 'NO' ? ' not null' : ''}${c.column_default ? ` default ${strip(c.column_default)}` : ''}`);
+  }
+  for (const i of indexes.rows) lines.push(`index ${strip(i.indexdef)}`);
+  for (const c of constraints.rows) lines.push(`constraint ${strip(c.table_name)}: ${strip(c.def)}`);
+  return `${lines.join('\n')}\n`;
+}

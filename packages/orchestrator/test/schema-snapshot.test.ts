@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { createDb } from '../src/db/database.ts';
+import { describeSchema } from '../src/db/describe-schema.ts';
+import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+
+const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const schema = `snap_${Math.random().toString(36).slice(2, 10)}`;
+const logger = pino({ level: 'silent' });
+
+describe('database schema', () => {
+  const { db } = createDb(url, schema, 4);
+  afterAll(async () => {
+    await db.schema.dropSchema(schema).ifExists().cascade().execute();
+    await db.destroy();
+  });
+
+  it('a freshly migrated schema matches the committed snapshot (run `pnpm db:snapshot` after adding a migration)', async () => {
+    await ensureDatabase(url, logger);
+    await migrate(db, schema, logger);
+    const committed = readFileSync(new URL('../src/db/schema.snapshot.txt', import.meta.url), 'utf8');
+    expect(await describeSchema(db, schema)).toBe(committed);
+  });
+
+  it('migrations are safe when several processes start at once: each migration is applied exactly once', async () => {
+    const fresh = `${schema}_b`;
+    const others = [0, 1, 2].map(() => createDb(url, fresh, 2).db);
+    try {
+      const applied = await Promise.all(others.map((d) => migrate(d, fresh, logger)));
+      expect(applied.flat()).toEqual(['0001_initial']);
+      expect(await migrate(others[0]!, fresh, logger)).toEqual([]);
+    } finally {
+      await others[0]!.schema.dropSchema(fresh).ifExists().cascade().execute();
+      await Promise.all(others.map((d) => d.destroy()));
+    }
+  });
+});
