@@ -5,6 +5,7 @@ import {
   ErrorCode,
   PROTOCOL_VERSION,
   RetryDue,
+  StepMessage,
   StepResult,
   TaskerError,
   TaskRequest,
@@ -31,6 +32,31 @@ import { createTasks, type CreateOutcome } from './tasks/create-tasks.ts';
 import { readTask } from './tasks/read-task.ts';
 import { loadTemplateDir } from './templates/load-dir.ts';
 import { TemplateRegistry } from './templates/registry.ts';
+
+/** The failure a poisoned step message stands for. */
+function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
+  const deaths = (d.message.properties.headers?.['x-death'] as Array<{ count?: number }> | undefined) ?? [];
+  const count = deaths.reduce((n, x) => n + Number(x.count ?? 0), 0);
+  const now = new Date().toISOString();
+  return {
+    protocol_version: PROTOCOL_VERSION,
+    message_type: 'step_result',
+    task_id: m.task_id,
+    step_id: m.step_id,
+    namespace: m.namespace,
+    step_name: m.step_name,
+    attempt: m.attempt,
+    started_at: m.dispatched_at,
+    finished_at: now,
+    worker_id: 'broker',
+    status: 'failure',
+    error: {
+      kind: 'permanent',
+      code: ErrorCode.POISON_MESSAGE,
+      message: `the step message was delivered ${limit} times (delivery limit) without a result: workers took it and stopped before answering${count ? ` (dead-lettered ${count}x)` : ''}`,
+    },
+  };
+}
 
 export interface StartOptions extends OrchestratorConfigInput {
   logger?: Logger;
@@ -119,6 +145,23 @@ export class Orchestrator {
               { taskId: i.result.task_id, stepId: i.result.step_id, attempt: i.result.attempt, code: i.code },
               `step result changed nothing: ${i.reason}`,
             );
+          }
+          await this.relay.publish(out.outbox);
+        },
+      }),
+      // Step messages the broker gave up on after the delivery limit (workers kept dying on
+      // them): the step fails for good with POISON_MESSAGE instead of looping forever.
+      new BatchConsumer(this.broker, {
+        ...common,
+        queue: n.poisonQueue,
+        what: 'poison step message',
+        schema: StepMessage,
+        park: park('poison'),
+        process: async (items) => {
+          const results = items.map(({ value: m, delivery }) => poisonResult(m, delivery, config.deliveryLimit));
+          const out = await processResults(deps, results);
+          for (const r of results) {
+            this.logger.error({ taskId: r.task_id, stepId: r.step_id, attempt: r.attempt, namespace: r.namespace }, 'step message dead-lettered after its delivery limit');
           }
           await this.relay.publish(out.outbox);
         },

@@ -40,6 +40,8 @@ export const ErrorCode = {
   WORKER_SHUTDOWN: 'WORKER_SHUTDOWN',
   /** The step ran out of attempts; the last error is in `cause`. */
   RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
+  /** The broker dead-lettered the step message after its delivery limit: workers took it and never answered (crashed). */
+  POISON_MESSAGE: 'POISON_MESSAGE',
   /** Something failed inside Tasker itself (details are in the logs, not in the reply). */
   INTERNAL: 'INTERNAL',
 } as const;

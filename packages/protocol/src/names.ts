@@ -1,5 +1,6 @@
 /**
- * Every exchange, queue and routing key name, in one place. All names start with a prefix
+ * Every exchange, queue and routing key name, in one place. Names that start with
+ * `<prefix>.steps.` are the namespaces' step queues and nothing else. All names start with a prefix
  * (`TASKER_AMQP_PREFIX`, default `tasker`) so that tests and several installations can
  * share one broker, and so that a broker user can be limited to one namespace with a
  * permission regex such as `^tasker\.steps\.payments$`.
@@ -41,9 +42,12 @@ export interface Names {
   readonly delayDueExchange: string;
   /** The orchestrators' queue of expired retry delays. */
   readonly retriesQueue: string;
-  /** Dead letters: step messages over their delivery limit, and parked malformed messages. */
+  /** Parked messages: malformed or refused, with the reason in `x-tasker-*` headers. Kept for people to inspect. */
   readonly deadLetterExchange: string;
   readonly deadLetterQueue: string;
+  /** Step messages the broker dead-lettered after their delivery limit; the orchestrators fail those steps. */
+  readonly poisonExchange: string;
+  readonly poisonQueue: string;
 }
 
 export function names(prefix: string = DEFAULT_AMQP_PREFIX): Names {
@@ -63,6 +67,8 @@ export function names(prefix: string = DEFAULT_AMQP_PREFIX): Names {
     retriesQueue: `${prefix}.retries`,
     deadLetterExchange: `${prefix}.dead`,
     deadLetterQueue: `${prefix}.dead_letters`,
+    poisonExchange: `${prefix}.poison`,
+    poisonQueue: `${prefix}.poison`,
   };
 }
 

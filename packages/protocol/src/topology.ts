@@ -59,18 +59,21 @@ export function coreTopology(n: Names, opts: TopologyOptions = DEFAULT_TOPOLOGY_
     { name: n.taskRequestsExchange, type: 'topic' },
     { name: n.delayDueExchange, type: 'topic' },
     { name: n.deadLetterExchange, type: 'topic' },
+    { name: n.poisonExchange, type: 'topic' },
   ];
   const queues: QueueSpec[] = [
     { name: n.resultsQueue, arguments: workQueueArgs(opts) },
     { name: n.taskRequestsQueue, arguments: workQueueArgs(opts) },
     { name: n.retriesQueue, arguments: workQueueArgs(opts) },
     { name: n.deadLetterQueue, arguments: workQueueArgs(opts) },
+    { name: n.poisonQueue, arguments: workQueueArgs(opts) },
   ];
   const bindings: BindingSpec[] = [
     { kind: 'queue', destination: n.resultsQueue, source: n.resultsExchange, pattern: '#' },
     { kind: 'queue', destination: n.taskRequestsQueue, source: n.taskRequestsExchange, pattern: '#' },
     { kind: 'queue', destination: n.retriesQueue, source: n.delayDueExchange, pattern: '#' },
     { kind: 'queue', destination: n.deadLetterQueue, source: n.deadLetterExchange, pattern: '#' },
+    { kind: 'queue', destination: n.poisonQueue, source: n.poisonExchange, pattern: '#' },
   ];
   // Delay levels, highest first. Level k looks at bit k (word DELAY_LEVELS-1-k of the key):
   // set → wait in queue k (TTL 2^k ms), then dead-letter to level k-1; clear → go straight on.
@@ -98,7 +101,7 @@ export function namespaceTopology(
   const queue = n.stepQueue(namespace);
   return {
     exchanges: [{ name: n.stepsExchange, type: 'direct' }],
-    queues: [{ name: queue, arguments: workQueueArgs(opts, n.deadLetterExchange) }],
+    queues: [{ name: queue, arguments: workQueueArgs(opts, n.poisonExchange) }],
     bindings: [{ kind: 'queue', destination: queue, source: n.stepsExchange, pattern: namespace }],
   };
 }

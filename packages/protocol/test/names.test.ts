@@ -238,13 +238,15 @@ describe('namespaceTopology', () => {
     expect(simulate(t, n.stepsExchange, 'customer_success')).toEqual([]);
   });
 
-  it('dead-letters step messages over the delivery limit on quorum queues', () => {
+  it('dead-letters step messages over the delivery limit on quorum queues to the poison queue, not the parked dead letters', () => {
     const args = namespaceTopology(n, 'payments', { queueType: 'quorum', deliveryLimit: 7 }).queues[0]!.arguments;
     expect(args).toEqual({
       'x-queue-type': 'quorum',
-      'x-dead-letter-exchange': n.deadLetterExchange,
+      'x-dead-letter-exchange': n.poisonExchange,
       'x-delivery-limit': 7,
     });
+    expect(n.poisonQueue).not.toBe(n.deadLetterQueue);
+    expect(simulate(coreTopology(n), n.poisonExchange, 'payments').map((a) => a.queue)).toEqual([n.poisonQueue]);
   });
 
   it('sets no delivery limit on classic queues, which do not support it', () => {
