@@ -329,9 +329,29 @@ export class Broker {
   }
 }
 
+/** Thrown when an exchange or queue exists with other settings than the ones declared. */
+export class TopologyMismatchError extends Error {
+  override readonly name = 'TopologyMismatchError';
+}
+
 export async function applyTopology(ch: Channel, t: Topology): Promise<void> {
-  for (const e of t.exchanges) await ch.assertExchange(e.name, e.type, { durable: true, autoDelete: false });
-  for (const q of t.queues) await ch.assertQueue(q.name, { durable: true, arguments: q.arguments });
+  // A channel error closes the channel; the caller's channel is throwaway.
+  ch.on('error', () => undefined);
+  const mismatch = (kind: string, name: string, err: unknown): never => {
+    const detail = (err as Error).message.replace(/^.*PRECONDITION[-_]FAILED - /, '');
+    throw new TopologyMismatchError(
+      `${kind} '${name}' already exists with other settings (${detail}). It was declared by another ` +
+        `version or configuration (e.g. TASKER_QUEUE_TYPE). Delete it (rabbitmqctl delete_queue / ` +
+        `delete_exchange) once it is drained, or use another TASKER_AMQP_PREFIX.`,
+    );
+  };
+  const is406 = (err: unknown) => (err as { code?: number }).code === 406;
+  for (const e of t.exchanges) {
+    await ch.assertExchange(e.name, e.type, { durable: true, autoDelete: false }).catch((err) => (is406(err) ? mismatch('exchange', e.name, err) : Promise.reject(err)));
+  }
+  for (const q of t.queues) {
+    await ch.assertQueue(q.name, { durable: true, arguments: q.arguments }).catch((err) => (is406(err) ? mismatch('queue', q.name, err) : Promise.reject(err)));
+  }
   for (const b of t.bindings) {
     if (b.kind === 'queue') await ch.bindQueue(b.destination, b.source, b.pattern);
     else await ch.bindExchange(b.destination, b.source, b.pattern);

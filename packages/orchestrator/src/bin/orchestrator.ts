@@ -1,8 +1,16 @@
 #!/usr/bin/env node
 // Runs an orchestrator configured from TASKER_* environment variables until SIGTERM/SIGINT.
+import pino from 'pino';
 import { Orchestrator } from '../orchestrator.ts';
+import { describeStartupError } from './startup-error.ts';
 
-const orchestrator = await Orchestrator.start();
+let orchestrator: Orchestrator;
+try {
+  orchestrator = await Orchestrator.start();
+} catch (err) {
+  pino({ base: { component: 'orchestrator' } }).fatal({ err: (err as Error).message }, describeStartupError(err));
+  process.exit(1);
+}
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
