@@ -1,0 +1,311 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { ErrorCode, StepMessage, TaskerError, decodeMessage, type StepResult } from '@tasker/protocol';
+import { Broker, type Consumer, type Delivery } from '@tasker/transport';
+import { AmqpTaskRequester } from '@tasker/client';
+import { redactUrl, resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './config.ts';
+import { parkStepMessage } from './dead-letter.ts';
+import { Slots } from './slots.ts';
+import { runStep, type StepRun } from './step-runner.ts';
+
+/** How often start() checks for the namespace's queue. */
+const QUEUE_POLL_MS = 1000;
+/** How often start() says it is still waiting for the queue. */
+const QUEUE_WAIT_LOG_MS = 5000;
+/** Pause before giving back a message whose result (or parking) could not be published, so a lasting fault does not spin. */
+const PUBLISH_FAILURE_BACKOFF_MS = 1000;
+
+export type WorkerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+/** One delivery being handled, from decoding to the ack. */
+interface Job {
+  readonly delivery: Delivery;
+  run: StepRun | null;
+  /** Given back to the queue at shutdown: nothing more is published or acked for it. */
+  handedBack: boolean;
+}
+
+/**
+ * The worker runtime of one namespace: consumes the namespace's step queue, runs each step
+ * through its handler, publishes the result (confirmed) and only then acks the step.
+ * At-least-once: a step whose result was not confirmed is delivered again, and the
+ * orchestrator ignores a second result for the same attempt.
+ */
+export class Worker {
+  readonly id: string;
+  readonly namespace: string;
+  private readonly options: ResolvedWorkerOptions;
+  private readonly logger: Logger;
+  private readonly queue: string;
+  private readonly slots: Slots;
+  private readonly jobs = new Map<Job, Promise<void>>();
+  /** Aborted by stop(): ends the wait for the queue and the waits for a slot. */
+  private readonly shutdown = new AbortController();
+  private currentState: WorkerState = 'created';
+  private broker: Broker | null = null;
+  private consumer: Consumer | null = null;
+  private requester: AmqpTaskRequester | null = null;
+  private starting: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
+
+  constructor(options: WorkerOptions, env: NodeJS.ProcessEnv = process.env) {
+    this.options = resolveWorkerOptions(options, env);
+    this.id = this.options.workerId;
+    this.namespace = this.options.namespace;
+    this.logger = this.options.logger;
+    this.queue = this.options.names.stepQueue(this.namespace);
+    this.slots = new Slots(this.options.concurrency);
+  }
+
+  get state(): WorkerState {
+    return this.currentState;
+  }
+
+  /**
+   * Connects, waits until the namespace's step queue exists (the orchestrator declares it
+   * when a template of the namespace is registered), then consumes it. Resolves once
+   * consuming, or early if stop() is called meanwhile. Rejects if RabbitMQ cannot be
+   * reached (after the broker's start-up retries).
+   */
+  start(): Promise<void> {
+    if (this.currentState !== 'created') {
+      return Promise.reject(new Error(`worker ${this.id} cannot start: it is ${this.currentState}`));
+    }
+    this.currentState = 'starting';
+    this.starting = this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    const o = this.options;
+    this.logger.info(
+      { url: redactUrl(o.amqpUrl), queue: this.queue, concurrency: o.concurrency, handlers: Object.keys(o.handlers) },
+      'worker starting',
+    );
+    const broker = await Broker.connect({
+      url: o.amqpUrl,
+      connectionName: `tasker-worker ${this.namespace} ${this.id}`,
+      logger: this.logger,
+    });
+    this.broker = broker;
+    try {
+      if (!(await this.waitForQueue(broker))) return;
+      this.requester = new AmqpTaskRequester(broker, { prefix: o.names.prefix, logger: this.logger });
+      this.consumer = await broker.consume(this.queue, { prefetch: o.concurrency }, (d) => this.onDelivery(d));
+    } catch (err) {
+      this.broker = null;
+      await broker.close();
+      throw err;
+    }
+    if (this.shutdown.signal.aborted) return; // stop() closes the consumer
+    this.currentState = 'running';
+    this.logger.info({ queue: this.queue }, 'worker consuming');
+  }
+
+  /** True once the queue exists; false if stop() came first. */
+  private async waitForQueue(broker: Broker): Promise<boolean> {
+    const signal = this.shutdown.signal;
+    const since = Date.now();
+    let lastLog = 0;
+    while (!signal.aborted) {
+      // Throws while (re)connecting: then it is simply not known to exist yet.
+      if (await broker.queueExists(this.queue).catch(() => false)) return true;
+      if (Date.now() - lastLog >= QUEUE_WAIT_LOG_MS) {
+        lastLog = Date.now();
+        this.logger.info(
+          { queue: this.queue, waitedMs: lastLog - since },
+          'waiting for the step queue: the orchestrator declares it when a template of this namespace is registered',
+        );
+      }
+      await sleep(QUEUE_POLL_MS, undefined, { signal }).catch(() => undefined);
+    }
+    return false;
+  }
+
+  private onDelivery(delivery: Delivery): Promise<void> {
+    if (this.shutdown.signal.aborted) {
+      // Sent before our cancel reached the broker: not ours to run any more.
+      delivery.nack(true);
+      return Promise.resolve();
+    }
+    const job: Job = { delivery, run: null, handedBack: false };
+    const done = this.handle(job)
+      .catch((err: unknown) => this.logger.error({ err }, 'unexpected failure handling a step delivery'))
+      .finally(() => this.jobs.delete(job));
+    this.jobs.set(job, done);
+    return done;
+  }
+
+  private async handle(job: Job): Promise<void> {
+    const d = job.delivery;
+    const decoded = decodeMessage(StepMessage, d.body, 'step message');
+    if (!decoded.ok) return this.park(job, decoded.error);
+    const message = decoded.value;
+    if (message.namespace !== this.namespace) {
+      return this.park(
+        job,
+        new TaskerError(
+          ErrorCode.INVALID_MESSAGE,
+          `step message is for namespace '${message.namespace}' but came from ${this.queue}, the queue of '${this.namespace}'`,
+        ),
+      );
+    }
+
+    if (this.slots.available === 0) {
+      this.logger.warn(
+        { taskId: message.task_id, step: message.step_name, busy: this.slots.inUse },
+        'step waits for a slot held by a handler that outlived its deadline',
+      );
+    }
+    let release: () => void;
+    try {
+      release = await this.slots.acquire(this.shutdown.signal);
+    } catch {
+      d.nack(true); // stopping before it started: give it back untouched
+      return;
+    }
+    const run = runStep(message, {
+      handlers: this.options.handlers,
+      workerId: this.id,
+      logger: this.logger,
+      requestTask: (req, opts) => {
+        if (!this.requester) return Promise.reject(new TaskerError(ErrorCode.INTERNAL, 'worker is not connected'));
+        return this.requester.createTask(req, opts);
+      },
+    });
+    job.run = run;
+    // The slot is free when the handler really returns, not when its step is answered.
+    void run.settled.then(release);
+    const result = await run.result;
+    if (job.handedBack) return;
+    await this.publishResult(job, message, result);
+  }
+
+  private async publishResult(job: Job, message: StepMessage, result: StepResult): Promise<void> {
+    const n = this.options.names;
+    try {
+      await this.broker!.publish(n.resultsExchange, message.namespace, Buffer.from(JSON.stringify(result)), {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: `${message.step_id}:${message.attempt}`,
+        correlationId: message.correlation_id,
+        type: 'step_result',
+      });
+    } catch (err) {
+      if (job.handedBack) return;
+      this.logger.error(
+        { err, taskId: message.task_id, step: message.step_name, attempt: message.attempt },
+        'step result not confirmed by the broker; the step message goes back to the queue',
+      );
+      // If the connection is gone, the nack is a no-op and the broker redelivers anyway;
+      // if only the publish failed, this gives the step to a worker that can answer it.
+      await sleep(PUBLISH_FAILURE_BACKOFF_MS, undefined, { signal: this.shutdown.signal }).catch(() => undefined);
+      if (!job.handedBack) job.delivery.nack(true);
+      return;
+    }
+    // Acked only now: a result that was never confirmed must not lose its step.
+    if (!job.handedBack) job.delivery.ack();
+  }
+
+  private async park(job: Job, reason: TaskerError): Promise<void> {
+    const preview = job.delivery.body.subarray(0, 512).toString('utf8');
+    this.logger.error(
+      { code: reason.code, reason: reason.message, queue: this.queue, bodyPreview: preview },
+      'invalid step message: parked in the dead letters',
+    );
+    try {
+      await parkStepMessage(this.broker!, this.options.names, this.namespace, this.queue, job.delivery, reason);
+    } catch (err) {
+      // Same as a result that was not confirmed: give it back after a pause and park it on
+      // a later delivery (the queue's delivery limit bounds the attempts).
+      this.logger.error({ err }, 'could not park the invalid step message; it goes back to the queue');
+      await sleep(PUBLISH_FAILURE_BACKOFF_MS, undefined, { signal: this.shutdown.signal }).catch(() => undefined);
+      if (!job.handedBack) job.delivery.nack(true);
+      return;
+    }
+    if (!job.handedBack) job.delivery.ack();
+  }
+
+  /**
+   * Stops consuming, lets running handlers finish and publish within `shutdownGraceMs`,
+   * then aborts the rest (`ctx.signal`, reason `WORKER_SHUTDOWN`) and gives their
+   * messages back to the queue, and closes the connection. Idempotent.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.doStop();
+    return this.stopping;
+  }
+
+  private async doStop(): Promise<void> {
+    const wasStarted = this.currentState !== 'created';
+    this.currentState = 'stopping';
+    const reason = new TaskerError(ErrorCode.WORKER_SHUTDOWN, 'the worker is shutting down');
+    this.shutdown.abort(reason);
+    if (wasStarted) this.logger.info({ running: this.jobs.size }, 'worker stopping');
+    await this.starting?.catch(() => undefined);
+    await this.consumer?.cancel();
+
+    const jobs = [...this.jobs.entries()];
+    if (jobs.length > 0) {
+      const grace = this.options.shutdownGraceMs;
+      const timer = new AbortController();
+      const allDone = Promise.all(jobs.map(([, done]) => done)).then(() => true);
+      const graceOver = sleep(grace, false, { signal: timer.signal }).catch(() => true);
+      const finished = await Promise.race([allDone, graceOver]);
+      timer.abort();
+      if (!finished) {
+        let handedBack = 0;
+        for (const [job] of jobs) {
+          if (!this.jobs.has(job)) continue;
+          job.handedBack = true;
+          job.run?.abort(reason);
+          job.delivery.nack(true);
+          handedBack += 1;
+        }
+        this.logger.warn(
+          { handedBack, graceMs: grace },
+          'shutdown grace period over: running steps aborted and given back to the queue',
+        );
+      }
+    }
+    await this.requester?.close();
+    await this.consumer?.close();
+    await this.broker?.close();
+    this.currentState = 'stopped';
+    if (wasStarted) this.logger.info('worker stopped');
+  }
+
+  /**
+   * SIGTERM or SIGINT → stop(), then `process.exit(0)` (1 if stopping failed). A second
+   * signal exits at once with 1. Returns a function that removes the handlers.
+   */
+  installSignalHandlers(): () => void {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (received) {
+        this.logger.warn({ signal }, 'second signal while stopping: exiting now');
+        process.exit(1);
+      }
+      received = true;
+      this.logger.info({ signal }, 'signal received: stopping the worker');
+      this.stop().then(
+        () => process.exit(0),
+        (err: unknown) => {
+          this.logger.error({ err }, 'worker did not stop cleanly');
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    return () => {
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+    };
+  }
+}
+
+/** Builds a worker; nothing connects before {@link Worker.start}. Throws on invalid options. */
+export function createWorker(options: WorkerOptions): Worker {
+  return new Worker(options);
+}
