@@ -18,8 +18,12 @@ export const OrchestratorConfigSchema = z.object({
   amqpPrefix: z.string().regex(PREFIX_PATTERN).default(DEFAULT_AMQP_PREFIX),
   /** Type of the work queues; fixed when a queue is first declared. @defaultValue quorum */
   queueType: z.enum(['classic', 'quorum']).default('quorum'),
-  /** Deliveries of one step message before the broker dead-letters it. @defaultValue 5 */
-  deliveryLimit: z.coerce.number().int().min(1).max(1000).default(5),
+  /**
+   * Deliveries of one step message before the broker dead-letters it as poison. Every
+   * return counts (a crash, and also a graceful hand-back at shutdown), hence some room.
+   * @defaultValue 10
+   */
+  deliveryLimit: z.coerce.number().int().min(1).max(1000).default(10),
   /** HTTP API port; 0 picks a free port. @defaultValue 8080 */
   httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
   /** @defaultValue 127.0.0.1 */

@@ -37,12 +37,12 @@ export interface TopologyOptions {
   /**
    * Deliveries of one step message before the broker dead-letters it (quorum queues only):
    * a message that kills its worker every time ends as a step error, not an endless loop.
-   * @defaultValue 5
+   * @defaultValue 10
    */
   deliveryLimit: number;
 }
 
-export const DEFAULT_TOPOLOGY_OPTIONS: TopologyOptions = { queueType: 'quorum', deliveryLimit: 5 };
+export const DEFAULT_TOPOLOGY_OPTIONS: TopologyOptions = { queueType: 'quorum', deliveryLimit: 10 };
 
 function workQueueArgs(opts: TopologyOptions, deadLetter?: string): Record<string, unknown> {
   const args: Record<string, unknown> = { 'x-queue-type': opts.queueType };

@@ -39,7 +39,6 @@ export interface Delivery {
 
 export interface ConsumeOptions {
   prefetch: number;
-  /** Passive: check the queue exists instead of relying on declared topology. */
   consumerTag?: string;
   exclusive?: boolean;
   /** For direct reply-to only. */
@@ -56,7 +55,7 @@ export interface Consumer {
 /** A channel re-opened after every reconnect. `get()` waits while disconnected. */
 export class ManagedChannel<C extends Channel = Channel> {
   private current: C | null = null;
-  private waiters: Array<(ch: C) => void> = [];
+  private waiters: Array<{ resolve: (ch: C) => void; reject: (err: Error) => void }> = [];
   closed = false;
 
   constructor(
@@ -65,35 +64,57 @@ export class ManagedChannel<C extends Channel = Channel> {
     private readonly onOpen: (ch: C) => Promise<void>,
   ) {}
 
-  /** @internal called from the broker's setup after (re)connect. */
+  private reopenDelayMs = 1000;
+
+  /**
+   * @internal Opens the channel on a (re)connected model. Throws when `onOpen` fails (a
+   * consume of a missing queue, say); the broker's setup catches that per channel so one bad
+   * channel never fails the connection's recovery, and retries it with backoff.
+   */
   async open(model: ChannelModel): Promise<void> {
     if (this.closed) return;
     const ch = (this.confirm ? await model.createConfirmChannel() : await model.createChannel()) as C;
     ch.on('error', (err: Error) => this.broker.logger.warn({ err: err.message }, 'amqp channel error'));
     ch.on('close', () => {
       if (this.current === ch) this.current = null;
-      // A channel can close alone (e.g. a 404 on a queue); re-open it if the connection lives.
-      if (!this.closed && this.broker.model && this.broker.model === model) {
-        setTimeout(() => {
-          if (!this.closed && this.broker.model === model) {
-            this.open(model).catch((err: Error) =>
-              this.broker.logger.warn({ err: err.message }, 'amqp channel re-open failed'),
-            );
-          }
-        }, 1000).unref();
-      }
+      // A channel can close alone (a 404 on a queue, a consumer cancelled by the broker);
+      // re-open it while the connection lives. After a reconnect, setup re-opens it.
+      this.scheduleReopen(model);
     });
-    await this.onOpen(ch);
+    try {
+      await this.onOpen(ch);
+    } catch (err) {
+      await ch.close().catch(() => undefined);
+      throw err;
+    }
+    this.reopenDelayMs = 1000;
     this.current = ch;
     const waiters = this.waiters;
     this.waiters = [];
-    for (const w of waiters) w(ch);
+    for (const w of waiters) w.resolve(ch);
   }
+
+  /** @internal */
+  scheduleReopen(model: ChannelModel): void {
+    if (this.closed || this.current || this.broker.model !== model || this.reopenTimer) return;
+    const delay = this.reopenDelayMs;
+    this.reopenDelayMs = Math.min(this.reopenDelayMs * 2, 30_000);
+    this.reopenTimer = setTimeout(() => {
+      this.reopenTimer = null;
+      if (this.closed || this.current || this.broker.model !== model) return;
+      this.open(model).catch((err: Error) => {
+        this.broker.logger.warn({ err: err.message, retryInMs: this.reopenDelayMs }, 'amqp channel re-open failed');
+        this.scheduleReopen(model);
+      });
+    }, delay);
+    this.reopenTimer.unref();
+  }
+  private reopenTimer: NodeJS.Timeout | null = null;
 
   get(): Promise<C> {
     if (this.closed) return Promise.reject(new Error('channel closed'));
     if (this.current) return Promise.resolve(this.current);
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
   }
 
   /** The open channel, or null while disconnected. */
@@ -103,6 +124,8 @@ export class ManagedChannel<C extends Channel = Channel> {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.reopenTimer) clearTimeout(this.reopenTimer);
+    for (const w of this.waiters.splice(0)) w.reject(new Error('channel closed'));
     const ch = this.current;
     this.current = null;
     this.broker.forget(this);
@@ -172,7 +195,12 @@ export class Broker {
         await ch.close().catch(() => undefined);
       }
     }
-    for (const c of this.channels) await c.open(model);
+    for (const c of this.channels) {
+      await c.open(model).catch((err: Error) => {
+        this.logger.warn({ err: err.message }, 'amqp channel could not be opened after connect; retrying');
+        c.scheduleReopen(model);
+      });
+    }
   }
 
   /** Declares a topology now and again after every reconnect. Idempotent. */
@@ -192,7 +220,15 @@ export class Broker {
   async channel<C extends Channel = Channel>(confirm: boolean, onOpen: (ch: C) => Promise<void>): Promise<ManagedChannel<C>> {
     const mc = new ManagedChannel<C>(this, confirm, onOpen);
     this.channels.add(mc);
-    if (this.model) await mc.open(this.model);
+    if (this.model) {
+      try {
+        await mc.open(this.model);
+      } catch (err) {
+        // The first open failing is the caller's error (e.g. consuming a missing queue).
+        await mc.close();
+        throw err;
+      }
+    }
     return mc;
   }
 
@@ -218,7 +254,10 @@ export class Broker {
         queue,
         (msg) => {
           if (!msg) {
-            logger.warn({ queue }, 'consumer cancelled by the broker');
+            // The broker cancelled the consumer (queue deleted, say): close the channel so
+            // it is re-opened, with backoff, and the consume retried.
+            logger.warn({ queue }, 'consumer cancelled by the broker; resubscribing');
+            ch.close().catch(() => undefined);
             return;
           }
           const delivery: Delivery = {
@@ -322,6 +361,7 @@ export class Broker {
     return this.model !== null;
   }
 
+  /** Closes every channel (pending waits for a channel reject) and the connection. */
   async close(): Promise<void> {
     this.closing = true;
     for (const c of [...this.channels]) await c.close();

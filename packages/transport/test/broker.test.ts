@@ -1,0 +1,98 @@
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import amqp from 'amqplib';
+import pino from 'pino';
+import { Broker } from '../src/index.ts';
+
+const url = process.env.TASKER_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const sfx = Math.random().toString(36).slice(2, 10);
+const queue = `ttransport${sfx}.work`;
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+function hasRabbitmqctl(): boolean {
+  try {
+    execFileSync('rabbitmqctl', ['-q', 'status'], { stdio: 'ignore', timeout: 15000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function until(check: () => boolean, timeoutMs = 15000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('Broker', () => {
+  let admin: amqp.ChannelModel;
+  let ch: amqp.Channel;
+  beforeAll(async () => {
+    admin = await amqp.connect(url);
+    ch = await admin.createChannel();
+  });
+  afterAll(async () => {
+    await ch.deleteQueue(queue).catch(() => undefined);
+    await admin.close();
+  });
+
+  it('consuming a queue that does not exist rejects, and leaves nothing retrying', async () => {
+    const b = await Broker.connect({ url, connectionName: `t-${sfx}-missing`, logger });
+    await expect(b.consume(`${queue}.missing`, { prefetch: 1 }, () => undefined)).rejects.toThrow(/NOT_FOUND|404/);
+    // The publisher still works on the same connection.
+    await ch.assertQueue(queue, { durable: true });
+    await b.publish('', queue, Buffer.from('still fine'));
+    await b.close();
+    const got = await ch.get(queue, { noAck: true });
+    expect(got && got.content.toString()).toBe('still fine');
+  });
+
+  it('a consumer whose queue is deleted and declared again resumes by itself', async () => {
+    await ch.assertQueue(queue, { durable: true });
+    const b = await Broker.connect({ url, connectionName: `t-${sfx}-deleted`, logger });
+    const seen: string[] = [];
+    const c = await b.consume(queue, { prefetch: 5 }, (d) => {
+      seen.push(d.body.toString());
+      d.ack();
+    });
+    ch.sendToQueue(queue, Buffer.from('one'));
+    await until(() => seen.length === 1);
+    await ch.deleteQueue(queue);
+    await new Promise((r) => setTimeout(r, 300));
+    await ch.assertQueue(queue, { durable: true });
+    ch.sendToQueue(queue, Buffer.from('two'));
+    await until(() => seen.length === 2, 20000);
+    expect(seen).toEqual(['one', 'two']);
+    await c.close();
+    await b.close();
+  });
+
+  it.skipIf(!hasRabbitmqctl())('after the broker drops the connection, it reconnects and consumers and publishing resume', async () => {
+    await ch.assertQueue(queue, { durable: true });
+    const name = `t-${sfx}-dropped`;
+    const b = await Broker.connect({ url, connectionName: name, logger });
+    const seen: string[] = [];
+    await b.consume(queue, { prefetch: 5 }, (d) => {
+      seen.push(d.body.toString());
+      d.ack();
+    });
+    const listed = execFileSync('rabbitmqctl', ['-q', 'list_connections', 'pid', 'client_properties'], { encoding: 'utf8' });
+    const line = listed.split('\n').find((l) => l.includes(name));
+    expect(line).toBeDefined();
+    const pid = line!.split('\t')[0]!;
+    execFileSync('rabbitmqctl', ['-q', 'close_connection', pid, 'test drops the connection']);
+    await until(() => !b.connected, 5000);
+    await until(() => b.connected, 15000);
+    await b.publish('', queue, Buffer.from('after reconnect'));
+    await until(() => seen.includes('after reconnect'), 15000);
+    await b.close();
+  });
+
+  it('a publish waiting for a channel rejects when the broker is closed', async () => {
+    const b = await Broker.connect({ url, connectionName: `t-${sfx}-closing`, logger });
+    await b.close();
+    await expect(b.publish('', queue, Buffer.from('x'))).rejects.toThrow(/closed/);
+  });
+});
