@@ -42,6 +42,14 @@ export const OrchestratorConfigSchema = z.object({
   outboxSweepMs: z.coerce.number().int().min(50).default(1000),
   /** Age after which an outbox row counts as left behind and is published by any process. @defaultValue 5000 */
   outboxStaleMs: z.coerce.number().int().min(100).default(5000),
+  /**
+   * A step dispatched this long ago (plus its own timeout) with no result, while its queue
+   * holds no ready message, is dispatched again: its message was lost (a purged queue, say)
+   * or its worker hangs. @defaultValue 300000 (5 minutes)
+   */
+  redispatchAfterMs: z.coerce.number().int().min(100).default(300_000),
+  /** How often the watchdog looks for lost messages and stuck tasks. @defaultValue 10000 */
+  watchdogIntervalMs: z.coerce.number().int().min(50).default(10_000),
   /** @defaultValue info */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -65,6 +73,8 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   prefetch: 'TASKER_PREFETCH',
   outboxSweepMs: 'TASKER_OUTBOX_SWEEP_MS',
   outboxStaleMs: 'TASKER_OUTBOX_STALE_MS',
+  redispatchAfterMs: 'TASKER_REDISPATCH_AFTER_MS',
+  watchdogIntervalMs: 'TASKER_WATCHDOG_INTERVAL_MS',
   logLevel: 'TASKER_LOG_LEVEL',
 };
 

@@ -32,6 +32,7 @@ import { createTasks, type CreateOutcome } from './tasks/create-tasks.ts';
 import { readTask } from './tasks/read-task.ts';
 import { loadTemplateDir } from './templates/load-dir.ts';
 import { TemplateRegistry } from './templates/registry.ts';
+import { Watchdog, findStuckTasks, type StuckItem } from './watchdog/watchdog.ts';
 
 /** The failure a poisoned step message stands for. */
 function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
@@ -73,6 +74,7 @@ export class Orchestrator {
   readonly registry: TemplateRegistry;
   private readonly validator = new ContextValidator();
   private readonly relay: OutboxRelay;
+  readonly watchdog: Watchdog;
   private readonly consumers: Array<BatchConsumer<any>> = [];
   private http: ReturnType<typeof buildHttpServer> | null = null;
   private creatorQueue: Array<{ input: CreateTaskBody; resolve: (o: CreateOutcome) => void; reject: (e: unknown) => void }> = [];
@@ -94,6 +96,10 @@ export class Orchestrator {
       sweepMs: config.outboxSweepMs,
       staleMs: config.outboxStaleMs,
     });
+    this.watchdog = new Watchdog(
+      { db, broker, registry: this.registry, names: this.names, logger: logger.child({ component: 'watchdog' }), relay: this.relay },
+      { intervalMs: config.watchdogIntervalMs, redispatchAfterMs: config.redispatchAfterMs },
+    );
   }
 
   static async start(options: StartOptions = {}): Promise<Orchestrator> {
@@ -218,6 +224,7 @@ export class Orchestrator {
     for (const c of this.consumers) await c.start();
     this.relay.start();
     await this.relay.sweep();
+    this.watchdog.start();
 
     if (config.httpEnabled) {
       this.http = buildHttpServer(this, this.logger);
@@ -285,6 +292,11 @@ export class Orchestrator {
     return readTask(this.db, this.registry, id);
   }
 
+  /** Steps and tasks that wait without progress, with why (watchdog's last pass and live tasks with nothing in flight). */
+  async stuck(): Promise<StuckItem[]> {
+    return [...this.watchdog.lastReported, ...(await findStuckTasks(this.db, this.config.redispatchAfterMs))];
+  }
+
   /** Real checks of both dependencies, for /health/ready. */
   async readiness(): Promise<{ postgres: string; rabbitmq: string }> {
     let postgres = 'ok';
@@ -305,6 +317,7 @@ export class Orchestrator {
   /** Stops consuming, finishes batches in flight, closes everything it opened. */
   async stop(): Promise<void> {
     await this.http?.close();
+    this.watchdog.stop();
     for (const c of this.consumers) await c.stop();
     this.relay.stop();
     await this.broker.close();

@@ -63,6 +63,8 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger) {
     return task;
   });
 
+  app.get('/v1/diagnostics/stuck', async () => ({ items: await orchestrator.stuck() }));
+
   app.get('/health/live', async () => ({ status: 'ok' }));
   app.get('/health/ready', async (_req, reply) => {
     const checks = await orchestrator.readiness();
