@@ -11,6 +11,7 @@ export const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 export const DEFAULT_LOG_LEVEL = 'info';
 export const DEFAULT_CONCURRENCY = 10;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+export const DEFAULT_OVERRUN_GRACE_MS = 5_000;
 
 /** What {@link createWorker} accepts. Environment variables fill what is not given. */
 export interface WorkerOptions {
@@ -31,6 +32,12 @@ export interface WorkerOptions {
    * aborted and their messages go back to the queue. @defaultValue 10000
    */
   shutdownGraceMs?: number;
+  /**
+   * A handler that ignores its signal past the step's deadline keeps its slot at most this
+   * long more; then the slot is freed (and the overrun logged), so a hung handler cannot
+   * hold a slot forever. Its step was answered at the deadline already. @defaultValue 5000
+   */
+  overrunGraceMs?: number;
   /** Sent in every step result as `worker_id`. @defaultValue `<hostname>:<pid>:<6 random characters>` */
   workerId?: string;
 }
@@ -44,6 +51,7 @@ export interface ResolvedWorkerOptions {
   names: Names;
   logger: Logger;
   shutdownGraceMs: number;
+  overrunGraceMs: number;
   workerId: string;
 }
 
@@ -63,6 +71,7 @@ const OptionsSchema = z.object({
   prefix: z.string().regex(PREFIX_PATTERN, 'must be lower-case words separated by dots'),
   logLevel: z.enum(LOG_LEVELS),
   shutdownGraceMs: z.int().min(0),
+  overrunGraceMs: z.int().min(0),
   workerId: z.string().min(1).max(200),
 });
 
@@ -81,6 +90,7 @@ export function resolveWorkerOptions(options: WorkerOptions, env: NodeJS.Process
     // With a logger given, its level rules and TASKER_LOG_LEVEL is not used.
     logLevel: options.logger ? DEFAULT_LOG_LEVEL : (env['TASKER_LOG_LEVEL'] ?? DEFAULT_LOG_LEVEL),
     shutdownGraceMs: options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS,
+    overrunGraceMs: options.overrunGraceMs ?? DEFAULT_OVERRUN_GRACE_MS,
     workerId: options.workerId ?? `${hostname()}:${process.pid}:${nanoid(6)}`,
   });
   if (!parsed.success) {
@@ -104,6 +114,7 @@ export function resolveWorkerOptions(options: WorkerOptions, env: NodeJS.Process
     names: names(o.prefix),
     logger,
     shutdownGraceMs: o.shutdownGraceMs,
+    overrunGraceMs: o.overrunGraceMs,
     workerId: o.workerId,
   };
 }

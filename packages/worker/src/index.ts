@@ -28,6 +28,7 @@ export {
   DEFAULT_CONCURRENCY,
   DEFAULT_LOG_LEVEL,
   DEFAULT_SHUTDOWN_GRACE_MS,
+  DEFAULT_OVERRUN_GRACE_MS,
   resolveWorkerOptions,
   type ResolvedWorkerOptions,
   type WorkerOptions,

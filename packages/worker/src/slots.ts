@@ -1,8 +1,8 @@
 /**
- * Counts handlers that are really running. The consumer's prefetch equals the slot count,
- * so a delivery waits here only while a slot is held by a handler that outlived its
- * deadline: its step was answered and acked, but the function still runs, and running it
- * next to `concurrency` others would break the promise that no more than that many run.
+ * Counts handlers that are running. The consumer's prefetch equals the slot count, so a
+ * delivery waits here only while a slot is held by a handler that outlived its deadline:
+ * its step was answered and acked, but the function still runs. Such a slot is freed when
+ * the function returns, or after the worker's overrun grace period, whichever comes first.
  */
 export class Slots {
   private busy = 0;

@@ -17,6 +17,8 @@ export interface StepRunnerDeps {
   /** The worker's logger; each step gets a child with taskId, step, stepId and attempt. */
   logger: Logger;
   requestTask: RequestTask;
+  /** Deliveries of this step message so far, from the broker's headers. */
+  deliveryCount?: number;
 }
 
 /** One attempt of one step, running. */
@@ -28,7 +30,7 @@ export interface StepRun {
   readonly result: Promise<StepResult>;
   /**
    * Resolves when the handler has really returned (or thrown), which for a handler that
-   * ignores its signal can be long after the deadline. Until then it holds a slot.
+   * ignores its signal can be long after the deadline (the worker frees its slot after a grace period).
    */
   readonly settled: Promise<void>;
   /** Aborts the handler's signal (shutdown); the result, if any comes, is the caller's to ignore. */
@@ -71,6 +73,7 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
       started_at: startedAt.toISOString(),
       finished_at: new Date().toISOString(),
       worker_id: deps.workerId,
+      ...(deps.deliveryCount ? { delivery_count: deps.deliveryCount } : {}),
     };
     return outcome.status === 'success'
       ? { ...base, status: 'success', result: outcome.result }
@@ -129,7 +132,7 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
         controller.abort(new TaskerError(ErrorCode.HANDLER_TIMEOUT, text));
         logger.warn(
           { timeoutMs },
-          'step timed out: result sent now; the handler was aborted and keeps its slot until it returns',
+          'step timed out: result sent now; the handler was aborted',
         );
         resolve({ status: 'failure', error: { kind: 'retryable', code: ErrorCode.HANDLER_TIMEOUT, message: text } });
       }, Math.min(timeoutMs, MAX_TIMER_MS));

@@ -164,9 +164,12 @@ export class Worker {
       d.nack(true); // stopping before it started: give it back untouched
       return;
     }
+    // Quorum queues count earlier deliveries in x-delivery-count; classic ones only flag a redelivery.
+    const previous = Number(d.message.properties.headers?.['x-delivery-count'] ?? (d.message.fields.redelivered ? 1 : 0));
     const run = runStep(message, {
       handlers: this.options.handlers,
       workerId: this.id,
+      deliveryCount: previous + 1,
       logger: this.logger,
       requestTask: (req, opts) => {
         if (!this.requester) return Promise.reject(new TaskerError(ErrorCode.INTERNAL, 'worker is not connected'));
@@ -174,9 +177,23 @@ export class Worker {
       },
     });
     job.run = run;
-    // The slot is free when the handler really returns, not when its step is answered.
+    // The slot is free when the handler really returns, not when its step is answered; but
+    // a handler that ignores its signal past the deadline frees it after overrunGraceMs, so
+    // it can never hold a slot forever (issue: crash safety, guarantee 6).
     void run.settled.then(release);
     const result = await run.result;
+    if (result.status === 'failure' && result.error.code === ErrorCode.HANDLER_TIMEOUT) {
+      let returned = false;
+      void run.settled.then(() => (returned = true));
+      setTimeout(() => {
+        if (returned) return;
+        this.logger.warn(
+          { taskId: message.task_id, step: message.step_name, attempt: message.attempt, overrunGraceMs: this.options.overrunGraceMs },
+          'handler still running after its deadline and the grace period: its slot is freed; the function keeps running unobserved',
+        );
+        release();
+      }, this.options.overrunGraceMs).unref();
+    }
     if (job.handedBack) return;
     await this.publishResult(job, message, result);
   }

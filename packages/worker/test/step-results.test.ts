@@ -212,7 +212,7 @@ describe('step results', () => {
     expect(orch.results.items.filter((x) => x.result?.step_id === m.step_id)).toHaveLength(1);
   });
 
-  it('a timed-out handler keeps its slot until it really returns', async () => {
+  it('a timed-out handler keeps its slot until it returns, within the overrun grace period', async () => {
     const ns = await orch.namespace();
     const events: string[] = [];
     const handlers = {
@@ -233,5 +233,26 @@ describe('step results', () => {
     expect(await orch.resultFor(a.step_id)).toMatchObject({ error: { code: ErrorCode.HANDLER_TIMEOUT } });
     expect(await orch.resultFor(b.step_id)).toMatchObject({ status: 'success' });
     expect(events).toEqual(['stubborn started', 'stubborn returned', 'next started']);
+  });
+
+  it('a handler that never returns after its deadline cannot hold its slot forever', async () => {
+    const ns = await orch.namespace();
+    let nextAt = 0;
+    const handlers = {
+      hung: () => new Promise<never>(() => undefined), // ignores its signal and never settles
+      next: () => {
+        nextAt = Date.now();
+      },
+    };
+    await orch.worker({ namespace: ns, handlers, concurrency: 1, overrunGraceMs: 300 }).start();
+    const a = orch.step(ns, 'hung', { timeout_ms: 100 });
+    const b = orch.step(ns, 'next');
+    const t0 = Date.now();
+    await orch.dispatch(a);
+    await orch.dispatch(b);
+    expect(await orch.resultFor(a.step_id)).toMatchObject({ error: { code: ErrorCode.HANDLER_TIMEOUT } });
+    expect(await orch.resultFor(b.step_id)).toMatchObject({ status: 'success' });
+    // The slot came free at the deadline plus the grace period, not earlier.
+    expect(nextAt - t0).toBeGreaterThanOrEqual(390);
   });
 });

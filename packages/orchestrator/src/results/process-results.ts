@@ -180,6 +180,14 @@ export async function processResults(
 }
 
 function decide(r: StepResult, step: StepRow, policy: RetryPolicy): Change {
+  const c = decideOutcome(r, step, policy);
+  // A redelivered attempt (its worker died) is the same attempt: it is not counted again,
+  // but the audit says how many deliveries it took.
+  if (r.delivery_count && r.delivery_count > 1) c.reason += ` (delivery ${r.delivery_count} of attempt ${r.attempt})`;
+  return c;
+}
+
+function decideOutcome(r: StepResult, step: StepRow, policy: RetryPolicy): Change {
   const base = { id: step.id, task_id: step.task_id, attempt: r.attempt, started_at: r.started_at, finished_at: r.finished_at };
   if (r.status === 'success') {
     const size = jsonByteLength(r.result);

@@ -28,6 +28,11 @@ const resultBase = {
   started_at: isoTime,
   finished_at: isoTime,
   worker_id: z.string().max(200).optional(),
+  delivery_count: z
+    .int()
+    .min(1)
+    .optional()
+    .describe('How many times the broker delivered this step message (1 = first delivery; more after a worker died).'),
 };
 
 /**
