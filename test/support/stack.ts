@@ -37,6 +37,8 @@ export async function startStack(options: StartOptions = {}): Promise<Stack> {
     httpPort: 0,
     outboxSweepMs: 200,
     outboxStaleMs: 1000,
+    // Tests that check authentication pass apiTokens and apiInsecure: false.
+    apiInsecure: true,
     logger: testLogger(),
     ...options,
   };

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { randomBytes } from 'node:crypto';
 /**
  * The runnable demo (`pnpm demo`): two teams, one workflow name.
  *
@@ -60,8 +61,13 @@ if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
 const callHost = bindHost === '0.0.0.0' || bindHost === '::' ? '127.0.0.1' : bindHost;
 const baseUrl = `http://${callHost.includes(':') ? `[${callHost}]` : callHost}:${port}`;
 
+// The API needs a token: the demo makes one for this run, scoped to the two namespaces.
+const apiToken = `demo-${randomBytes(18).toString('base64url')}`;
 const childEnv: NodeJS.ProcessEnv = {
   ...env,
+  TASKER_API_TOKENS: JSON.stringify([
+    { name: 'demo', token: apiToken, namespaces: ['customer_success', 'payments'], actions: ['read', 'create', 'operate'] },
+  ]),
   TASKER_DB_SCHEMA: schema,
   TASKER_AMQP_PREFIX: prefix,
   TASKER_HTTP_PORT: String(port),
@@ -183,7 +189,7 @@ async function main(checks: Check[]): Promise<void> {
 
   // The race makes a child's death or the deadline end the run even while a request hangs.
   await Promise.race([
-    runScenario({ baseUrl, signal: run.signal, remainingMs, waitingFor: (w) => (waitingFor = w) }, checks),
+    runScenario({ baseUrl, token: apiToken, signal: run.signal, remainingMs, waitingFor: (w) => (waitingFor = w) }, checks),
     aborted(run.signal),
   ]);
 }

@@ -50,6 +50,15 @@ export const OrchestratorConfigSchema = z.object({
   redispatchAfterMs: z.coerce.number().int().min(100).default(300_000),
   /** How often the watchdog looks for lost messages and stuck tasks. @defaultValue 10000 */
   watchdogIntervalMs: z.coerce.number().int().min(50).default(10_000),
+  /** YAML or JSON file of API tokens (`tokens: [{name, token, namespaces, actions}]`). @defaultValue none */
+  apiTokensFile: z.string().nullable().default(null),
+  /** API tokens as JSON (an array of {name, token, namespaces, actions}). @defaultValue none */
+  apiTokensJson: z.string().nullable().default(null),
+  /**
+   * Serve the HTTP API without authentication (every caller may do everything). Needed
+   * explicitly when no token is configured; logged as a warning at start. @defaultValue false
+   */
+  apiInsecure: z.boolean().default(false),
   /** @defaultValue info */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -73,6 +82,9 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   prefetch: 'TASKER_PREFETCH',
   outboxSweepMs: 'TASKER_OUTBOX_SWEEP_MS',
   outboxStaleMs: 'TASKER_OUTBOX_STALE_MS',
+  apiTokensFile: 'TASKER_API_TOKENS_FILE',
+  apiTokensJson: 'TASKER_API_TOKENS',
+  apiInsecure: 'TASKER_API_INSECURE',
   redispatchAfterMs: 'TASKER_REDISPATCH_AFTER_MS',
   watchdogIntervalMs: 'TASKER_WATCHDOG_INTERVAL_MS',
   logLevel: 'TASKER_LOG_LEVEL',
@@ -89,7 +101,9 @@ export function resolveConfig(
   const fromEnv: Record<string, unknown> = {};
   for (const [key, variable] of Object.entries(ENV)) {
     const v = env[variable];
-    if (v !== undefined && v !== '') fromEnv[key] = key === 'httpEnabled' ? v !== 'false' && v !== '0' : v;
+    if (v !== undefined && v !== '') {
+      fromEnv[key] = key === 'httpEnabled' ? v !== 'false' && v !== '0' : key === 'apiInsecure' ? v === 'true' || v === '1' : v;
+    }
   }
   const parsed = OrchestratorConfigSchema.safeParse({ ...fromEnv, ...input });
   if (!parsed.success) {

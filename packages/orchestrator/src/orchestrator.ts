@@ -12,7 +12,9 @@ import {
   coreTopology,
   names,
   type CompiledTemplate,
+  type ApiTokenConfig,
   type CreateTaskBody,
+  type ListTasksQuery,
   type Names,
   type TaskReply,
   type TaskView,
@@ -33,6 +35,9 @@ import { readTask } from './tasks/read-task.ts';
 import { loadTemplateDir } from './templates/load-dir.ts';
 import { TemplateRegistry } from './templates/registry.ts';
 import { Watchdog, findStuckTasks, type StuckItem } from './watchdog/watchdog.ts';
+import { TokenAuthenticator, loadTokensFile, parseTokensJson } from './http/auth.ts';
+import { cancelTask, completeStepManually, retryStep, type Actor } from './tasks/operations.ts';
+import { listTasks } from './tasks/read-task.ts';
 
 /** The failure a poisoned step message stands for. */
 function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
@@ -61,6 +66,8 @@ function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
 
 export interface StartOptions extends OrchestratorConfigInput {
   logger?: Logger;
+  /** API tokens given in code (added to those from TASKER_API_TOKENS_FILE / TASKER_API_TOKENS). */
+  apiTokens?: ApiTokenConfig[];
 }
 
 /**
@@ -102,15 +109,30 @@ export class Orchestrator {
     );
   }
 
+  private auth: TokenAuthenticator | null = null;
+
   static async start(options: StartOptions = {}): Promise<Orchestrator> {
-    const { logger: given, ...input } = options;
+    const { logger: given, apiTokens, ...input } = options;
     const config = resolveConfig(input);
     const logger = given ?? pino({ level: config.logLevel, base: { component: 'orchestrator' } });
+    // Resolve the API's authentication before touching anything: a bad token file fails fast.
+    const tokens = [
+      ...(apiTokens ?? []),
+      ...(config.apiTokensFile ? loadTokensFile(config.apiTokensFile) : []),
+      ...(config.apiTokensJson ? parseTokensJson(config.apiTokensJson) : []),
+    ];
+    if (config.httpEnabled && tokens.length === 0 && !config.apiInsecure) {
+      throw new Error(
+        'no API tokens configured: set TASKER_API_TOKENS_FILE or TASKER_API_TOKENS, or run without authentication with TASKER_API_INSECURE=true',
+      );
+    }
     await ensureDatabase(config.databaseUrl, logger);
     const { db, pool } = createDb(config.databaseUrl, config.dbSchema, config.dbPoolSize);
     await migrate(db, config.dbSchema, logger);
     const broker = await Broker.connect({ url: config.amqpUrl, connectionName: 'tasker-orchestrator', logger });
     const o = new Orchestrator(config, db, pool, broker, logger);
+    if (tokens.length > 0) o.auth = new TokenAuthenticator(tokens);
+    else if (config.httpEnabled) logger.warn('HTTP API runs WITHOUT authentication (TASKER_API_INSECURE=true): every caller may do everything');
     try {
       await o.boot();
     } catch (err) {
@@ -227,7 +249,7 @@ export class Orchestrator {
     this.watchdog.start();
 
     if (config.httpEnabled) {
-      this.http = buildHttpServer(this, this.logger);
+      this.http = buildHttpServer(this, this.logger, this.auth);
       const address = await this.http.listen({ port: config.httpPort, host: config.httpHost });
       this.httpUrl = address.replace('[::1]', '127.0.0.1');
       this.logger.info({ url: this.httpUrl }, 'HTTP API listening');
@@ -249,10 +271,49 @@ export class Orchestrator {
 
   /** Registers compiled templates (declaring their namespaces' queues). */
   async registerTemplates(templates: CompiledTemplate[]): Promise<void> {
-    for (const t of templates) {
-      if (t.inputSchema) this.validator.compile(`check:${t.namespace}.${t.name}@${t.version}`, t.inputSchema);
-      await this.registry.register(t);
-    }
+    for (const t of templates) await this.registerTemplate(t);
+  }
+
+  /** Registers one template; `created` is false when that exact version was registered already. */
+  async registerTemplate(t: CompiledTemplate): Promise<{ id: string; created: boolean }> {
+    this.checkInputSchema(t);
+    return this.registry.register(t);
+  }
+
+  /** Refuses a template whose input_schema is not a valid JSON Schema. */
+  checkInputSchema(t: CompiledTemplate): void {
+    if (t.inputSchema) this.validator.compile(`check:${t.namespace}.${t.name}@${t.version}:${JSON.stringify(t.inputSchema)}`, t.inputSchema);
+  }
+
+  listTasks(q: ListTasksQuery, namespaces: string[] | '*' = '*') {
+    return listTasks(this.db, q, namespaces);
+  }
+
+  private get opDeps() {
+    return { db: this.db, registry: this.registry, names: this.names };
+  }
+
+  /** Cancels a task in progress (and the tasks it created); running handlers are told to stop. */
+  async cancelTask(id: string, actor: Actor): Promise<void> {
+    const { outbox } = await cancelTask(this.opDeps, id, actor);
+    await this.relay.publish(outbox);
+    this.logger.info({ taskId: id, actor: actor.name, reason: actor.reason }, 'task cancelled');
+  }
+
+  /** Retries a failed step with a fresh budget of attempts; the task resumes. */
+  async retryStep(stepId: string, actor: Actor): Promise<{ taskId: string }> {
+    const { outbox, taskId } = await retryStep(this.opDeps, stepId, actor);
+    await this.relay.publish(outbox);
+    this.logger.info({ taskId, stepId, actor: actor.name, reason: actor.reason }, 'step retried by an operator');
+    return { taskId };
+  }
+
+  /** Resolves a failed step, or completes an unfinished one with a result; its dependents proceed. */
+  async completeStep(stepId: string, actor: Actor, mode: { kind: 'resolve' } | { kind: 'complete'; result: unknown }): Promise<{ taskId: string }> {
+    const { outbox, taskId } = await completeStepManually(this.opDeps, stepId, actor, mode);
+    await this.relay.publish(outbox);
+    this.logger.info({ taskId, stepId, actor: actor.name, reason: actor.reason, kind: mode.kind }, 'step completed by an operator');
+    return { taskId };
   }
 
   /** Creates tasks now, in one transaction, and publishes their first steps. */
@@ -288,8 +349,8 @@ export class Orchestrator {
     });
   }
 
-  getTask(id: string): Promise<TaskView | null> {
-    return readTask(this.db, this.registry, id);
+  getTask(id: string, detail: { transitions?: boolean; family?: boolean } = {}): Promise<TaskView | null> {
+    return readTask(this.db, this.registry, id, detail);
   }
 
   /** Steps and tasks that wait without progress, with why (watchdog's last pass and live tasks with nothing in flight). */

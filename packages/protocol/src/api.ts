@@ -18,7 +18,7 @@ export type CreateTaskBody = z.infer<typeof CreateTaskBody>;
 export const StepView = z.object({
   id,
   name: identifier,
-  state: z.enum(['pending', 'enqueued', 'waiting_retry', 'complete', 'error', 'cancelled']),
+  state: z.enum(['pending', 'enqueued', 'waiting_retry', 'waiting_child', 'complete', 'error', 'cancelled']),
   attempt: z.int().describe('The current (or last) attempt; 0 before the first dispatch.'),
   max_attempts: z.int(),
   dependencies: z.array(z.string()),
@@ -29,17 +29,96 @@ export const StepView = z.object({
   started_at: isoTime.nullable().describe('When the handler of the last attempt started (worker clock).'),
   finished_at: isoTime.nullable(),
   next_retry_at: isoTime.nullable(),
+  waiting_for_task_id: z.string().nullable().describe('The task this step waits for (state waiting_child).'),
 });
 export type StepView = z.infer<typeof StepView>;
 
-export const TaskView = TaskSummary.extend({
+export const TransitionView = z.object({
+  step_id: z.string().nullable().describe('null: a transition of the task itself.'),
+  step: z.string().nullable(),
+  from_state: z.string().nullable(),
+  to_state: z.string(),
+  attempt: z.int().nullable(),
+  reason: z.string(),
+  actor: z.string().nullable().describe('Who did it, for operator actions (the API token name); null for the engine.'),
+  at: isoTime,
+});
+export type TransitionView = z.infer<typeof TransitionView>;
+
+export const TaskListItem = TaskSummary.extend({ updated_at: isoTime, completed_at: isoTime.nullable() });
+export type TaskListItem = z.infer<typeof TaskListItem>;
+
+export const TaskView = TaskListItem.extend({
   context: z.record(z.string(), z.json()),
   error: z.json().nullable(),
-  updated_at: isoTime,
-  completed_at: isoTime.nullable(),
   steps: z.array(StepView),
+  transitions: z.array(TransitionView).optional(),
+  parent: TaskSummary.nullable().optional(),
+  children: z.array(TaskSummary).optional(),
 });
 export type TaskView = z.infer<typeof TaskView>;
+
+/** `GET /v1/tasks` query: filters combine with AND; newest first; `cursor` from the previous page. */
+export const ListTasksQuery = z.object({
+  namespace: z.string().optional(),
+  name: z.string().optional(),
+  state: z.enum(['in_progress', 'complete', 'error', 'cancelled']).optional(),
+  correlation_id: z.string().optional(),
+  parent_task_id: z.string().optional(),
+  created_after: isoTime.optional(),
+  created_before: isoTime.optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().optional(),
+});
+export type ListTasksQuery = z.infer<typeof ListTasksQuery>;
+
+export const ListTasksResponse = z.object({ items: z.array(TaskListItem), next_cursor: z.string().nullable() });
+export type ListTasksResponse = z.infer<typeof ListTasksResponse>;
+
+/** Body of every operator action: why (kept in the audit with who). */
+export const OperatorActionBody = z.object({ reason: z.string().min(1).max(1000) });
+export type OperatorActionBody = z.infer<typeof OperatorActionBody>;
+
+/** `POST /v1/steps/:id/complete`: complete a step by hand with a result. */
+export const CompleteStepBody = OperatorActionBody.extend({ result: z.json() });
+export type CompleteStepBody = z.infer<typeof CompleteStepBody>;
+
+export const TemplateSummary = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  version: z.string(),
+  description: z.string().nullable(),
+  steps: z.int(),
+  created_at: isoTime,
+});
+export type TemplateSummary = z.infer<typeof TemplateSummary>;
+
+export const NamespaceSummary = z.object({ name: z.string(), templates: z.int(), created_at: isoTime });
+export type NamespaceSummary = z.infer<typeof NamespaceSummary>;
+
+/** `POST /v1/templates/validate` and `POST /v1/templates`: YAML (text/yaml) or JSON body. */
+export const TemplateValidation = z.object({
+  valid: z.boolean(),
+  template: z.object({ namespace: z.string(), name: z.string(), version: z.string() }).nullable(),
+  problems: z.array(z.object({ origin: z.string(), step: z.string().nullable(), message: z.string(), code: z.string() })),
+});
+export type TemplateValidation = z.infer<typeof TemplateValidation>;
+
+/** What an API token may do: each action includes none of the others. */
+export const API_ACTIONS = ['read', 'create', 'operate', 'admin'] as const;
+export type ApiAction = (typeof API_ACTIONS)[number];
+
+/** One API token (configured by file or environment): a name for the audit, a secret, a scope. */
+export const ApiTokenConfig = z.object({
+  name: z.string().min(1).max(100),
+  /** The bearer token itself, or its SHA-256 in hex (`sha256:<hex>`), so the file need not hold secrets. */
+  token: z.string().min(16),
+  /** Namespaces it may touch; `*` for all. */
+  namespaces: z.array(z.string()).min(1),
+  actions: z.array(z.enum(API_ACTIONS)).min(1),
+});
+export type ApiTokenConfig = z.infer<typeof ApiTokenConfig>;
+export const ApiTokensFile = z.object({ tokens: z.array(ApiTokenConfig) });
 
 export const CreateTaskResponse = z.object({ created: z.boolean(), task: TaskView });
 export type CreateTaskResponse = z.infer<typeof CreateTaskResponse>;

@@ -42,6 +42,16 @@ export const ErrorCode = {
   RETRIES_EXHAUSTED: 'RETRIES_EXHAUSTED',
   /** The broker dead-lettered the step message after its delivery limit: workers took it and never answered (crashed). */
   POISON_MESSAGE: 'POISON_MESSAGE',
+  /** The operation does not fit the task's or step's current state (e.g. cancelling a finished task). */
+  INVALID_STATE: 'INVALID_STATE',
+  /** No valid API token was presented. */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /** The API token may not do this action in this namespace. */
+  FORBIDDEN: 'FORBIDDEN',
+  /** A task a step waited for ended in error. */
+  CHILD_TASK_FAILED: 'CHILD_TASK_FAILED',
+  /** A task a step waited for was cancelled. */
+  CHILD_TASK_CANCELLED: 'CHILD_TASK_CANCELLED',
   /** Something failed inside Tasker itself (details are in the logs, not in the reply). */
   INTERNAL: 'INTERNAL',
 } as const;

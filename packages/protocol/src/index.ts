@@ -26,4 +26,5 @@ export * from './messages/step-message.ts';
 export * from './messages/step-result.ts';
 export * from './messages/task-request.ts';
 export * from './messages/retry-due.ts';
+export * from './messages/control.ts';
 export * from './json-schema.ts';

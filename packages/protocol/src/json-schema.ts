@@ -3,6 +3,7 @@ import { StepMessage } from './messages/step-message.ts';
 import { StepResult } from './messages/step-result.ts';
 import { TaskReply, TaskRequest } from './messages/task-request.ts';
 import { RetryDue } from './messages/retry-due.ts';
+import { ControlMessage } from './messages/control.ts';
 import { TemplateSpec } from './template.ts';
 import { PROTOCOL_VERSION } from './version.ts';
 
@@ -13,6 +14,7 @@ export const PUBLISHED_SCHEMAS = {
   'task-request': TaskRequest,
   'task-reply': TaskReply,
   'retry-due': RetryDue,
+  'control': ControlMessage,
   'task-template': TemplateSpec,
 } as const;
 

@@ -48,6 +48,8 @@ export interface Names {
   /** Step messages the broker dead-lettered after their delivery limit; the orchestrators fail those steps. */
   readonly poisonExchange: string;
   readonly poisonQueue: string;
+  /** Fanout exchange of control broadcasts to every worker (cancellations); each worker binds a queue of its own. */
+  readonly controlExchange: string;
 }
 
 export function names(prefix: string = DEFAULT_AMQP_PREFIX): Names {
@@ -69,6 +71,7 @@ export function names(prefix: string = DEFAULT_AMQP_PREFIX): Names {
     deadLetterQueue: `${prefix}.dead_letters`,
     poisonExchange: `${prefix}.poison`,
     poisonQueue: `${prefix}.poison`,
+    controlExchange: `${prefix}.control`,
   };
 }
 

@@ -60,6 +60,7 @@ export function coreTopology(n: Names, opts: TopologyOptions = DEFAULT_TOPOLOGY_
     { name: n.delayDueExchange, type: 'topic' },
     { name: n.deadLetterExchange, type: 'topic' },
     { name: n.poisonExchange, type: 'topic' },
+    { name: n.controlExchange, type: 'fanout' },
   ];
   const queues: QueueSpec[] = [
     { name: n.resultsQueue, arguments: workQueueArgs(opts) },

@@ -169,7 +169,19 @@ describe('step state machine', () => {
     ['enqueued', 'cancelled'],
     ['waiting_retry', 'enqueued'],
     ['waiting_retry', 'cancelled'],
+    ['enqueued', 'waiting_child'],
+    ['waiting_child', 'complete'],
+    ['waiting_child', 'error'],
+    ['waiting_child', 'cancelled'],
   ];
+
+  it('lets only an operator retry or resolve a failed step', () => {
+    expect(canStepTransition('error', 'enqueued')).toBe(false);
+    expect(canStepTransition('error', 'enqueued', 'operator')).toBe(true);
+    expect(canStepTransition('error', 'complete', 'operator')).toBe(true);
+    expect(canStepTransition('cancelled', 'enqueued', 'operator')).toBe(false);
+    expect(canStepTransition('complete', 'enqueued', 'operator')).toBe(false);
+  });
 
   it.each(allowed)('allows %s -> %s', (from, to) => {
     expect(canStepTransition(from, to)).toBe(true);
@@ -205,9 +217,11 @@ describe('task state machine', () => {
     expect(canTaskTransition('in_progress', to)).toBe(true);
   });
 
-  it('does not allow staying in or going back to in_progress', () => {
+  it('does not allow staying in or going back to in_progress, except by an operator from error', () => {
     expect(canTaskTransition('in_progress', 'in_progress')).toBe(false);
     expect(canTaskTransition('error', 'in_progress')).toBe(false);
+    expect(canTaskTransition('error', 'in_progress', 'operator')).toBe(true);
+    expect(canTaskTransition('cancelled', 'in_progress', 'operator')).toBe(false);
   });
 
   it('has no edge out of a terminal state', () => {

@@ -54,6 +54,8 @@ export function unreached(checks: Check[]): Check[] {
 
 export interface ScenarioOptions {
   baseUrl: string;
+  /** API token for the orchestrator's HTTP API. */
+  token: string;
   /** Aborted at the demo's deadline or on Ctrl-C. */
   signal: AbortSignal;
   /** Milliseconds left before the deadline. */
@@ -74,7 +76,7 @@ function section(title: string): void {
  * run cut short still shows what it saw).
  */
 export async function runScenario(o: ScenarioOptions, checks: Check[]): Promise<void> {
-  const client = new HttpTaskClient({ baseUrl: o.baseUrl });
+  const client = new HttpTaskClient({ baseUrl: o.baseUrl, token: o.token });
   const http = { signal: o.signal };
   /** Polls the task until it is terminal (complete, error, cancelled). */
   const wait = (id: string, what: string): Promise<TaskView> => {
@@ -203,6 +205,7 @@ export async function runScenario(o: ScenarioOptions, checks: Check[]): Promise<
   let status: number | null = null;
   const recording = new HttpTaskClient({
     baseUrl: o.baseUrl,
+    token: o.token,
     fetch: async (input, init) => {
       const res = await fetch(input, init);
       status = res.status;

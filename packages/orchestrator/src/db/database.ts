@@ -3,12 +3,14 @@ import pg from 'pg';
 
 /** Tasker's tables, as kysely sees them (see migrations/ for the DDL). */
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
+/** A timestamp column with a database default. */
+type DefaultTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | string | null>;
 type Json = ColumnType<unknown, string, string>;
 
 export interface NamespacesTable {
   name: string;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
 }
 export interface TemplatesTable {
   id: Generated<string>;
@@ -20,7 +22,7 @@ export interface TemplatesTable {
   patch: number;
   prerelease: string;
   definition: Json;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
 }
 export interface TasksTable {
   id: string;
@@ -36,8 +38,8 @@ export interface TasksTable {
   parent_step_id: string | null;
   requested_by: string | null;
   error: Json | null;
-  created_at: Generated<Timestamp>;
-  updated_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
+  updated_at: DefaultTimestamp;
   completed_at: NullableTimestamp;
 }
 export interface StepsTable {
@@ -56,7 +58,8 @@ export interface StepsTable {
   started_at: NullableTimestamp;
   finished_at: NullableTimestamp;
   next_retry_at: NullableTimestamp;
-  updated_at: Generated<Timestamp>;
+  waiting_for_task_id: string | null;
+  updated_at: DefaultTimestamp;
 }
 export interface TransitionsTable {
   id: Generated<string>;
@@ -66,7 +69,8 @@ export interface TransitionsTable {
   to_state: string;
   attempt: number | null;
   reason: string;
-  at: Generated<Timestamp>;
+  actor: string | null;
+  at: DefaultTimestamp;
 }
 export interface OutboxTable {
   id: Generated<string>;
@@ -74,7 +78,7 @@ export interface OutboxTable {
   routing_key: string;
   body: string;
   properties: Json;
-  created_at: Generated<Timestamp>;
+  created_at: DefaultTimestamp;
 }
 
 export interface Database {

@@ -47,7 +47,10 @@ interface Change {
   id: string;
   task_id: string;
   attempt: number;
-  state: 'complete' | 'error' | 'waiting_retry';
+  /** The state the compare-and-set expects. */
+  from_state: 'enqueued' | 'waiting_child';
+  state: 'complete' | 'error' | 'waiting_retry' | 'waiting_child';
+  waiting_for: string | null;
   result: unknown;
   error: unknown;
   started_at: string;
@@ -76,6 +79,7 @@ export async function processResults(
     const steps = new Map(stepRows.map((s) => [s.id, s]));
 
     const changes: Change[] = [];
+    const waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }> = [];
     const seen = new Set<string>();
     for (const r of results) {
       const step = steps.get(r.step_id);
@@ -88,16 +92,23 @@ export async function processResults(
         continue;
       }
       if (seen.has(r.step_id)) { ignore(ErrorCode.STALE_RESULT, 'duplicate result in the same batch'); continue; }
-      if (step.state !== 'enqueued' || step.attempt !== r.attempt) {
-        ignore(ErrorCode.STALE_RESULT, `step is ${step.state} at attempt ${step.attempt}; result is for attempt ${r.attempt}`);
+      // A child task's outcome answers a step waiting for it; a worker's result answers a dispatched step.
+      const expected = r.child_outcome ? 'waiting_child' : 'enqueued';
+      if (step.state !== expected || step.attempt !== r.attempt) {
+        ignore(ErrorCode.STALE_RESULT, `step is ${step.state} at attempt ${step.attempt}; result is for attempt ${r.attempt}${r.child_outcome ? ' (child outcome)' : ''}`);
         continue;
       }
       seen.add(r.step_id);
+      if (r.status === 'waiting') {
+        waits.push({ r, step });
+        continue;
+      }
       const template = await registry.get(task.template_id);
       const policy = template.steps.find((d) => d.name === step.name)?.retry;
       if (!policy) { ignore(ErrorCode.UNKNOWN_STEP, `step '${step.name}' is not in the task's template`); continue; }
       changes.push(decide(r, step, policy));
     }
+    changes.push(...(await decideWaits(trx, waits, (r, code, reason) => ignored.push({ result: r, code, reason }))));
 
     if (changes.length === 0) return { outbox: [] as OutboxRow[], applied: 0 };
 
@@ -109,11 +120,12 @@ export async function processResults(
         started_at = x.started_at,
         finished_at = x.finished_at,
         next_retry_at = CASE WHEN x.retry_in_ms IS NOT NULL THEN now() + make_interval(secs => x.retry_in_ms / 1000.0) END,
+        waiting_for_task_id = x.waiting_for,
         updated_at = now()
       FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS x(
-        id text, attempt int, state text, result jsonb, error jsonb, started_at timestamptz, finished_at timestamptz,
-        retry_in_ms int)
-      WHERE s.id = x.id AND s.state = 'enqueued' AND s.attempt = x.attempt
+        id text, attempt int, from_state text, state text, result jsonb, error jsonb, started_at timestamptz,
+        finished_at timestamptz, retry_in_ms int, waiting_for text)
+      WHERE s.id = x.id AND s.state = x.from_state AND s.attempt = x.attempt
       RETURNING s.id`.execute(trx);
     const applied = new Set(updated.map((u) => u.id));
     const done = changes.filter((c) => applied.has(c.id));
@@ -121,7 +133,7 @@ export async function processResults(
     const transitions: TransitionRow[] = done.map((c) => ({
       task_id: c.task_id,
       step_id: c.id,
-      from_state: 'enqueued',
+      from_state: c.from_state,
       to_state: c.state,
       attempt: c.attempt,
       reason: c.reason,
@@ -147,39 +159,18 @@ export async function processResults(
       });
     }
 
-    // Readiness: each completed step takes one off its dependents' pending count.
     const completed = done.filter((c) => c.state === 'complete').map((c) => c.id);
-    if (completed.length > 0) {
-      const { rows: touched } = await sql<{ id: string; task_id: string; name: string; deps_pending: number; state: string }>`
-        UPDATE steps s SET deps_pending = s.deps_pending - d.n, updated_at = now()
-        FROM (
-          SELECT dep AS id, count(*)::int AS n FROM steps, unnest(steps.dependents) AS dep
-          WHERE steps.id = ANY(${completed}::text[]) GROUP BY dep
-        ) d
-        WHERE s.id = d.id
-        RETURNING s.id, s.task_id, s.name, s.deps_pending, s.state`.execute(trx);
-      const ready = touched.filter(
-        (t) => t.deps_pending === 0 && t.state === 'pending' && tasks.get(t.task_id)?.state === 'in_progress',
-      );
-      if (ready.length > 0) {
-        await sql`
-          UPDATE steps SET state = 'enqueued', attempt = 1, enqueued_at = now(), updated_at = now()
-          WHERE id = ANY(${ready.map((r) => r.id)}::text[]) AND state = 'pending'`.execute(trx);
-        for (const r of ready) {
-          transitions.push({ task_id: r.task_id, step_id: r.id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'dependencies complete' });
-        }
-        messages.push(...(await stepMessagesFor(trx, registry, n, tasks, ready.map((r) => ({ ...r, attempt: 1 })))));
-      }
-    }
+    messages.push(...(await releaseDependents(trx, registry, n, tasks, completed, transitions)));
 
-    await finishTasks(trx, tasks, [...new Set(done.map((c) => c.task_id))], transitions);
+    const finished = await finishTasks(trx, tasks, [...new Set(done.map((c) => c.task_id))], transitions);
+    messages.push(...(await childOutcomeMessages(trx, n, finished)));
     await recordTransitions(trx, transitions);
     return { outbox: await insertOutbox(trx, messages), applied: done.length };
   });
   return { ...outcome, ignored };
 }
 
-function decide(r: StepResult, step: StepRow, policy: RetryPolicy): Change {
+function decide(r: Exclude<StepResult, { status: 'waiting' }>, step: StepRow, policy: RetryPolicy): Change {
   const c = decideOutcome(r, step, policy);
   // A redelivered attempt (its worker died) is the same attempt: it is not counted again,
   // but the audit says how many deliveries it took.
@@ -187,8 +178,16 @@ function decide(r: StepResult, step: StepRow, policy: RetryPolicy): Change {
   return c;
 }
 
-function decideOutcome(r: StepResult, step: StepRow, policy: RetryPolicy): Change {
-  const base = { id: step.id, task_id: step.task_id, attempt: r.attempt, started_at: r.started_at, finished_at: r.finished_at };
+function decideOutcome(r: Exclude<StepResult, { status: 'waiting' }>, step: StepRow, policy: RetryPolicy): Change {
+  const base = {
+    id: step.id,
+    task_id: step.task_id,
+    attempt: r.attempt,
+    from_state: r.child_outcome ? ('waiting_child' as const) : ('enqueued' as const),
+    waiting_for: null,
+    started_at: r.started_at,
+    finished_at: r.finished_at,
+  };
   if (r.status === 'success') {
     const size = jsonByteLength(r.result);
     const problem =
@@ -205,7 +204,7 @@ function decideOutcome(r: StepResult, step: StepRow, policy: RetryPolicy): Chang
   }
   const e: StepError = r.error;
   const error = { kind: e.kind, code: e.code, message: e.message, attempt: r.attempt, ...(e.details !== undefined ? { details: e.details } : {}) };
-  if (e.kind === 'permanent') {
+  if (e.kind === 'permanent' || r.child_outcome) {
     return { ...base, state: 'error', result: null, error, retry_in_ms: null, reason: `permanent error ${e.code}: ${e.message}` };
   }
   if (r.attempt >= step.max_attempts) {
@@ -231,6 +230,41 @@ function decideOutcome(r: StepResult, step: StepRow, policy: RetryPolicy): Chang
 }
 
 /**
+ * Readiness, set-based: each completed step takes one off its dependents' pending count;
+ * dependents that reach zero (and whose task is live) are enqueued, and their step messages
+ * returned. Runs under the task locks.
+ */
+export async function releaseDependents(
+  trx: Parameters<typeof recordTransitions>[0],
+  registry: TemplateRegistry,
+  n: Names,
+  tasks: Map<string, LockedTask>,
+  completed: string[],
+  transitions: TransitionRow[],
+): Promise<OutgoingMessage[]> {
+  if (completed.length === 0) return [];
+  const { rows: touched } = await sql<{ id: string; task_id: string; name: string; deps_pending: number; state: string }>`
+    UPDATE steps s SET deps_pending = s.deps_pending - d.n, updated_at = now()
+    FROM (
+      SELECT dep AS id, count(*)::int AS n FROM steps, unnest(steps.dependents) AS dep
+      WHERE steps.id = ANY(${completed}::text[]) GROUP BY dep
+    ) d
+    WHERE s.id = d.id
+    RETURNING s.id, s.task_id, s.name, s.deps_pending, s.state`.execute(trx);
+  const ready = touched.filter(
+    (t) => t.deps_pending === 0 && t.state === 'pending' && tasks.get(t.task_id)?.state === 'in_progress',
+  );
+  if (ready.length === 0) return [];
+  await sql`
+    UPDATE steps SET state = 'enqueued', attempt = 1, enqueued_at = now(), updated_at = now()
+    WHERE id = ANY(${ready.map((r) => r.id)}::text[]) AND state = 'pending'`.execute(trx);
+  for (const r of ready) {
+    transitions.push({ task_id: r.task_id, step_id: r.id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'dependencies complete' });
+  }
+  return stepMessagesFor(trx, registry, n, tasks, ready.map((r) => ({ ...r, attempt: 1 })));
+}
+
+/**
  * Moves tasks to complete (every step complete) or error (a step failed and nothing is in
  * flight any more, so nothing else can progress). Runs under the task locks.
  */
@@ -239,12 +273,12 @@ export async function finishTasks(
   tasks: Map<string, LockedTask>,
   taskIds: string[],
   transitions: TransitionRow[],
-): Promise<void> {
-  if (taskIds.length === 0) return;
+): Promise<LockedTask[]> {
+  if (taskIds.length === 0) return [];
   const { rows } = await sql<{ task_id: string; total: number; complete: number; in_flight: number; failed: number; first_error: unknown }>`
     SELECT task_id, count(*)::int AS total,
            count(*) FILTER (WHERE state = 'complete')::int AS complete,
-           count(*) FILTER (WHERE state IN ('enqueued', 'waiting_retry'))::int AS in_flight,
+           count(*) FILTER (WHERE state IN ('enqueued', 'waiting_retry', 'waiting_child'))::int AS in_flight,
            count(*) FILTER (WHERE state = 'error')::int AS failed,
            (array_agg(jsonb_build_object('step', name, 'error', error) ORDER BY finished_at) FILTER (WHERE state = 'error'))[1] AS first_error
     FROM steps WHERE task_id = ANY(${taskIds}::text[]) GROUP BY task_id`.execute(trx);
@@ -273,4 +307,127 @@ export async function finishTasks(
       transitions.push({ task_id: f.id, step_id: null, from_state: 'in_progress', to_state: 'error', attempt: null, reason: `step '${step}' failed and no other step can progress` });
     }
   }
+  return [...complete, ...failed.map((f) => f.id)].map((id) => tasks.get(id)!);
+}
+
+/**
+ * A handler asked its step to wait for a task it created. If that task has finished
+ * already, the step takes its outcome now; otherwise it waits (`waiting_child`) and the
+ * child's outcome arrives as a result when the child finishes (see childOutcomeMessages).
+ */
+async function decideWaits(
+  trx: Parameters<typeof recordTransitions>[0],
+  waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }>,
+  ignore: (r: StepResult, code: string, reason: string) => void,
+): Promise<Change[]> {
+  if (waits.length === 0) return [];
+  const outcomes = await childOutcomes(trx, waits.map((w) => w.r.wait_for.task_id));
+  const changes: Change[] = [];
+  for (const { r, step } of waits) {
+    const child = outcomes.get(r.wait_for.task_id);
+    const base = { id: step.id, task_id: step.task_id, attempt: r.attempt, from_state: 'enqueued' as const, started_at: r.started_at, finished_at: r.finished_at, retry_in_ms: null };
+    if (!child) {
+      ignore(r, ErrorCode.UNKNOWN_TASK, `step asked to wait for task '${r.wait_for.task_id}', which does not exist`);
+      changes.push({ ...base, state: 'error', waiting_for: null, result: null, error: { kind: 'permanent', code: ErrorCode.UNKNOWN_TASK, message: `the task to wait for ('${r.wait_for.task_id}') does not exist`, attempt: r.attempt }, reason: `wait refused: no task '${r.wait_for.task_id}'` });
+      continue;
+    }
+    if (child.state === 'in_progress') {
+      changes.push({ ...base, state: 'waiting_child', waiting_for: child.id, result: null, error: null, reason: `waiting for task ${child.id} (${child.namespace}.${child.name})` });
+    } else if (child.state === 'complete') {
+      changes.push({ ...base, state: 'complete', waiting_for: child.id, result: child.result, error: null, reason: `task ${child.id} it waited for was already complete` });
+    } else {
+      changes.push({ ...base, state: 'error', waiting_for: child.id, result: null, error: child.error, reason: `task ${child.id} it waited for had already ended in ${child.state}` });
+    }
+  }
+  return changes;
+}
+
+interface ChildOutcome {
+  id: string;
+  namespace: string;
+  name: string;
+  state: string;
+  /** For a complete task: the results of its final steps (those nothing depends on), by step name. */
+  result: unknown;
+  /** For a failed or cancelled task: the error the waiting step takes. */
+  error: unknown;
+}
+
+/** What a finished task hands to a step that waits for it. */
+async function childOutcomes(trx: Parameters<typeof recordTransitions>[0], ids: string[]): Promise<Map<string, ChildOutcome>> {
+  if (ids.length === 0) return new Map();
+  const { rows } = await sql<{ id: string; namespace: string; name: string; state: string; error: unknown; finals: Record<string, unknown> | null }>`
+    SELECT t.id, t.namespace, t.name, t.state, t.error,
+           (SELECT jsonb_object_agg(s.name, s.result) FROM steps s WHERE s.task_id = t.id AND s.dependents = '{}') AS finals
+    FROM tasks t WHERE t.id = ANY(${ids}::text[])`.execute(trx);
+  return new Map(
+    rows.map((t) => [
+      t.id,
+      {
+        id: t.id,
+        namespace: t.namespace,
+        name: t.name,
+        state: t.state,
+        result: t.finals ?? {},
+        error: {
+          kind: 'permanent',
+          code: t.state === 'cancelled' ? 'CHILD_TASK_CANCELLED' : 'CHILD_TASK_FAILED',
+          message: `task ${t.id} (${t.namespace}.${t.name}) ended in ${t.state}`,
+          details: (t.error ?? null) as never,
+        },
+      },
+    ]),
+  );
+}
+
+/**
+ * When tasks created by a step finish, their outcome goes to that step as a result
+ * (`child_outcome`), through the results queue like any result: the step applies it only
+ * if it is waiting for that task (compare-and-set), so a child nobody waits for changes
+ * nothing. Sent for every finished child, since the parent's "waiting" result may still be
+ * in flight; whichever comes second finds the other's effect.
+ */
+export async function childOutcomeMessages(
+  trx: Parameters<typeof recordTransitions>[0],
+  n: Names,
+  finished: LockedTask[],
+): Promise<OutgoingMessage[]> {
+  const children = finished.filter((t) => t.parent_step_id);
+  if (children.length === 0) return [];
+  const { rows: parents } = await sql<{ id: string; task_id: string; name: string; attempt: number; namespace: string }>`
+    SELECT s.id, s.task_id, s.name, s.attempt, t.namespace FROM steps s JOIN tasks t ON t.id = s.task_id
+    WHERE s.id = ANY(${children.map((c) => c.parent_step_id!)}::text[])`.execute(trx);
+  const byId = new Map(parents.map((p) => [p.id, p]));
+  const outcomes = await childOutcomes(trx, children.map((c) => c.id));
+  const now = new Date().toISOString();
+  const out: OutgoingMessage[] = [];
+  for (const c of children) {
+    const p = byId.get(c.parent_step_id!);
+    const o = outcomes.get(c.id);
+    if (!p || !o || p.task_id !== c.parent_task_id) continue;
+    const base = {
+      protocol_version: PROTOCOL_VERSION,
+      message_type: 'step_result' as const,
+      task_id: p.task_id,
+      step_id: p.id,
+      namespace: p.namespace,
+      step_name: p.name,
+      attempt: p.attempt,
+      started_at: now,
+      finished_at: now,
+      worker_id: `tasker:child:${c.id}`,
+      child_outcome: true,
+    };
+    const result: StepResult =
+      o.state === 'complete'
+        ? { ...base, status: 'success', result: o.result as never }
+        : { ...base, status: 'failure', error: o.error as StepError };
+    out.push({
+      exchange: n.resultsExchange,
+      routingKey: p.namespace,
+      body: JSON.stringify(result),
+      properties: { type: 'step_result', persistent: true, contentType: 'application/json', messageId: `${p.id}:${p.attempt}:child` },
+    });
+  }
+  return out;
 }

@@ -11,6 +11,18 @@ import {
 import type { Broker } from '@tasker/transport';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
+import type { NamespaceSummary, TemplateSummary } from '@tasker/protocol';
+
+export function summarize(t: CompiledTemplate, createdAt: Date | string): TemplateSummary {
+  return {
+    namespace: t.namespace,
+    name: t.name,
+    version: t.version,
+    description: t.description,
+    steps: t.steps.length,
+    created_at: new Date(createdAt).toISOString(),
+  };
+}
 
 export interface RegisteredTemplate {
   id: string;
@@ -82,6 +94,33 @@ export class TemplateRegistry {
   async declareKnownNamespaces(): Promise<void> {
     const rows = await this.db.selectFrom('namespaces').select('name').execute();
     for (const r of rows) await this.declareNamespace(r.name);
+  }
+
+  /** Namespaces with their template counts (optionally only some). */
+  async namespaces(only: string[] | '*'): Promise<NamespaceSummary[]> {
+    const { rows } = await sql<{ name: string; templates: number; created_at: Date }>`
+      SELECT n.name, count(t.id)::int AS templates, n.created_at FROM namespaces n
+      LEFT JOIN templates t ON t.namespace = n.name
+      WHERE ${only === '*'} OR n.name = ANY(${only === '*' ? [] : only}::text[])
+      GROUP BY n.name ORDER BY n.name`.execute(this.db);
+    return rows.map((r) => ({ name: r.name, templates: r.templates, created_at: new Date(r.created_at).toISOString() }));
+  }
+
+  /** Registered templates, newest version first within each name. */
+  async list(namespace: string | null, only: string[] | '*'): Promise<TemplateSummary[]> {
+    const { rows } = await sql<{ namespace: string; name: string; version: string; definition: CompiledTemplate; created_at: Date }>`
+      SELECT namespace, name, version, definition, created_at FROM templates
+      WHERE (${namespace}::text IS NULL OR namespace = ${namespace})
+        AND (${only === '*'} OR namespace = ANY(${only === '*' ? [] : only}::text[]))
+      ORDER BY namespace, name, major DESC, minor DESC, patch DESC, (prerelease = '') DESC, prerelease DESC`.execute(this.db);
+    return rows.map((r) => summarize(r.definition, r.created_at));
+  }
+
+  /** One exact version with its compiled definition. */
+  async describe(namespace: string, name: string, version: string): Promise<{ template: TemplateSummary; definition: CompiledTemplate }> {
+    const hit = await this.resolve(namespace, name, version);
+    const row = await this.db.selectFrom('templates').select('created_at').where('id', '=', hit.id).executeTakeFirstOrThrow();
+    return { template: summarize(hit.template, row.created_at), definition: hit.template };
   }
 
   /** The template with this id (registered templates never change). */

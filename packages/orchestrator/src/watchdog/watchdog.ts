@@ -192,7 +192,7 @@ export async function findStuckTasks(db: Db, olderThanMs: number): Promise<Stuck
     FROM tasks t JOIN steps s ON s.task_id = t.id
     WHERE t.state = 'in_progress' AND t.updated_at < now() - make_interval(secs => ${olderThanMs / 1000})
     GROUP BY t.id
-    HAVING count(*) FILTER (WHERE s.state IN ('enqueued', 'waiting_retry')) = 0`.execute(db);
+    HAVING count(*) FILTER (WHERE s.state IN ('enqueued', 'waiting_retry', 'waiting_child')) = 0`.execute(db);
   return rows.map((r) => ({
     task_id: r.task_id,
     step_id: null,

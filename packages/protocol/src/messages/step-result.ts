@@ -28,6 +28,10 @@ const resultBase = {
   started_at: isoTime,
   finished_at: isoTime,
   worker_id: z.string().max(200).optional(),
+  child_outcome: z
+    .boolean()
+    .optional()
+    .describe('Set by the orchestrator only: this result is the outcome of the task a waiting step waits for.'),
   delivery_count: z
     .int()
     .min(1)
@@ -44,6 +48,13 @@ export const StepResult = z
   .discriminatedUnion('status', [
     z.object({ ...resultBase, status: z.literal('success'), result: z.json() }),
     z.object({ ...resultBase, status: z.literal('failure'), error: StepError }),
+    z.object({
+      ...resultBase,
+      status: z.literal('waiting'),
+      wait_for: z
+        .object({ task_id: id })
+        .describe('The step waits for this task (created by its handler) without holding a worker: it completes with the task\'s result or fails with its error.'),
+    }),
   ])
   .describe('The outcome of one attempt of a step: worker → orchestrator.');
 export type StepResult = z.infer<typeof StepResult>;
