@@ -14,7 +14,7 @@ import { dropSchema, dropTopology } from './support/stack.ts';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 /** One per expected outcome, as the demo prints them: `PASS (a1) ...`. */
-const EXPECTED_CHECKS = ['a1', 'a2', 'a3', 'a4', 'a5', 'b1', 'c1', 'd1', 'd2', 'e1', 'e2'];
+const EXPECTED_CHECKS = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'b1', 'c1', 'd1', 'd2', 'e1', 'e2'];
 
 const suffix = uniqueSuffix();
 const schema = `demo_${suffix}`;

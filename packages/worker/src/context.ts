@@ -1,3 +1,4 @@
+import { WaitForTask } from './wait-for-task.ts';
 import type { Logger } from 'pino';
 import type { StepMessage } from '@tasker/protocol';
 import type { CreateTaskOptions, CreateTaskRequest, CreateTaskResult } from '@tasker/client';
@@ -47,6 +48,12 @@ export interface StepContext {
    * Gives up when {@link signal} is aborted.
    */
   createTask(req: CreateTaskRequest, options?: CreateTaskOptions): Promise<CreateTaskResult>;
+  /**
+   * Return this from the handler to make the step wait for a task (typically one it just
+   * created) without holding a worker: the step completes with that task's result, or fails
+   * with its error. `return ctx.waitFor((await ctx.createTask({...})).task.id)`.
+   */
+  waitFor(taskId: string): WaitForTask;
 }
 
 export interface ContextDeps {
@@ -79,6 +86,7 @@ export function createStepContext(message: StepMessage, deps: ContextDeps): Step
     method: message.handler.method,
     signal: deps.signal,
     logger: deps.logger,
+    waitFor: (taskId: string) => new WaitForTask(taskId),
     createTask: (req, options = {}) => {
       createTaskCalls += 1;
       const n = createTaskCalls;

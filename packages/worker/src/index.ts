@@ -34,6 +34,7 @@ export {
   type WorkerOptions,
 } from './config.ts';
 export type { StepContext, StepHandler } from './context.ts';
+export { WaitForTask } from './wait-for-task.ts';
 export {
   PERMANENT_ERROR_CODE,
   PermanentError,
@@ -44,3 +45,12 @@ export {
 } from './errors.ts';
 export { parkedRoutingKey } from './dead-letter.ts';
 export type { CreateTaskOptions, CreateTaskRequest, CreateTaskResult } from '@tasker/client';
+export {
+  DEFAULT_EXEC_START_TIMEOUT_MS,
+  DEFAULT_EXEC_STOP_TIMEOUT_MS,
+  ExecWorker,
+  createExecWorker,
+  type ExecWorkerOptions,
+} from './exec-bridge.ts';
+export { EXEC_CHILD_EXITED, EXEC_CHILD_UNAVAILABLE } from './exec-child.ts';
+export { EXEC_PROTOCOL, type ExecStep } from './exec-protocol.ts';

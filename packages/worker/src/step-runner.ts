@@ -1,3 +1,4 @@
+import { WaitForTask } from './wait-for-task.ts';
 import type { Logger } from 'pino';
 import {
   ErrorCode,
@@ -38,7 +39,10 @@ export interface StepRun {
 }
 
 type JsonResult = Extract<StepResult, { status: 'success' }>['result'];
-type Outcome = { status: 'success'; result: JsonResult } | { status: 'failure'; error: StepError };
+type Outcome =
+  | { status: 'success'; result: JsonResult }
+  | { status: 'failure'; error: StepError }
+  | { status: 'waiting'; wait_for: { task_id: string } };
 
 /** What a handler that returned after its deadline produced, as far as anyone cares. */
 const LATE: Outcome = { status: 'success', result: null };
@@ -75,6 +79,7 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
       worker_id: deps.workerId,
       ...(deps.deliveryCount ? { delivery_count: deps.deliveryCount } : {}),
     };
+    if (outcome.status === 'waiting') return { ...base, status: 'waiting', wait_for: outcome.wait_for };
     return outcome.status === 'success'
       ? { ...base, status: 'success', result: outcome.result }
       : { ...base, status: 'failure', error: outcome.error };
@@ -157,6 +162,7 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
 
 /** The returned value as the JSON that travels, or a permanent failure if it cannot travel. */
 function successOutcome(value: unknown, logger: Logger): Outcome {
+  if (value instanceof WaitForTask) return { status: 'waiting', wait_for: { task_id: value.taskId } };
   let json: string | undefined;
   try {
     json = JSON.stringify(value);

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { ErrorCode, StepMessage, TaskerError, decodeMessage, type StepResult } from '@tasker/protocol';
+import { ControlMessage, ErrorCode, StepMessage, TaskerError, decodeMessage, type StepResult } from '@tasker/protocol';
 import { Broker, type Consumer, type Delivery } from '@tasker/transport';
 import { AmqpTaskRequester } from '@tasker/client';
 import { redactUrl, resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './config.ts';
@@ -21,6 +21,8 @@ export type WorkerState = 'created' | 'starting' | 'running' | 'stopping' | 'sto
 interface Job {
   readonly delivery: Delivery;
   run: StepRun | null;
+  /** The task the step belongs to, once the message is decoded (for cancellations). */
+  taskId: string | null;
   /** Given back to the queue at shutdown: nothing more is published or acked for it. */
   handedBack: boolean;
 }
@@ -92,6 +94,7 @@ export class Worker {
       if (!(await this.waitForQueue(broker))) return;
       this.requester = new AmqpTaskRequester(broker, { prefix: o.names.prefix, logger: this.logger });
       this.consumer = await broker.consume(this.queue, { prefetch: o.concurrency }, (d) => this.onDelivery(d));
+      await this.listenForCancellations(broker);
     } catch (err) {
       this.broker = null;
       await broker.close();
@@ -100,6 +103,34 @@ export class Worker {
     if (this.shutdown.signal.aborted) return; // stop() closes the consumer
     this.currentState = 'running';
     this.logger.info({ queue: this.queue }, 'worker consuming');
+  }
+
+  /**
+   * Cancellations reach every worker on the control fanout exchange, through a queue of this
+   * worker's own (exclusive, deleted with the connection, re-created after a reconnect):
+   * running handlers of a cancelled task get their signal aborted.
+   */
+  private async listenForCancellations(broker: Broker): Promise<void> {
+    const exchange = this.options.names.controlExchange;
+    await broker.channel(false, async (ch) => {
+      const q = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false });
+      await ch.bindQueue(q.queue, exchange, '');
+      await ch.consume(q.queue, (msg) => {
+        if (!msg) return;
+        const decoded = decodeMessage(ControlMessage, msg.content, 'control message');
+        if (!decoded.ok) {
+          this.logger.warn({ reason: decoded.error.message }, 'control message ignored');
+          return;
+        }
+        const ids = new Set(decoded.value.task_ids);
+        for (const job of this.jobs.keys()) {
+          if (job.taskId && ids.has(job.taskId) && job.run) {
+            this.logger.info({ taskId: job.taskId, reason: decoded.value.reason }, 'task cancelled: aborting its running step');
+            job.run.abort(new TaskerError(ErrorCode.INVALID_STATE, `task ${job.taskId} was cancelled: ${decoded.value.reason}`));
+          }
+        }
+      }, { noAck: true });
+    });
   }
 
   /** True once the queue exists; false if stop() came first. */
@@ -128,7 +159,7 @@ export class Worker {
       delivery.nack(true);
       return Promise.resolve();
     }
-    const job: Job = { delivery, run: null, handedBack: false };
+    const job: Job = { delivery, run: null, handedBack: false, taskId: null };
     const done = this.handle(job)
       .catch((err: unknown) => this.logger.error({ err }, 'unexpected failure handling a step delivery'))
       .finally(() => this.jobs.delete(job));
@@ -141,6 +172,7 @@ export class Worker {
     const decoded = decodeMessage(StepMessage, d.body, 'step message');
     if (!decoded.ok) return this.park(job, decoded.error);
     const message = decoded.value;
+    job.taskId = message.task_id;
     if (message.namespace !== this.namespace) {
       return this.park(
         job,

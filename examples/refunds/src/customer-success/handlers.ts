@@ -51,11 +51,12 @@ export interface ApprovalDecision {
   namespace: typeof NAMESPACE;
 }
 
-export interface Delegation {
-  payment_task_id: string;
-  status: 'delegated_to_payments';
-  correlation_id: string;
-  namespace: typeof NAMESPACE;
+/** What execute_refund_workflow completes with: the payments task's outcome. */
+export interface PaymentsOutcome {
+  task_id: string;
+  namespace: 'payments';
+  name: 'process_refund';
+  results: { notify_customer?: { refund_id?: string; refund_amount?: number; notification_sent?: boolean } };
 }
 
 function blank(v: unknown): boolean {
@@ -183,7 +184,7 @@ const getManagerApproval: StepHandler = (ctx): ApprovalDecision => {
  * gives the request an idempotency key without the attempt, so a retried or redelivered
  * step gets back the task it created the first time instead of refunding twice.
  */
-const executeRefundWorkflow: StepHandler = async (ctx): Promise<Delegation> => {
+const executeRefundWorkflow: StepHandler = async (ctx) => {
   dependency<ApprovalDecision>(ctx, 'get_manager_approval');
   const request = dependency<ValidatedRequest>(ctx, 'validate_refund_request');
 
@@ -201,20 +202,24 @@ const executeRefundWorkflow: StepHandler = async (ctx): Promise<Delegation> => {
   if (failures !== undefined) context['simulate_gateway_failures'] = failures;
 
   const { created, task } = await ctx.createTask({ namespace: 'payments', name: 'process_refund', context });
-  ctx.logger.info({ paymentTaskId: task.id, created }, 'refund delegated to payments.process_refund');
-  return { payment_task_id: task.id, status: 'delegated_to_payments', correlation_id: ctx.taskId, namespace: NAMESPACE };
+  ctx.logger.info({ paymentTaskId: task.id, created }, 'refund delegated to payments.process_refund; waiting for it');
+  // The step waits for the payments task without holding a worker; it completes with that
+  // task's outcome (or fails with its error), so update_ticket_status sees the real refund.
+  return ctx.waitFor(task.id);
 };
 
 const updateTicketStatus: StepHandler = (ctx) => {
   const request = dependency<ValidatedRequest>(ctx, 'validate_refund_request');
-  const delegation = dependency<Delegation>(ctx, 'execute_refund_workflow');
+  const payout = dependency<PaymentsOutcome>(ctx, 'execute_refund_workflow');
+  const notice = payout.results.notify_customer;
   return {
     ticket_updated: true,
     ticket_id: request.ticket_id,
-    new_status: 'refund_in_progress',
-    note: `Refund of ${request.refund_amount} handed to payments (task ${delegation.payment_task_id})`,
-    payment_task_id: delegation.payment_task_id,
-    delegation_status: delegation.status,
+    new_status: 'refunded',
+    note: `Refunded ${notice?.refund_amount ?? request.refund_amount} by payments (task ${payout.task_id}, refund ${notice?.refund_id})`,
+    payment_task_id: payout.task_id,
+    refund_id: notice?.refund_id ?? null,
+    customer_notified: notice?.notification_sent ?? false,
     namespace: NAMESPACE,
     updated_at: new Date().toISOString(),
   };

@@ -29,6 +29,7 @@ export const EXPECTED_OUTCOMES = {
   a1: 'customer_success.process_refund (TICKET-1234) completes',
   a2: 'its payments.process_refund child (from execute_refund_workflow) completes',
   a3: "child's parent_task_id is the CS task (parent_step_id its execute_refund_workflow step)",
+  a6: 'execute_refund_workflow waited for the payments task; update_ticket_status recorded the real refund',
   a4: 'correlation id links them (child correlation_id and context.correlation_id = CS task)',
   a5: "every step result names its team's namespace",
   b1: 'payments.process_refund (pay_xyz789, fraud) completes',
@@ -145,8 +146,8 @@ export async function runScenario(o: ScenarioOptions, checks: Check[]): Promise<
     pass: aTask.state === 'complete',
     detail: `state ${aTask.state}`,
   });
-  const delegation = stepByName(aTask, 'execute_refund_workflow').result as { payment_task_id?: string; correlation_id?: string } | null;
-  const childId = delegation?.payment_task_id;
+  const executeStep = stepByName(aTask, 'execute_refund_workflow');
+  const childId = executeStep.waiting_for_task_id;
   let child: TaskView | null = null;
   if (childId) {
     child = await wait(childId, '(a) its payments child task');
@@ -163,7 +164,7 @@ export async function runScenario(o: ScenarioOptions, checks: Check[]): Promise<
   record(checks, {
     id: 'a2',
     pass: child?.state === 'complete',
-    detail: child ? `child ${child.id} state ${child.state}` : 'no payment_task_id in the execute_refund_workflow result',
+    detail: child ? `child ${child.id} state ${child.state}` : 'execute_refund_workflow did not wait for a task',
   });
   const executeStepId = stepByName(aTask, 'execute_refund_workflow').id;
   record(checks, {
@@ -176,18 +177,27 @@ export async function runScenario(o: ScenarioOptions, checks: Check[]): Promise<
     pass:
       !!child &&
       child.correlation_id === aTask.correlation_id &&
-      child.context['correlation_id'] === aTask.id &&
-      delegation?.correlation_id === aTask.id,
+      child.context['correlation_id'] === aTask.id,
     detail: child ? `CS ${aTask.correlation_id}, child ${child.correlation_id} / ${String(child.context['correlation_id'])}` : 'no child',
   });
   const wrongNamespace = [
-    ...aTask.steps.filter((s) => (s.result as { namespace?: string } | null)?.namespace !== 'customer_success'),
+    // execute_refund_workflow completes with the payments task's outcome (a6 checks it).
+    ...aTask.steps.filter((s) => s.name !== 'execute_refund_workflow' && (s.result as { namespace?: string } | null)?.namespace !== 'customer_success'),
     ...(child?.steps ?? []).filter((s) => (s.result as { namespace?: string } | null)?.namespace !== 'payments'),
   ].map((s) => s.name);
   record(checks, {
     id: 'a5',
     pass: !!child && wrongNamespace.length === 0,
     detail: wrongNamespace.length > 0 ? `without it: ${wrongNamespace.join(', ')}` : undefined,
+  });
+
+  const payout = executeStep.result as { task_id?: string; results?: { notify_customer?: { refund_id?: string } } } | null;
+  const ticket = stepByName(aTask, 'update_ticket_status').result as { refund_id?: string; new_status?: string } | null;
+  const refundId = payout?.results?.notify_customer?.refund_id;
+  record(checks, {
+    id: 'a6',
+    pass: !!child && payout?.task_id === child.id && !!refundId && ticket?.refund_id === refundId && ticket?.new_status === 'refunded',
+    detail: `execute_refund_workflow waited for ${payout?.task_id ?? '?'}; ticket ${ticket?.new_status ?? '?'} with refund ${ticket?.refund_id ?? '?'}`,
   });
 
   // ── (b) direct payments refund ───────────────────────────────────────────────────────

@@ -154,7 +154,13 @@ const notifyCustomer: StepHandler = (ctx) => {
   const email = ctx.getInput<string>('customer_email');
   if (!email) {
     // Internal tooling may refund without an address; there is nobody to tell.
-    return { notification_sent: false, reason: 'no customer_email in the task context', namespace: NAMESPACE };
+    return {
+      notification_sent: false,
+      reason: 'no customer_email in the task context',
+      refund_id: refund.refund_id,
+      refund_amount: refund.refund_amount,
+      namespace: NAMESPACE,
+    };
   }
   return {
     notification_sent: true,

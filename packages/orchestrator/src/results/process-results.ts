@@ -120,7 +120,7 @@ export async function processResults(
         started_at = x.started_at,
         finished_at = x.finished_at,
         next_retry_at = CASE WHEN x.retry_in_ms IS NOT NULL THEN now() + make_interval(secs => x.retry_in_ms / 1000.0) END,
-        waiting_for_task_id = x.waiting_for,
+        waiting_for_task_id = COALESCE(x.waiting_for, s.waiting_for_task_id),
         updated_at = now()
       FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS x(
         id text, attempt int, from_state text, state text, result jsonb, error jsonb, started_at timestamptz,
@@ -347,7 +347,7 @@ interface ChildOutcome {
   namespace: string;
   name: string;
   state: string;
-  /** For a complete task: the results of its final steps (those nothing depends on), by step name. */
+  /** For a complete task: its id and name, and the results of its final steps (those nothing depends on) by step name. */
   result: unknown;
   /** For a failed or cancelled task: the error the waiting step takes. */
   error: unknown;
@@ -368,7 +368,7 @@ async function childOutcomes(trx: Parameters<typeof recordTransitions>[0], ids: 
         namespace: t.namespace,
         name: t.name,
         state: t.state,
-        result: t.finals ?? {},
+        result: { task_id: t.id, namespace: t.namespace, name: t.name, results: t.finals ?? {} },
         error: {
           kind: 'permanent',
           code: t.state === 'cancelled' ? 'CHILD_TASK_CANCELLED' : 'CHILD_TASK_FAILED',
