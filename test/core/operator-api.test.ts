@@ -1,0 +1,251 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createWorker, PermanentError, type Worker } from '@tasker/worker';
+import type { ApiTokenConfig, TaskView } from '@tasker/protocol';
+import { startStack, eventually, testLogger, type Stack } from '../support/stack.ts';
+
+const TOKENS: ApiTokenConfig[] = [
+  { name: 'platform', token: 'platform-token-0123456789', namespaces: ['*'], actions: ['admin'] },
+  { name: 'cs-team', token: 'cs-team-token-0123456789', namespaces: ['ops_cs'], actions: ['read', 'create', 'operate'] },
+  { name: 'cs-reader', token: 'cs-reader-token-012345678', namespaces: ['ops_cs'], actions: ['read'] },
+];
+
+const CS = `
+name: refund
+namespace_name: ops_cs
+version: 1.0.0
+steps:
+  - { name: check, handler: { callable: check } }
+  - { name: delegate, handler: { callable: delegate }, dependencies: [check] }
+  - { name: close, handler: { callable: close }, dependencies: [delegate] }
+`;
+const PAY = `
+name: payout
+namespace_name: ops_pay
+version: 1.0.0
+input_schema: { type: object, required: [amount], properties: { amount: { type: number } } }
+steps:
+  - { name: pay, handler: { callable: pay } }
+`;
+
+describe('operator surface: HTTP API', () => {
+  let stack: Stack;
+  const workers: Worker[] = [];
+  const seenSignals: string[] = [];
+  let url: string;
+  const call = async (method: string, path: string, token: string | null, body?: unknown) => {
+    const res = await fetch(`${url}${path}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+    return { status: res.status, body: (await res.json()) as any };
+  };
+  const platform = TOKENS[0]!.token;
+  const team = TOKENS[1]!.token;
+
+  beforeAll(async () => {
+    stack = await startStack({ apiInsecure: false, apiTokens: TOKENS });
+    url = stack.orchestrator.httpUrl!;
+    await stack.register(CS, PAY);
+    workers.push(
+      createWorker({
+        namespace: 'ops_cs',
+        amqpUrl: stack.amqpUrl,
+        prefix: stack.prefix,
+        logger: testLogger(),
+        handlers: {
+          check: (ctx) => {
+            if (ctx.getInput('mode') === 'hang') {
+              return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
+            }
+            if (ctx.getInput('mode') === 'fail' && !ctx.getInput('fixed')) throw new PermanentError('broken check', { code: 'BROKEN' });
+            return { checked: true };
+          },
+          delegate: async (ctx) => {
+            const amount = ctx.getInput<number>('amount');
+            const { task } = await ctx.createTask({ namespace: 'ops_pay', name: 'payout', context: { amount: amount ?? 1 } });
+            return ctx.waitFor(task.id);
+          },
+          close: (ctx) => ({ closed: true, payout: ctx.getDependencyResult('delegate') }),
+        },
+      }),
+      createWorker({
+        namespace: 'ops_pay',
+        amqpUrl: stack.amqpUrl,
+        prefix: stack.prefix,
+        logger: testLogger(),
+        handlers: {
+          pay: (ctx) => {
+            if (ctx.getInput<number>('amount') === 777) {
+              return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
+            }
+            if ((ctx.getInput<number>('amount') ?? 0) > 1000) throw new PermanentError('over the limit', { code: 'LIMIT' });
+            return { paid: ctx.getInput('amount') };
+          },
+        },
+      }),
+    );
+    for (const w of workers) await w.start();
+  });
+  afterAll(async () => {
+    for (const w of workers) await w.stop();
+    await stack?.cleanup();
+  });
+
+  const waitState = (id: string, state: string) =>
+    eventually(async () => {
+      const r = await call('GET', `/v1/tasks/${id}`, platform);
+      return r.body.state === state ? (r.body as TaskView) : undefined;
+    }, 15000, `task ${id} ${state}`);
+
+  it('refuses without a token (401), with a bad token (401), outside the token\'s namespace or actions (403)', async () => {
+    const body = { namespace: 'ops_cs', name: 'refund', context: {} };
+    const none = await call('POST', '/v1/tasks', null, body);
+    expect([none.status, none.body.error.code]).toEqual([401, 'UNAUTHENTICATED']);
+    const bad = await call('POST', '/v1/tasks', 'nope-nope-nope-nope', body);
+    expect([bad.status, bad.body.error.code]).toEqual([401, 'UNAUTHENTICATED']);
+    const elsewhere = await call('POST', '/v1/tasks', team, { namespace: 'ops_pay', name: 'payout', context: { amount: 1 } });
+    expect([elsewhere.status, elsewhere.body.error.code]).toEqual([403, 'FORBIDDEN']);
+    expect(elsewhere.body.error.message).toMatch(/namespace 'ops_pay'/);
+    const reader = await call('POST', '/v1/tasks', TOKENS[2]!.token, body);
+    expect([reader.status, reader.body.error.code]).toEqual([403, 'FORBIDDEN']);
+    expect(reader.body.error.message).toMatch(/may not create/);
+    expect((await call('GET', '/health/ready', null)).status).toBe(200);
+  });
+
+  it('a step waits for the child task it created; the child links both ways; the parent completes with the child result', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 5 } });
+    expect(created.status).toBe(201);
+    const parent = await waitState(created.body.task.id, 'complete');
+    const delegate = parent.steps.find((s) => s.name === 'delegate')!;
+    expect(delegate.waiting_for_task_id).toBeTruthy();
+    expect(delegate.result).toMatchObject({ task_id: delegate.waiting_for_task_id, results: { pay: { paid: 5 } } });
+    expect(parent.steps.find((s) => s.name === 'close')!.result).toMatchObject({ payout: { results: { pay: { paid: 5 } } } });
+    expect(parent.children!.map((c) => c.id)).toEqual([delegate.waiting_for_task_id]);
+    const child = (await call('GET', `/v1/tasks/${delegate.waiting_for_task_id}`, platform)).body as TaskView;
+    expect(child.parent?.id).toBe(parent.id);
+    expect(child.parent_step_id).toBe(delegate.id);
+    expect(parent.transitions!.some((t) => t.step === 'delegate' && t.to_state === 'waiting_child')).toBe(true);
+  });
+
+  it('a child task that fails fails the waiting step with the child\'s error', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 5000 } });
+    const parent = await waitState(created.body.task.id, 'error');
+    const delegate = parent.steps.find((s) => s.name === 'delegate')!;
+    expect(delegate.state).toBe('error');
+    expect(delegate.error).toMatchObject({ code: 'CHILD_TASK_FAILED', details: { step: 'pay', error: { code: 'LIMIT' } } });
+    expect(parent.steps.find((s) => s.name === 'close')!.state).toBe('pending');
+  });
+
+  it('cancel while a handler runs: the handler is aborted, the task and its steps are cancelled, a late result changes nothing', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { mode: 'hang' } });
+    const id = created.body.task.id as string;
+    await new Promise((r) => setTimeout(r, 300));
+    const cancelled = await call('POST', `/v1/tasks/${id}/cancel`, team, { reason: 'customer withdrew' });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.task.state).toBe('cancelled');
+    expect(cancelled.body.task.steps.map((s: { state: string }) => s.state)).toEqual(['cancelled', 'cancelled', 'cancelled']);
+    await eventually(async () => (seenSignals.includes(id) ? true : undefined), 5000, 'the handler to be aborted');
+    await new Promise((r) => setTimeout(r, 300));
+    const after = (await call('GET', `/v1/tasks/${id}`, platform)).body as TaskView;
+    expect(after.state).toBe('cancelled');
+    expect(after.steps[0]!.state).toBe('cancelled');
+    const t = after.transitions!.find((x) => x.step_id === null && x.to_state === 'cancelled')!;
+    expect([t.actor, t.reason]).toEqual(['cs-team', 'customer withdrew']);
+    const again = await call('POST', `/v1/tasks/${id}/cancel`, team, { reason: 'twice' });
+    expect([again.status, again.body.error.code]).toEqual([409, 'INVALID_STATE']);
+  });
+
+  it('cancelling a parent cancels the children still running, and their handlers are aborted', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 777 } });
+    const id = created.body.task.id as string;
+    const waiting = await eventually(async () => {
+      const t = (await call('GET', `/v1/tasks/${id}`, platform)).body as TaskView;
+      return t.steps[1]!.state === 'waiting_child' ? t : undefined;
+    });
+    const childId = waiting.steps[1]!.waiting_for_task_id!;
+    expect((await call('POST', `/v1/tasks/${id}/cancel`, team, { reason: 'duplicate ticket' })).status).toBe(200);
+    const child = await waitState(childId, 'cancelled');
+    expect(child.steps[0]!.state).toBe('cancelled');
+    expect(child.transitions!.find((t) => t.step_id === null && t.to_state === 'cancelled')!.reason).toMatch(/parent task .* was cancelled: duplicate ticket/);
+    await eventually(async () => (seenSignals.includes(childId) ? true : undefined), 5000, "the child's handler to be aborted");
+  });
+
+  it('retry a failed step: the task resumes from there; resolve and complete by hand let dependents proceed; all audited', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { mode: 'fail' } });
+    const failed = await waitState(created.body.task.id, 'error');
+    const check = failed.steps[0]!;
+    expect(check.state).toBe('error');
+    // Retry fails again (the input still says fail): attempt 2, task in error again.
+    const retried = await call('POST', `/v1/steps/${check.id}/retry`, team, { reason: 'flaky dependency fixed' });
+    expect(retried.status).toBe(200);
+    const again = await eventually(async () => {
+      const t = (await call('GET', `/v1/tasks/${failed.id}`, platform)).body as TaskView;
+      return t.state === 'error' && t.steps[0]!.attempt === 2 ? t : undefined;
+    });
+    expect(again.steps[0]!.max_attempts).toBeGreaterThanOrEqual(2);
+    // Resolve it by hand: delegate and close run, the task completes.
+    const resolved = await call('POST', `/v1/steps/${check.id}/resolve`, team, { reason: 'checked manually' });
+    expect(resolved.status).toBe(200);
+    const done = await waitState(failed.id, 'complete');
+    const audit = done.transitions!.filter((t) => t.actor === 'cs-team').map((t) => `${t.step ?? 'task'}:${t.from_state}->${t.to_state}`);
+    expect(audit).toEqual(['task:error->in_progress', 'check:error->enqueued', 'task:error->in_progress', 'check:error->complete']);
+    const complete = await call('POST', `/v1/steps/${check.id}/complete`, team, { reason: 'x', result: 1 });
+    expect([complete.status, complete.body.error.code]).toEqual([409, 'INVALID_STATE']);
+    const missing = await call('POST', '/v1/steps/stp_missing/retry', team, { reason: 'x' });
+    expect([missing.status, missing.body.error.code]).toEqual([404, 'UNKNOWN_STEP']);
+  });
+
+  it('lists tasks with filters and cursor pagination, newest first, only within the token\'s namespaces', async () => {
+    for (let i = 0; i < 5; i++) await call('POST', '/v1/tasks', platform, { namespace: 'ops_pay', name: 'payout', context: { amount: i } });
+    const page1 = await call('GET', '/v1/tasks?namespace=ops_pay&limit=3', platform);
+    expect(page1.body.items).toHaveLength(3);
+    expect(page1.body.next_cursor).toBeTruthy();
+    const page2 = await call('GET', `/v1/tasks?namespace=ops_pay&limit=3&cursor=${page1.body.next_cursor}`, platform);
+    const ids = [...page1.body.items, ...page2.body.items].map((t: { id: string }) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const created = [...page1.body.items, ...page2.body.items].map((t: { created_at: string }) => t.created_at);
+    expect([...created].sort().reverse()).toEqual(created);
+    const mine = await call('GET', '/v1/tasks?limit=500', team);
+    expect(mine.body.items.every((t: { namespace: string }) => t.namespace === 'ops_cs')).toBe(true);
+    expect((await call('GET', '/v1/tasks?namespace=ops_pay', team)).status).toBe(403);
+    const errors = await call('GET', '/v1/tasks?state=error&namespace=ops_cs', platform);
+    expect(errors.body.items.every((t: { state: string }) => t.state === 'error')).toBe(true);
+    const bad = await call('GET', '/v1/tasks?cursor=garbage', platform);
+    expect([bad.status, bad.body.error.code]).toEqual([400, 'INVALID_MESSAGE']);
+  });
+
+  it('templates and namespaces: list, get one version, validate without registering, register (admin only)', async () => {
+    const ns = await call('GET', '/v1/namespaces', platform);
+    expect(ns.body.items.map((n: { name: string }) => n.name)).toEqual(['ops_cs', 'ops_pay']);
+    const list = await call('GET', '/v1/templates?namespace=ops_pay', platform);
+    expect(list.body.items.map((t: { version: string }) => t.version)).toEqual(['1.0.0']);
+    const one = await call('GET', '/v1/templates/ops_pay/payout/1.0.0', platform);
+    expect(one.body.definition.steps[0].name).toBe('pay');
+    const yaml = PAY.replace('version: 1.0.0', 'version: 2.0.0');
+    const post = (path: string, token: string, text: string) =>
+      fetch(`${url}${path}`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/yaml' }, body: text }).then(async (r) => ({ status: r.status, body: (await r.json()) as any }));
+    const invalid = await post('/v1/templates/validate', team, yaml.replace('dependencies', 'x').replace('- { name: pay', '- { name: pay, dependencies: [ghost]'));
+    expect(invalid.body.valid).toBe(false);
+    expect(invalid.body.problems[0]).toMatchObject({ step: 'pay' });
+    expect(invalid.body.problems[0].message).toMatch(/unknown step 'ghost'/);
+    const valid = await post('/v1/templates/validate', team, yaml);
+    expect(valid.body).toMatchObject({ valid: true, template: { version: '2.0.0' } });
+    expect((await call('GET', '/v1/templates/ops_pay/payout/2.0.0', platform)).status).toBe(404);
+    expect((await post('/v1/templates', team, yaml)).status).toBe(403);
+    expect((await post('/v1/templates', platform, yaml)).status).toBe(201);
+    expect((await post('/v1/templates', platform, yaml)).status).toBe(200);
+    const changed = await post('/v1/templates', platform, yaml.replace('required: [amount]', 'required: []'));
+    expect([changed.status, changed.body.error.code]).toEqual([400, 'TEMPLATE_INVALID']);
+  });
+
+  it('serves an OpenAPI document generated from the route shapes; errors never leak internals', async () => {
+    const doc = (await call('GET', '/openapi.json', null)).body;
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toContain('/v1/tasks/{id}/cancel');
+    expect(doc.paths['/v1/tasks'].post.requestBody.content['application/json'].schema.properties.namespace).toBeDefined();
+    const weird = await call('GET', `/v1/tasks/${encodeURIComponent("x' OR 1=1 --")}`, platform);
+    expect(weird.status).toBe(404);
+    expect(JSON.stringify(weird.body)).not.toMatch(/SELECT|stack|at .*\.ts/);
+  });
+});
