@@ -9,6 +9,7 @@ import {
   StepResult,
   TaskerError,
   TaskRequest,
+  TemplateError,
   coreTopology,
   names,
   type CompiledTemplate,
@@ -158,6 +159,8 @@ export class Orchestrator {
         queue: n.resultsQueue,
         what: 'step result',
         schema: StepResult,
+        // A NUL in an error text is replaced when stored, rather than losing the result.
+        allowNul: true,
         park: park('result'),
         check: (r, d) =>
           d.message.fields.routingKey !== r.namespace
@@ -214,10 +217,16 @@ export class Orchestrator {
         what: 'task request',
         schema: TaskRequest,
         park: park('task_request'),
-        check: (_r, d) =>
-          d.message.properties.replyTo
-            ? null
-            : new TaskerError(ErrorCode.MISSING_REPLY_TO, 'task request has no reply_to property; nobody could be told the outcome'),
+        check: (r, d) =>
+          !d.message.properties.replyTo
+            ? new TaskerError(ErrorCode.MISSING_REPLY_TO, 'task request has no reply_to property; nobody could be told the outcome')
+            : d.message.fields.routingKey !== r.namespace
+              ? // The routing key is what a broker user's topic permission checks: it must be the namespace asked for.
+                new TaskerError(
+                  ErrorCode.INVALID_MESSAGE,
+                  `task request for namespace '${r.namespace}' was published with routing key '${d.message.fields.routingKey}'`,
+                )
+              : null,
         process: async (items) => {
           const { outcomes, outbox } = await createTasks(
             { ...deps, validator: this.validator },
@@ -256,8 +265,18 @@ export class Orchestrator {
     }
   }
 
-  /** Parks an unprocessable message on the dead-letter queue with the reason. */
+  /**
+   * Parks an unprocessable message on the dead-letter queue with the reason. A task request
+   * whose sender waits for a reply is also told why, instead of waiting for its timeout.
+   */
   private async park(d: Delivery, kind: string, e: { code: string; message: string }): Promise<void> {
+    const replyTo = d.message.properties.replyTo as string | undefined;
+    if (kind === 'task_request' && replyTo) {
+      const reply: TaskReply = { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: { code: e.code, message: e.message } };
+      await this.broker
+        .publish('', replyTo, Buffer.from(JSON.stringify(reply)), { correlationId: d.message.properties.correlationId, persistent: false, type: 'task_reply' })
+        .catch((err: Error) => this.logger.warn({ err: err.message }, 'refusal reply could not be sent'));
+    }
     await this.broker.publish(this.names.deadLetterExchange, `invalid.${kind}`, d.body, {
       headers: {
         'x-tasker-code': e.code,
@@ -269,8 +288,20 @@ export class Orchestrator {
     });
   }
 
-  /** Registers compiled templates (declaring their namespaces' queues). */
+  /**
+   * Registers compiled templates (declaring their namespaces' queues). Every input_schema is
+   * checked first, so a bad one registers nothing.
+   */
   async registerTemplates(templates: CompiledTemplate[]): Promise<void> {
+    const problems = templates.flatMap((t) => {
+      try {
+        this.checkInputSchema(t);
+        return [];
+      } catch (err) {
+        return [{ origin: `${t.namespace}.${t.name}@${t.version}`, step: null, message: (err as Error).message, code: ErrorCode.TEMPLATE_INVALID }];
+      }
+    });
+    if (problems.length > 0) throw new TemplateError(problems);
     for (const t of templates) await this.registerTemplate(t);
   }
 

@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { ErrorBody, TaskSummary } from './messages/task-request.ts';
-import { id, identifier, isoTime } from './messages/common.ts';
+import { id, identifier, isoTime, namespaceName } from './messages/common.ts';
 
 /** HTTP API shapes. Requests reuse the task-request fields without the envelope. */
 export const CreateTaskBody = z.object({
-  namespace: z.string(),
-  name: z.string(),
-  version: z.string().optional(),
+  namespace: namespaceName,
+  name: identifier,
+  version: z.string().max(100).optional(),
   context: z.record(z.string(), z.json()),
   idempotency_key: z.string().min(1).max(255).optional(),
   correlation_id: z.string().min(1).max(255).optional(),

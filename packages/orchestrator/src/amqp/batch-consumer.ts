@@ -14,6 +14,8 @@ export interface BatchConsumerOptions<S extends z.ZodType> {
   concurrency?: number;
   /** Runs one batch. Throwing means nothing of the batch was applied. */
   process: (items: Array<{ value: z.infer<S>; delivery: Delivery }>) => Promise<void>;
+  /** Let NUL characters through decoding (the processor sanitizes them). @defaultValue false */
+  allowNul?: boolean;
   /** Extra checks on a decoded message; a returned error parks it. */
   check?: (value: z.infer<S>, delivery: Delivery) => TaskerError | null;
   /** Where unprocessable messages go, with the reason in headers. */
@@ -90,15 +92,22 @@ export class BatchConsumer<S extends z.ZodType> {
   private async runBatch(batch: Delivery[]): Promise<void> {
     const items: Array<{ value: z.infer<S>; delivery: Delivery }> = [];
     for (const d of batch) {
-      const decoded = decodeMessage(this.o.schema, d.body, this.o.what);
-      const error = decoded.ok ? (this.o.check?.(decoded.value, d) ?? null) : decoded.error;
-      if (error || !decoded.ok) {
-        const e = error!;
-        this.o.logger.error({ queue: this.o.queue, code: e.code, reason: e.message }, `${this.o.what} parked`);
-        await this.parkAndAck(d, e);
+      let error: { code: string; message: string } | null;
+      let value: z.infer<S> | undefined;
+      try {
+        const decoded = decodeMessage(this.o.schema, d.body, this.o.what, { allowNul: this.o.allowNul ?? false });
+        error = decoded.ok ? (this.o.check?.(decoded.value, d) ?? null) : decoded.error;
+        if (decoded.ok) value = decoded.value;
+      } catch (err) {
+        // One message must never take its batch down with it.
+        error = { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be decoded: ${(err as Error).message}` };
+      }
+      if (error) {
+        this.o.logger.error({ queue: this.o.queue, code: error.code, reason: error.message }, `${this.o.what} parked`);
+        await this.parkAndAck(d, error);
         continue;
       }
-      items.push({ value: decoded.value, delivery: d });
+      items.push({ value: value as z.infer<S>, delivery: d });
     }
     if (items.length === 0) return;
     await this.processWithRecovery(items);

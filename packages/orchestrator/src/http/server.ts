@@ -16,6 +16,7 @@ import {
   TemplateSummary,
   TemplateValidation,
   compileTemplate,
+  jsonValueProblem,
   parseTemplate,
   zodIssues,
   type ApiAction,
@@ -49,6 +50,9 @@ function errorBody(e: TaskerError): { error: ErrorBody } {
 }
 
 function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
+  // Depth and NUL first: zod's recursive JSON check must never see a hostile nesting.
+  const bad = jsonValueProblem(value);
+  if (bad) throw new TaskerError(ErrorCode.INVALID_MESSAGE, `${what}: ${bad.path} ${bad.message}`, [bad]);
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
@@ -115,12 +119,15 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     authorize(p, action, namespace);
     return p;
   };
+  const ID = /^[A-Za-z0-9_:.-]{1,64}$/;
   const namespaceOfTask = async (id: string): Promise<string> => {
+    if (!ID.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id.slice(0, 80)}'`);
     const row = await orchestrator.db.selectFrom('tasks').select('namespace').where('id', '=', id).executeTakeFirst();
     if (!row) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id}'`);
     return row.namespace;
   };
   const namespaceOfStep = async (id: string): Promise<string> => {
+    if (!ID.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_STEP, `no step '${id.slice(0, 80)}'`);
     const row = await orchestrator.db
       .selectFrom('steps')
       .innerJoin('tasks', 'tasks.id', 'steps.task_id')

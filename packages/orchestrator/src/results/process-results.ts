@@ -5,6 +5,8 @@ import {
   PROTOCOL_VERSION,
   delayRoutingKey,
   jsonByteLength,
+  jsonValueProblem,
+  replaceNul,
   retryDelayMs,
   DELAY_LEVELS,
   type Names,
@@ -190,11 +192,12 @@ function decideOutcome(r: Exclude<StepResult, { status: 'waiting' }>, step: Step
   };
   if (r.status === 'success') {
     const size = jsonByteLength(r.result);
+    const bad = jsonValueProblem(r.result);
     const problem =
       size > Limits.maxResultBytes
         ? { code: ErrorCode.PAYLOAD_TOO_LARGE, message: `result is ${size} bytes; the limit is ${Limits.maxResultBytes} bytes` }
-        : JSON.stringify(r.result ?? null).includes('\\u0000')
-          ? { code: ErrorCode.INVALID_MESSAGE, message: 'result contains the NUL character (\\u0000), which cannot be stored' }
+        : bad
+          ? { code: ErrorCode.INVALID_MESSAGE, message: `result ${bad.path} ${bad.message}` }
           : null;
     if (!problem) {
       return { ...base, state: 'complete', result: r.result ?? null, error: null, retry_in_ms: null, reason: 'result: success' };
@@ -202,7 +205,8 @@ function decideOutcome(r: Exclude<StepResult, { status: 'waiting' }>, step: Step
     const error = { kind: 'permanent', ...problem, attempt: r.attempt };
     return { ...base, state: 'error', result: null, error, retry_in_ms: null, reason: `result refused: ${problem.code}` };
   }
-  const e: StepError = r.error;
+  // Error texts are kept whatever they hold: a NUL (which PostgreSQL cannot store) becomes U+FFFD.
+  const e: StepError = replaceNul(r.error);
   const error = { kind: e.kind, code: e.code, message: e.message, attempt: r.attempt, ...(e.details !== undefined ? { details: e.details } : {}) };
   if (e.kind === 'permanent' || r.child_outcome) {
     return { ...base, state: 'error', result: null, error, retry_in_ms: null, reason: `permanent error ${e.code}: ${e.message}` };

@@ -5,6 +5,7 @@ import {
   Limits,
   TaskerError,
   jsonByteLength,
+  jsonValueProblem,
   type CreateTaskBody,
   type Names,
   type TaskSummary,
@@ -56,11 +57,8 @@ export async function createTasks(
           `context is ${size} bytes; the limit is ${Limits.maxContextBytes} bytes`,
         );
       }
-      if (JSON.stringify(input.context).includes('\\u0000')) {
-        throw new TaskerError(ErrorCode.INVALID_CONTEXT, 'context contains the NUL character (\\u0000), which cannot be stored', [
-          { path: '(context)', message: 'contains \\u0000' },
-        ]);
-      }
+      const bad = jsonValueProblem(input);
+      if (bad) throw new TaskerError(ErrorCode.INVALID_CONTEXT, `request ${bad.path} ${bad.message}`, [bad]);
       const key = `${input.namespace}\u0000${input.name}\u0000${input.version ?? ''}`;
       let p = resolveCache.get(key);
       if (!p) {

@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parseTemplate, TemplateError, type CompiledTemplate, type TemplateProblem } from '@tasker/protocol';
+import { ContextValidator } from '../tasks/context-validator.ts';
 
 /** Every `*.yaml` / `*.yml` under a folder, recursively, in a stable order. */
 export async function findTemplateFiles(dir: string): Promise<string[]> {
@@ -19,10 +20,20 @@ export async function loadTemplateDir(dir: string, environment: string | null = 
   const files = await findTemplateFiles(dir);
   const templates: CompiledTemplate[] = [];
   const problems: TemplateProblem[] = [];
+  const validator = new ContextValidator();
   for (const file of files) {
     const origin = relative(process.cwd(), file) || file;
     try {
-      templates.push(parseTemplate(await readFile(file, 'utf8'), { origin, environment }));
+      const t = parseTemplate(await readFile(file, 'utf8'), { origin, environment });
+      if (t.inputSchema) {
+        try {
+          validator.compile(origin, t.inputSchema);
+        } catch (err) {
+          problems.push({ origin, step: null, message: (err as Error).message, code: 'TEMPLATE_INVALID' });
+          continue;
+        }
+      }
+      templates.push(t);
     } catch (err) {
       if (err instanceof TemplateError) problems.push(...err.problems);
       else throw err;

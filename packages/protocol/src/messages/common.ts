@@ -15,7 +15,8 @@ export const identifier = z
   .string()
   .regex(IDENTIFIER_PATTERN, 'must be an identifier (letters, digits, _), starting with a letter');
 
-export const id = z.string().min(1).max(64);
+/** Task and step ids: Tasker makes them (`tsk_...`, `stp_...`); anything else is refused early. */
+export const id = z.string().regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be an id (letters, digits, _ : . -, at most 64)');
 export const isoTime = z.iso.datetime({ offset: true });
 
 /** Any JSON object: task contexts, handler initialization. */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { id, protocolVersion } from './common.ts';
+import { MAX_DELAY_MS } from '../names.ts';
 
 /**
  * Orchestrator → itself through the delay queues: the wait before `attempt + 1` of a step
@@ -12,8 +13,8 @@ export const RetryDue = z
     task_id: id,
     step_id: id,
     /** The attempt that failed. */
-    attempt: z.int().min(1),
-    delay_ms: z.int().min(0),
+    attempt: z.int().min(1).max(1000),
+    delay_ms: z.int().min(0).max(MAX_DELAY_MS),
   })
   .describe('A retry delay has expired.');
 export type RetryDue = z.infer<typeof RetryDue>;

@@ -16,8 +16,8 @@ export const StepMessage = z
     correlation_id: z.string(),
     step_id: id,
     step_name: identifier,
-    attempt: z.int().min(1).describe('1 for the first attempt.'),
-    max_attempts: z.int().min(1),
+    attempt: z.int().min(1).max(100_000).describe('1 for the first attempt.'),
+    max_attempts: z.int().min(1).max(100_000),
     timeout_ms: z.int().positive().nullable().describe('The handler is aborted after this long; null: no limit.'),
     handler: z.object({
       callable: z.string().min(1),

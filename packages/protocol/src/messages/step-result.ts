@@ -24,7 +24,7 @@ const resultBase = {
   step_id: id,
   namespace: namespaceName,
   step_name: identifier,
-  attempt: z.int().min(1),
+  attempt: z.int().min(1).max(100_000),
   started_at: isoTime,
   finished_at: isoTime,
   worker_id: z.string().max(200).optional(),

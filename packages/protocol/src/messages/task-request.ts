@@ -12,7 +12,7 @@ export const TaskRequest = z
     message_type: z.literal('task_request'),
     namespace: namespaceName,
     name: identifier,
-    version: z.string().optional().describe('Exact template version; omitted: the newest registered.'),
+    version: z.string().max(100).optional().describe('Exact template version; omitted: the newest registered.'),
     context: jsonObject.describe("The task's input, checked against the template's input_schema."),
     idempotency_key: z
       .string()
