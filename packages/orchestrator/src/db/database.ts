@@ -108,5 +108,10 @@ export function createDb(databaseUrl: string, schema: string, poolSize: number):
   });
   // A dropped idle connection (Postgres restart) must not crash the process.
   pool.on('error', () => undefined);
+  // Nor a dropped connection that is checked out: pg-pool detaches its own error listener
+  // while a client is lent, and kysely adds none, so an 'error' event there would be
+  // unhandled and kill the process. The query in flight fails (a transient error the batch
+  // retries), and pg-pool discards the dead client when it comes back.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), pool };
 }
