@@ -12,6 +12,7 @@ const ALLOWED: Record<string, string[]> = {
   client: ['protocol', 'transport'],
   worker: ['protocol', 'transport', 'client'],
   orchestrator: ['protocol', 'transport'],
+  cli: ['protocol', 'client', 'orchestrator', 'worker'],
 };
 
 function sources(dir: string): string[] {

@@ -36,10 +36,12 @@ export default async function setup(): Promise<() => Promise<void>> {
   }
   if (!mqUp) {
     const c = await new GenericContainer('rabbitmq:3.13-management')
-      .withExposedPorts(5672)
+      .withExposedPorts(5672, 15672)
       .withWaitStrategy(Wait.forLogMessage(/Server startup complete/))
       .start();
     process.env.TASKER_AMQP_URL = `amqp://guest:guest@${c.getHost()}:${c.getMappedPort(5672)}`;
+    // Broker access (test/isolation, the demo) provisions users through the management API.
+    process.env.TASKER_RABBITMQ_MANAGEMENT_URL = `http://guest:guest@${c.getHost()}:${c.getMappedPort(15672)}`;
     stops.push(() => c.stop());
   }
   return async () => {

@@ -599,7 +599,7 @@ const rows: Row[] = [
     name: 'a registered version re-registered with other content is refused as immutable',
     channel: 'template',
     input: () => ({ files: { 'badin/order.yaml': ORDER.replace('callable: notify', 'callable: notify_v2') } }),
-    expect: { code: ErrorCode.TEMPLATE_INVALID, reason: /badin\.order version 1\.0\.0 is already registered with different content/ },
+    expect: { code: ErrorCode.INVALID_STATE, reason: /badin\.order version 1\.0\.0 is already registered with different content/ },
   },
   {
     name: 'a template whose input_schema is not a JSON Schema is refused naming the file, and no template of the folder is registered',

@@ -111,6 +111,10 @@ describe('operator surface: HTTP API', () => {
     expect([reader.status, reader.body.error.code]).toEqual([403, 'FORBIDDEN']);
     expect(reader.body.error.message).toMatch(/may not create/);
     expect((await call('GET', '/health/ready', null)).status).toBe(200);
+    // Authentication comes before any lookup or validation: nothing leaks to an anonymous caller.
+    expect((await call('GET', '/v1/tasks/tsk_nope', null)).status).toBe(401);
+    expect((await call('POST', '/v1/steps/stp_nope/retry', null, { reason: 'x' })).status).toBe(401);
+    expect((await call('POST', '/v1/tasks', null, { bad: true })).status).toBe(401);
   });
 
   it('a step waits for the child task it created; the child links both ways; the parent completes with the child result', async () => {
@@ -236,7 +240,7 @@ describe('operator surface: HTTP API', () => {
     expect((await post('/v1/templates', platform, yaml)).status).toBe(201);
     expect((await post('/v1/templates', platform, yaml)).status).toBe(200);
     const changed = await post('/v1/templates', platform, yaml.replace('required: [amount]', 'required: []'));
-    expect([changed.status, changed.body.error.code]).toEqual([400, 'TEMPLATE_INVALID']);
+    expect([changed.status, changed.body.error.code]).toEqual([409, 'INVALID_STATE']);
   });
 
   it('serves an OpenAPI document generated from the route shapes; errors never leak internals', async () => {

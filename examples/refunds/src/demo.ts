@@ -8,8 +8,15 @@ import { randomBytes } from 'node:crypto';
  * ./demo/scenario.ts through the HTTP API and prints every task's steps and a checklist.
  * Exits 0 when every check passes, 1 otherwise; the children are stopped in every case.
  *
- * Needs the local PostgreSQL and RabbitMQ. Honours the TASKER_* variables and passes them
- * to the children; the ones a test sets to isolate a run:
+ * Before starting them it provisions the broker (`applyBrokerAccess`, as `pnpm broker:apply`
+ * does) with passwords generated for this run: each child connects as its own RabbitMQ user
+ * (the orchestrator's, and one per namespace) with only its own permissions, never as the
+ * account of TASKER_AMQP_URL, and the orchestrator checks each result's origin. Users this
+ * run created are deleted at the end.
+ *
+ * Needs the local PostgreSQL and RabbitMQ (with its management plugin, reached through
+ * TASKER_RABBITMQ_MANAGEMENT_URL, default http://guest:guest@127.0.0.1:15672). Honours the
+ * TASKER_* variables and passes them to the children; the ones a test sets to isolate a run:
  *   TASKER_DB_SCHEMA    Postgres schema               (default tasker)
  *   TASKER_AMQP_PREFIX  exchange and queue prefix     (default tasker)
  *   TASKER_HTTP_PORT    orchestrator HTTP port        (default 8080)
@@ -17,11 +24,20 @@ import { randomBytes } from 'node:crypto';
  *   TASKER_DEMO_TIMEOUT_MS  bound on the whole run    (default 90000)
  * TASKER_TEMPLATES_DIR is always <repo>/templates: the scenario needs those two templates.
  */
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import {
+  DEFAULT_MANAGEMENT_URL,
+  MANAGEMENT_URL_VARIABLE,
+  ManagementApi,
+  applyBrokerAccess,
+  loadBrokerAccessFile,
+  namespaceUser,
+} from '@tasker/orchestrator';
 import { Children } from './demo/children.ts';
 import { bold, checklist, dim, red, type Check } from './demo/report.ts';
 import { runScenario, unreached } from './demo/scenario.ts';
@@ -46,7 +62,13 @@ const bindHost = setting('TASKER_HTTP_HOST', '127.0.0.1');
 const childLogLevel = setting('TASKER_LOG_LEVEL', 'warn');
 const timeoutMs = Number(setting('TASKER_DEMO_TIMEOUT_MS', '90000'));
 const templatesDir = join(REPO, 'templates');
-const logPath = join(tmpdir(), `tasker-demo-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}.log`);
+const runId = `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`;
+const logPath = join(tmpdir(), `tasker-demo-${runId}.log`);
+/** This run's broker access file (infra/broker.yaml with this run's prefix), for the orchestrator's origin check. */
+const accessPath = join(tmpdir(), `tasker-demo-${runId}-broker.yaml`);
+const amqpUrl = setting('TASKER_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672');
+const managementUrl = setting(MANAGEMENT_URL_VARIABLE, DEFAULT_MANAGEMENT_URL);
+const NAMESPACES = ['customer_success', 'payments'] as const;
 
 const port = Number(portText);
 if (!Number.isInteger(port) || port < 1 || port > 65535) {
@@ -148,6 +170,69 @@ async function waitUntilReady(): Promise<void> {
   throw run.signal.reason instanceof Error ? run.signal.reason : new DemoFailure(`orchestrator not ready: ${last}`);
 }
 
+/** amqp:// URL of the broker as `user`. */
+function urlAs(user: string, password: string): string {
+  const u = new URL(amqpUrl);
+  u.username = encodeURIComponent(user);
+  u.password = encodeURIComponent(password);
+  return u.toString();
+}
+
+/** Users this run created (deleted at the end; users that existed before are left, with this run's password). */
+const createdUsers: string[] = [];
+
+/**
+ * Provisions the broker for this run, as `pnpm broker:apply` would: the topology and one
+ * user per role with only its permissions, passwords generated now. Returns each child's
+ * AMQP URL.
+ */
+async function provisionBroker(): Promise<{ orchestrator: string; workers: Record<(typeof NAMESPACES)[number], string> }> {
+  waitingFor = 'the broker access apply';
+  const file = loadBrokerAccessFile(join(REPO, 'infra/broker.yaml'), { prefix });
+  const vhostPath = new URL(amqpUrl).pathname.slice(1);
+  const vhost = vhostPath === '' ? '/' : decodeURIComponent(vhostPath);
+  // The orchestrator reads the same mapping back (TASKER_BROKER_ACCESS_FILE), with this run's prefix.
+  const scope = (v: '*' | string[]) => (v === '*' ? ['*'] : v);
+  // JSON is YAML: the file loads like infra/broker.yaml.
+  writeFileSync(
+    accessPath,
+    JSON.stringify({
+      vhost,
+      prefix,
+      users: { orchestrator: file.users.orchestrator, service: file.users.service, namespace: file.users.namespacePattern },
+      namespaces: [...NAMESPACES],
+      create_tasks_in: { service: scope(file.createTasksIn.service), workers: scope(file.createTasksIn.workers) },
+    }, null, 2),
+  );
+  const users = [file.users.orchestrator, file.users.service, ...NAMESPACES.map((ns) => namespaceUser(file, ns))];
+  const passwords = Object.fromEntries(users.map((u) => [u, randomBytes(18).toString('base64url')]));
+  const report = await applyBrokerAccess({
+    configFile: accessPath,
+    passwords,
+    managementUrl,
+    dbSchema: schema,
+    env: { ...env, TASKER_AMQP_PREFIX: prefix },
+  });
+  createdUsers.push(...report.items.filter((i) => i.kind === 'user' && i.outcome === 'created').map((i) => i.name));
+  print(
+    `broker users for this run: ${users.join(', ')} ` +
+      dim(`(passwords generated now; ${report.created} broker items created, ${report.changed} changed, ${report.unchanged} already in place)`),
+  );
+  const workers = Object.fromEntries(NAMESPACES.map((ns) => [ns, urlAs(namespaceUser(file, ns), passwords[namespaceUser(file, ns)]!)])) as Record<
+    (typeof NAMESPACES)[number],
+    string
+  >;
+  return { orchestrator: urlAs(file.users.orchestrator, passwords[file.users.orchestrator]!), workers };
+}
+
+/** Deletes the users this run created, and this run's access file. */
+async function unprovisionBroker(): Promise<void> {
+  rmSync(accessPath, { force: true });
+  if (createdUsers.length === 0) return;
+  const api = new ManagementApi(managementUrl);
+  for (const user of createdUsers) await api.deleteUser(user).catch((err: Error) => print(red(`could not delete broker user ${user}: ${err.message}`)));
+}
+
 function redact(url: string): string {
   try {
     const u = new URL(url);
@@ -165,7 +250,7 @@ async function main(checks: Check[]): Promise<void> {
     dim(
       [
         `  postgres   ${redact(setting('TASKER_DATABASE_URL', 'postgres://postgres:postgres@127.0.0.1:5432/tasker'))}  schema ${schema}`,
-        `  rabbitmq   ${redact(setting('TASKER_AMQP_URL', 'amqp://guest:guest@127.0.0.1:5672'))}  prefix ${prefix}`,
+        `  rabbitmq   ${redact(amqpUrl)}  prefix ${prefix}  (management API ${redact(managementUrl)})`,
         `  http       ${baseUrl}`,
         `  templates  ${templatesDir}`,
         `  child logs ${logPath} (level ${childLogLevel}; shown below prefixed with the child's name)`,
@@ -175,16 +260,30 @@ async function main(checks: Check[]): Promise<void> {
   print();
 
   await checkPortFree();
-  children.start({ name: 'orchestrator', script: join(REPO, 'packages/orchestrator/src/bin/orchestrator.ts'), env: childEnv });
+  const urls = await Promise.race([
+    provisionBroker().catch((err: Error) => {
+      throw new DemoFailure(`cannot provision the broker's users for this run: ${err.message}`);
+    }),
+    aborted(run.signal),
+  ]);
+  children.start({
+    name: 'orchestrator',
+    script: join(REPO, 'packages/orchestrator/src/bin/orchestrator.ts'),
+    env: { ...childEnv, TASKER_AMQP_URL: urls.orchestrator, TASKER_BROKER_ACCESS_FILE: accessPath },
+  });
   await waitUntilReady();
   print(`orchestrator ready at ${baseUrl} (${((Date.now() - startedAt) / 1000).toFixed(1)} s)`);
   children.start({
     name: 'worker customer_success',
     script: join(REPO, 'examples/refunds/src/workers/customer-success.ts'),
-    env: childEnv,
+    env: { ...childEnv, TASKER_AMQP_URL: urls.workers.customer_success },
   });
-  children.start({ name: 'worker payments', script: join(REPO, 'examples/refunds/src/workers/payments.ts'), env: childEnv });
-  print('workers started: customer_success, payments');
+  children.start({
+    name: 'worker payments',
+    script: join(REPO, 'examples/refunds/src/workers/payments.ts'),
+    env: { ...childEnv, TASKER_AMQP_URL: urls.workers.payments },
+  });
+  print('workers started: customer_success, payments (each as its namespace\'s broker user)');
   print(dim("the requests of (a) to (e) are sent at once; the workers' WARN lines for (d) and (e) are expected"));
 
   // The race makes a child's death or the deadline end the run even while a request hangs.
@@ -225,5 +324,6 @@ print(checklist(checks));
 print(dim(`  (${((Date.now() - startedAt) / 1000).toFixed(1)} s; children's logs in ${logPath})`));
 print(dim('stopping the children...'));
 await children.stopAll();
+await unprovisionBroker();
 const code = checks.length > 0 && checks.every((c) => c.pass) ? 0 : 1;
 process.exit(interrupted ? 130 : code);

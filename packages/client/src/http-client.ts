@@ -1,15 +1,65 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
   CreateTaskResponse,
   ErrorCode,
   ErrorResponse,
+  ListTasksResponse,
+  NamespaceSummary,
   TERMINAL_TASK_STATES,
   TaskView,
   TaskerError,
+  TemplateSummary,
+  TemplateValidation,
   zodIssues,
+  type CompleteStepBody,
   type CreateTaskBody,
+  type FieldIssue,
+  type ListTasksQuery,
+  type OperatorActionBody,
+  type TaskListItem,
 } from '@tasker/protocol';
 import { buildTaskRequest, type CreateTaskRequest } from './create-task-request.ts';
+
+/**
+ * A refusal or failure of the HTTP API: the TaskerError of the response's
+ * `{error: {code, message, issues?}}` (codes such as `UNAUTHENTICATED`, `FORBIDDEN`,
+ * `INVALID_STATE` come from the server as sent), with the HTTP `status`. A 2xx response
+ * whose body does not match the API's schema is one too (code `INVALID_MESSAGE`, with the
+ * 2xx status): the server answered, but not with what the contract says.
+ */
+export class HttpError extends TaskerError {
+  constructor(
+    /** The HTTP status of the response. */
+    readonly status: number,
+    code: string,
+    message: string,
+    issues: FieldIssue[] = [],
+  ) {
+    // Server codes outside the protocol catalogue (auth, state conflicts) are kept as sent.
+    super(code as ErrorCode, message, issues);
+  }
+}
+
+/** A request body of YAML text (templates), sent as it is. */
+class YamlBody {
+  constructor(readonly text: string) {}
+}
+
+/** Query of {@link HttpTaskClient.listTasks}: every filter optional; `limit` defaults on the server (50). */
+export type ListTasksFilter = Partial<ListTasksQuery>;
+
+/** `POST /v1/tasks/:id/cancel`, `POST /v1/steps/:id/{retry,resolve,complete}`. */
+export const OperatorActionResponse = z.object({ task: TaskView });
+/** `GET /v1/namespaces`. */
+export const NamespaceList = z.object({ items: z.array(NamespaceSummary) });
+/** `GET /v1/templates`. */
+export const TemplateList = z.object({ items: z.array(TemplateSummary) });
+/** `GET /v1/templates/:namespace/:name/:version`: the summary and the definition as registered. */
+export const TemplateDetail = z.object({ template: TemplateSummary, definition: z.json() });
+export type TemplateDetail = z.infer<typeof TemplateDetail>;
+/** `POST /v1/templates`: 201 `created: true`, 200 when that exact version was registered already. */
+export const RegisterTemplateResponse = z.object({ created: z.boolean(), template: TemplateSummary });
+export type RegisterTemplateResponse = z.infer<typeof RegisterTemplateResponse>;
 
 export interface HttpTaskClientOptions {
   /** The orchestrator's HTTP address, e.g. `http://127.0.0.1:8080` (a trailing `/` is fine). */
@@ -40,9 +90,12 @@ export interface HttpCreateTaskResult {
 }
 
 /**
- * The orchestrator's HTTP API: `POST /v1/tasks`, `GET /v1/tasks/:id`. Refusals (4xx with
- * `{error: {code, message, issues?}}`) become a {@link TaskerError} with that code and
- * those issues; network errors are thrown as they come.
+ * The orchestrator's HTTP API: tasks (create, read, list, cancel), operator actions on
+ * steps (retry, resolve, complete), namespaces and templates (list, read, validate,
+ * register). Refusals (`{error: {code, message, issues?}}`) become an {@link HttpError}
+ * (a {@link TaskerError}) with that code, those issues and the HTTP status; a request that
+ * fails validation here is a plain TaskerError and is never sent; network errors are
+ * thrown as they come (fetch's `TypeError`, with the cause).
  */
 export class HttpTaskClient {
   private readonly baseUrl: string;
@@ -71,6 +124,94 @@ export class HttpTaskClient {
     return this.parse(TaskView, res, `GET ${path}`);
   }
 
+  /** One page of tasks, newest first; pass `next_cursor` back as `cursor` for the next one (null: no more). */
+  async listTasks(filter: ListTasksFilter = {}, options: HttpRequestOptions = {}): Promise<ListTasksResponse> {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries(filter)) {
+      if (value !== undefined && value !== null && value !== '') params.set(key, String(value));
+    }
+    const qs = params.toString();
+    const path = `/v1/tasks${qs ? `?${qs}` : ''}`;
+    const res = await this.request('GET', path, undefined, options.signal);
+    return this.parse(ListTasksResponse, res, 'GET /v1/tasks');
+  }
+
+  /**
+   * Every task matching the filter, page after page (`limit` is the page size), newest
+   * first. Starts at `filter.cursor` when given.
+   */
+  async *iterateTasks(filter: ListTasksFilter = {}, options: HttpRequestOptions = {}): AsyncGenerator<TaskListItem, void, undefined> {
+    let cursor = filter.cursor;
+    for (;;) {
+      const page = await this.listTasks({ ...filter, ...(cursor !== undefined ? { cursor } : {}) }, options);
+      yield* page.items;
+      if (!page.next_cursor || page.items.length === 0) return;
+      cursor = page.next_cursor;
+    }
+  }
+
+  /** Cancels a task (pending and waiting steps are cancelled, running handlers get their signal aborted). */
+  async cancelTask(id: string, reason: string, options: HttpRequestOptions = {}): Promise<TaskView> {
+    const body: OperatorActionBody = { reason };
+    return this.operate(`/v1/tasks/${encodeURIComponent(id)}/cancel`, body, options);
+  }
+
+  /** Retries a failed step (a new attempt); its task resumes from there. */
+  async retryStep(stepId: string, reason: string, options: HttpRequestOptions = {}): Promise<TaskView> {
+    const body: OperatorActionBody = { reason };
+    return this.operate(`/v1/steps/${encodeURIComponent(stepId)}/retry`, body, options);
+  }
+
+  /** Marks a failed step resolved by hand (complete, no result): its dependents proceed. */
+  async resolveStep(stepId: string, reason: string, options: HttpRequestOptions = {}): Promise<TaskView> {
+    const body: OperatorActionBody = { reason };
+    return this.operate(`/v1/steps/${encodeURIComponent(stepId)}/resolve`, body, options);
+  }
+
+  /** Completes a step by hand with a result, as if its handler had returned it. */
+  async completeStep(stepId: string, result: unknown, reason: string, options: HttpRequestOptions = {}): Promise<TaskView> {
+    const body: CompleteStepBody = { reason, result: result as CompleteStepBody['result'] };
+    return this.operate(`/v1/steps/${encodeURIComponent(stepId)}/complete`, body, options);
+  }
+
+  async listNamespaces(options: HttpRequestOptions = {}): Promise<NamespaceSummary[]> {
+    const res = await this.request('GET', '/v1/namespaces', undefined, options.signal);
+    return (await this.parse(NamespaceList, res, 'GET /v1/namespaces')).items;
+  }
+
+  /** Every registered template version, of one namespace or of all. */
+  async listTemplates(namespace?: string, options: HttpRequestOptions = {}): Promise<TemplateSummary[]> {
+    const path = namespace ? `/v1/templates?${new URLSearchParams({ namespace }).toString()}` : '/v1/templates';
+    const res = await this.request('GET', path, undefined, options.signal);
+    return (await this.parse(TemplateList, res, 'GET /v1/templates')).items;
+  }
+
+  async getTemplate(namespace: string, name: string, version: string, options: HttpRequestOptions = {}): Promise<TemplateDetail> {
+    const path = `/v1/templates/${[namespace, name, version].map(encodeURIComponent).join('/')}`;
+    const res = await this.request('GET', path, undefined, options.signal);
+    return this.parse(TemplateDetail, res, `GET ${path}`);
+  }
+
+  /** Checks a template (YAML text) on the server without registering it; problems name the step. */
+  async validateTemplate(yaml: string, options: HttpRequestOptions = {}): Promise<TemplateValidation> {
+    const res = await this.request('POST', '/v1/templates/validate', new YamlBody(yaml), options.signal);
+    return this.parse(TemplateValidation, res, 'POST /v1/templates/validate');
+  }
+
+  /**
+   * Registers a template (YAML text). `created: false` when that version was registered
+   * already; an invalid template is an HttpError `TEMPLATE_INVALID` (400) with its issues.
+   */
+  async registerTemplate(yaml: string, options: HttpRequestOptions = {}): Promise<RegisterTemplateResponse> {
+    const res = await this.request('POST', '/v1/templates', new YamlBody(yaml), options.signal);
+    return this.parse(RegisterTemplateResponse, res, 'POST /v1/templates');
+  }
+
+  private async operate(path: string, body: OperatorActionBody | CompleteStepBody, options: HttpRequestOptions): Promise<TaskView> {
+    const res = await this.request('POST', path, body, options.signal);
+    return (await this.parse(OperatorActionResponse, res, `POST ${path}`)).task;
+  }
+
   /**
    * Reads the task every `pollMs` until `until(task)` holds or the task is terminal
    * (complete, error, cancelled), and returns it as last read.
@@ -92,14 +233,22 @@ export class HttpTaskClient {
     }
   }
 
+  /** `body`: sent as JSON, or a {@link YamlBody} as `application/yaml` text. */
   private async request(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    let payload: string | undefined;
+    if (body instanceof YamlBody) {
+      headers['content-type'] = 'application/yaml';
+      payload = body.text;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
     if (this.token) headers['authorization'] = `Bearer ${this.token}`;
     const res = await this.fetch(`${this.baseUrl}${path}`, {
       method,
       headers,
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      ...(payload !== undefined ? { body: payload } : {}),
       ...(signal ? { signal } : {}),
     });
     if (res.ok) return res;
@@ -111,12 +260,13 @@ export class HttpTaskClient {
     try {
       json = await res.json();
     } catch (err) {
-      throw new TaskerError(ErrorCode.INVALID_MESSAGE, `response to ${what} is not JSON: ${(err as Error).message}`);
+      throw new HttpError(res.status, ErrorCode.INVALID_MESSAGE, `response to ${what} is not JSON: ${(err as Error).message}`);
     }
     const parsed = schema.safeParse(json);
     if (!parsed.success) {
       const issues = zodIssues(parsed.error);
-      throw new TaskerError(
+      throw new HttpError(
+        res.status,
         ErrorCode.INVALID_MESSAGE,
         `response to ${what} does not match its schema: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
         issues,
@@ -126,8 +276,18 @@ export class HttpTaskClient {
   }
 }
 
-/** The TaskerError for a non-2xx response: the body's error when it has one. */
-async function errorFrom(res: Response, what: string): Promise<TaskerError> {
+/** What a status means when the body does not say (a proxy's page, an empty 502). */
+function codeForStatus(status: number): string {
+  if (status === 401) return 'UNAUTHENTICATED';
+  if (status === 403) return 'FORBIDDEN';
+  if (status === 409) return 'INVALID_STATE';
+  if (status === 413) return ErrorCode.PAYLOAD_TOO_LARGE;
+  if (status >= 400 && status < 500) return ErrorCode.INVALID_MESSAGE;
+  return ErrorCode.INTERNAL;
+}
+
+/** The HttpError for a non-2xx response: the body's error when it has one. */
+async function errorFrom(res: Response, what: string): Promise<HttpError> {
   const text = await res.text().catch(() => '');
   let json: unknown = undefined;
   try {
@@ -138,12 +298,13 @@ async function errorFrom(res: Response, what: string): Promise<TaskerError> {
   const parsed = ErrorResponse.safeParse(json);
   if (parsed.success) {
     const e = parsed.data.error;
-    return new TaskerError(e.code as ErrorCode, e.message, e.issues ?? []);
+    return new HttpError(res.status, e.code, e.message, e.issues ?? []);
   }
   if (res.status === 404 && what.startsWith('GET /v1/tasks/')) {
-    return new TaskerError(ErrorCode.UNKNOWN_TASK, `${what}: no such task`);
+    return new HttpError(404, ErrorCode.UNKNOWN_TASK, `${what}: no such task`);
   }
-  return new TaskerError(ErrorCode.INTERNAL, `${what} failed with HTTP ${res.status}: ${text.slice(0, 500)}`);
+  if (res.status === 404) return new HttpError(404, 'NOT_FOUND', `${what}: not found (HTTP 404)`);
+  return new HttpError(res.status, codeForStatus(res.status), `${what} failed with HTTP ${res.status}: ${text.slice(0, 500)}`);
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

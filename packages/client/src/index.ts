@@ -3,7 +3,9 @@
  *
  * - {@link AmqpTaskRequester}: creates tasks over RabbitMQ (request and reply), the way a
  *   worker's handlers do; no HTTP dependency on the orchestrator.
- * - {@link HttpTaskClient}: the orchestrator's HTTP API: create, read, wait for a task.
+ * - {@link HttpTaskClient}: the orchestrator's HTTP API: create, read, list, wait for and
+ *   cancel tasks, operate steps, read and register templates. Its refusals are
+ *   {@link HttpError}s (a TaskerError with the HTTP status).
  *
  * Both validate a request before sending it and refuse with a `TaskerError` whose
  * `issues` name every failing field.
@@ -15,9 +17,34 @@ export type {
   CreateTaskOptions,
   CreateTaskResult,
 } from './task-requester.ts';
-export { HttpTaskClient } from './http-client.ts';
-export type { HttpCreateTaskResult, HttpRequestOptions, HttpTaskClientOptions, WaitForTaskOptions } from './http-client.ts';
+export {
+  HttpError,
+  HttpTaskClient,
+  NamespaceList,
+  OperatorActionResponse,
+  RegisterTemplateResponse,
+  TemplateDetail,
+  TemplateList,
+} from './http-client.ts';
+export type {
+  HttpCreateTaskResult,
+  HttpRequestOptions,
+  HttpTaskClientOptions,
+  ListTasksFilter,
+  WaitForTaskOptions,
+} from './http-client.ts';
 export { buildTaskRequest } from './create-task-request.ts';
 export type { CreateTaskRequest } from './create-task-request.ts';
 export { ErrorCode, TaskerError } from '@tasker/protocol';
-export type { FieldIssue, TaskSummary, TaskView, StepView } from '@tasker/protocol';
+export type {
+  FieldIssue,
+  ListTasksResponse,
+  NamespaceSummary,
+  StepView,
+  TaskListItem,
+  TaskSummary,
+  TaskView,
+  TemplateSummary,
+  TemplateValidation,
+  TransitionView,
+} from '@tasker/protocol';

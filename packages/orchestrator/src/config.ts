@@ -36,6 +36,8 @@ export const OrchestratorConfigSchema = z.object({
   environment: z.string().nullable().default(null),
   /** Most results (or requests) processed in one transaction. @defaultValue 200 */
   batchSize: z.coerce.number().int().min(1).max(5000).default(200),
+  /** Batches of one queue processed at once (each its own transaction). @defaultValue 4 */
+  batchConcurrency: z.coerce.number().int().min(1).max(64).default(4),
   /** Unacked messages the orchestrator holds per queue. @defaultValue 1000 */
   prefetch: z.coerce.number().int().min(1).max(65535).default(1000),
   /** How often the outbox is swept for messages a crashed process left. @defaultValue 1000 */
@@ -59,6 +61,13 @@ export const OrchestratorConfigSchema = z.object({
    * explicitly when no token is configured; logged as a warning at start. @defaultValue false
    */
   apiInsecure: z.boolean().default(false),
+  /**
+   * The broker access file (infra/broker.yaml) of this installation. When set, each step
+   * result's validated AMQP `user_id` must be its namespace's broker user (or an
+   * orchestrator's) and task replies go only to direct reply-to addresses; anything else
+   * is parked with FORBIDDEN_ORIGIN. @defaultValue none (results are not checked)
+   */
+  brokerAccessFile: z.string().nullable().default(null),
   /** @defaultValue info */
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -80,6 +89,7 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   environment: 'TASKER_ENV',
   batchSize: 'TASKER_BATCH_SIZE',
   prefetch: 'TASKER_PREFETCH',
+  batchConcurrency: 'TASKER_BATCH_CONCURRENCY',
   outboxSweepMs: 'TASKER_OUTBOX_SWEEP_MS',
   outboxStaleMs: 'TASKER_OUTBOX_STALE_MS',
   apiTokensFile: 'TASKER_API_TOKENS_FILE',
@@ -87,6 +97,7 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   apiInsecure: 'TASKER_API_INSECURE',
   redispatchAfterMs: 'TASKER_REDISPATCH_AFTER_MS',
   watchdogIntervalMs: 'TASKER_WATCHDOG_INTERVAL_MS',
+  brokerAccessFile: 'TASKER_BROKER_ACCESS_FILE',
   logLevel: 'TASKER_LOG_LEVEL',
 };
 

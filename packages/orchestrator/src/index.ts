@@ -3,3 +3,4 @@ export { resolveConfig, CONFIG_ENV_VARS, OrchestratorConfigSchema, type Orchestr
 export { loadTemplateDir, findTemplateFiles } from './templates/load-dir.ts';
 export { migrate, ensureDatabase } from './db/migrate.ts';
 export { createDb, type Db, type Database } from './db/database.ts';
+export * from './broker-access/index.ts';

@@ -21,7 +21,7 @@ import {
   type TaskView,
   type TopologyOptions,
 } from '@tasker/protocol';
-import { Broker, type Delivery } from '@tasker/transport';
+import { Broker, amqpUsername, type Delivery } from '@tasker/transport';
 import { resolveConfig, type OrchestratorConfig, type OrchestratorConfigInput } from './config.ts';
 import { createDb, type Db } from './db/database.ts';
 import { ensureDatabase, migrate } from './db/migrate.ts';
@@ -39,6 +39,10 @@ import { Watchdog, findStuckTasks, type StuckItem } from './watchdog/watchdog.ts
 import { TokenAuthenticator, loadTokensFile, parseTokensJson } from './http/auth.ts';
 import { cancelTask, completeStepManually, retryStep, type Actor } from './tasks/operations.ts';
 import { listTasks } from './tasks/read-task.ts';
+import { resolveResultOrigin, type ResultOriginCheck, type ResultOriginOptions } from './broker-access/result-origin.ts';
+
+/** Direct reply-to addresses: the only reply_to the orchestrator answers when broker access control is on. */
+const DIRECT_REPLY_TO_PREFIX = 'amq.rabbitmq.reply-to.';
 
 /** The failure a poisoned step message stands for. */
 function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
@@ -69,6 +73,12 @@ export interface StartOptions extends OrchestratorConfigInput {
   logger?: Logger;
   /** API tokens given in code (added to those from TASKER_API_TOKENS_FILE / TASKER_API_TOKENS). */
   apiTokens?: ApiTokenConfig[];
+  /**
+   * Who may publish results, given in code instead of TASKER_BROKER_ACCESS_FILE (not both):
+   * a result for namespace X is applied only if its validated `user_id` is X's user or an
+   * orchestrator's. @defaultValue none (results are not checked)
+   */
+  resultOrigin?: ResultOriginOptions;
 }
 
 /**
@@ -96,6 +106,8 @@ export class Orchestrator {
     private readonly pool: pg.Pool,
     readonly broker: Broker,
     readonly logger: Logger,
+    /** The result-origin check (issue 6), or null when results are not checked. */
+    readonly resultOrigin: ResultOriginCheck | null = null,
   ) {
     this.names = names(config.amqpPrefix);
     const topo: TopologyOptions = { queueType: config.queueType, deliveryLimit: config.deliveryLimit };
@@ -103,6 +115,8 @@ export class Orchestrator {
     this.relay = new OutboxRelay(db, broker, logger.child({ component: 'outbox' }), {
       sweepMs: config.outboxSweepMs,
       staleMs: config.outboxStaleMs,
+      // Child-task outcomes carry the orchestrator's user, which the origin check trusts.
+      ...(resultOrigin ? { stampUserId: { exchange: this.names.resultsExchange, userId: amqpUsername(config.amqpUrl) } } : {}),
     });
     this.watchdog = new Watchdog(
       { db, broker, registry: this.registry, names: this.names, logger: logger.child({ component: 'watchdog' }), relay: this.relay },
@@ -113,9 +127,20 @@ export class Orchestrator {
   private auth: TokenAuthenticator | null = null;
 
   static async start(options: StartOptions = {}): Promise<Orchestrator> {
-    const { logger: given, apiTokens, ...input } = options;
+    const { logger: given, apiTokens, resultOrigin: originGiven, ...input } = options;
     const config = resolveConfig(input);
     const logger = given ?? pino({ level: config.logLevel, base: { component: 'orchestrator' } });
+    const ownUser = amqpUsername(config.amqpUrl);
+    const resultOrigin = resolveResultOrigin({ given: originGiven ?? null, file: config.brokerAccessFile, prefix: config.amqpPrefix, ownUser });
+    if (resultOrigin) {
+      if (!resultOrigin.options.orchestratorUsers.includes(ownUser)) {
+        logger.warn(
+          { ownUser, orchestratorUsers: resultOrigin.options.orchestratorUsers },
+          "the orchestrator's broker user is not the configured orchestrator user; it is trusted for results anyway (it publishes child-task outcomes)",
+        );
+      }
+      logger.info({ namespaceUser: resultOrigin.options.namespaceUser, orchestratorUsers: [...resultOrigin.orchestratorUsers] }, 'step results are checked for their origin (user_id)');
+    }
     // Resolve the API's authentication before touching anything: a bad token file fails fast.
     const tokens = [
       ...(apiTokens ?? []),
@@ -131,7 +156,7 @@ export class Orchestrator {
     const { db, pool } = createDb(config.databaseUrl, config.dbSchema, config.dbPoolSize);
     await migrate(db, config.dbSchema, logger);
     const broker = await Broker.connect({ url: config.amqpUrl, connectionName: 'tasker-orchestrator', logger });
-    const o = new Orchestrator(config, db, pool, broker, logger);
+    const o = new Orchestrator(config, db, pool, broker, logger, resultOrigin);
     if (tokens.length > 0) o.auth = new TokenAuthenticator(tokens);
     else if (config.httpEnabled) logger.warn('HTTP API runs WITHOUT authentication (TASKER_API_INSECURE=true): every caller may do everything');
     try {
@@ -151,7 +176,7 @@ export class Orchestrator {
 
     const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger };
     const park = (kind: string) => (d: Delivery, e: { code: string; message: string }) => this.park(d, kind, e);
-    const common = { prefetch: config.prefetch, batchSize: config.batchSize, logger: this.logger };
+    const common = { prefetch: config.prefetch, batchSize: config.batchSize, concurrency: config.batchConcurrency, logger: this.logger };
 
     this.consumers.push(
       new BatchConsumer(this.broker, {
@@ -168,7 +193,8 @@ export class Orchestrator {
                 ErrorCode.INVALID_MESSAGE,
                 `step result for namespace '${r.namespace}' was published with routing key '${d.message.fields.routingKey}'`,
               )
-            : null,
+            : // RabbitMQ validated user_id against the publisher's connection: it says who sent it.
+              (this.resultOrigin?.check(r, d.message.properties.userId as string | undefined) ?? null),
         process: async (items) => {
           const out = await processResults(deps, items.map((i) => i.value));
           for (const i of out.ignored) {
@@ -220,7 +246,14 @@ export class Orchestrator {
         check: (r, d) =>
           !d.message.properties.replyTo
             ? new TaskerError(ErrorCode.MISSING_REPLY_TO, 'task request has no reply_to property; nobody could be told the outcome')
-            : d.message.fields.routingKey !== r.namespace
+            : !this.mayReplyTo(d.message.properties.replyTo as string)
+              ? // The reply goes through the default exchange: to a named queue, it would let any
+                // requester drop messages into any queue under the orchestrator's name.
+                new TaskerError(
+                  ErrorCode.FORBIDDEN_ORIGIN,
+                  `task request reply_to '${String(d.message.properties.replyTo).slice(0, 200)}' is not a direct reply-to address (amq.rabbitmq.reply-to); with broker access control on, replies go nowhere else`,
+                )
+              : d.message.fields.routingKey !== r.namespace
               ? // The routing key is what a broker user's topic permission checks: it must be the namespace asked for.
                 new TaskerError(
                   ErrorCode.INVALID_MESSAGE,
@@ -271,7 +304,7 @@ export class Orchestrator {
    */
   private async park(d: Delivery, kind: string, e: { code: string; message: string }): Promise<void> {
     const replyTo = d.message.properties.replyTo as string | undefined;
-    if (kind === 'task_request' && replyTo) {
+    if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo)) {
       const reply: TaskReply = { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: { code: e.code, message: e.message } };
       await this.broker
         .publish('', replyTo, Buffer.from(JSON.stringify(reply)), { correlationId: d.message.properties.correlationId, persistent: false, type: 'task_reply' })
@@ -286,6 +319,11 @@ export class Orchestrator {
       },
       contentType: d.message.properties.contentType ?? 'application/octet-stream',
     });
+  }
+
+  /** Whether a task reply may go to this reply_to: any, unless broker access control is on. */
+  private mayReplyTo(replyTo: string): boolean {
+    return !this.resultOrigin || replyTo.startsWith(DIRECT_REPLY_TO_PREFIX);
   }
 
   /**
@@ -411,7 +449,7 @@ export class Orchestrator {
     await this.http?.close();
     this.watchdog.stop();
     for (const c of this.consumers) await c.stop();
-    this.relay.stop();
+    await this.relay.stop();
     await this.broker.close();
     await this.db.destroy();
     void this.pool;

@@ -48,6 +48,12 @@ export const ErrorCode = {
   UNAUTHENTICATED: 'UNAUTHENTICATED',
   /** The API token may not do this action in this namespace. */
   FORBIDDEN: 'FORBIDDEN',
+  /**
+   * A message came from a broker user that may not send it: a step result for namespace X
+   * whose validated AMQP `user_id` is not X's worker user (nor an orchestrator's), or a
+   * child-task outcome not sent by an orchestrator. Parked, never applied.
+   */
+  FORBIDDEN_ORIGIN: 'FORBIDDEN_ORIGIN',
   /** A task a step waited for ended in error. */
   CHILD_TASK_FAILED: 'CHILD_TASK_FAILED',
   /** A task a step waited for was cancelled. */

@@ -1,2 +1,3 @@
 export * from './broker.ts';
 export type { Options as AmqpOptions, ConsumeMessage } from 'amqplib';
+export { amqpUsername } from './amqp-user.ts';

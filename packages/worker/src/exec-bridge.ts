@@ -180,6 +180,7 @@ export class ExecWorker {
     if (!outcome.ok) throw new RetryableError(outcome.message, { code: outcome.code });
     const r = outcome.result;
     if (r.status === 'success') return r.result ?? null;
+    if (r.status === 'waiting') return ctx.waitFor(r.wait_for.task_id);
     const e = r.error;
     const common = { ...(e.code !== undefined ? { code: e.code } : {}), ...(e.details !== undefined ? { details: e.details } : {}) };
     if (e.kind === 'permanent') throw new PermanentError(e.message, common);

@@ -193,7 +193,8 @@ export class ExecChild {
           this.isUp = false;
           this.up = deferred();
         }
-        if (!this.stopping) {
+        // Before the first hello, start() reports the failure and nothing is restarted.
+        if (!this.stopping && this.handlers.length > 0) {
           logger.error({ code, signal, inFlight: pending.size }, `child process ${how}; restarting it`);
           this.scheduleRestart(Date.now() - startedAt);
         }

@@ -11,6 +11,7 @@ import { z } from 'zod';
  * runtime → child, per step:   {"type":"step","id":"7","step":{...ExecStep}}
  * child → runtime, per step:   {"type":"result","id":"7","status":"success","result":<JSON>}
  *                              {"type":"result","id":"7","status":"failure","error":{kind,code,message,retry_after_ms?,details?}}
+ *                              {"type":"result","id":"7","status":"waiting","wait_for":{"task_id":"..."}}  (a task it created)
  * runtime → child, advisory:   {"type":"cancel","id":"7","reason":"HANDLER_TIMEOUT"|"WORKER_SHUTDOWN"}
  * child → runtime, optional:   {"type":"create_task","id":"7","request_id":"r1","request":{namespace,name,context,...}}
  * runtime → child, its answer: {"type":"create_task_result","request_id":"r1","ok":true,"created":true,"task":{...}}
@@ -58,6 +59,8 @@ export const ExecError = z.object({
 export const ExecResult = z.discriminatedUnion('status', [
   z.object({ type: z.literal('result'), id: z.string(), status: z.literal('success'), result: z.json().optional() }),
   z.object({ type: z.literal('result'), id: z.string(), status: z.literal('failure'), error: ExecError }),
+  // The step waits for a task (created by the handler) without holding a worker: see ctx.waitFor.
+  z.object({ type: z.literal('result'), id: z.string(), status: z.literal('waiting'), wait_for: z.object({ task_id: z.string().min(1) }) }),
 ]);
 export type ExecResult = z.infer<typeof ExecResult>;
 

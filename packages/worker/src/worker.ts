@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ControlMessage, ErrorCode, StepMessage, TaskerError, decodeMessage, type StepResult } from '@tasker/protocol';
-import { Broker, type Consumer, type Delivery } from '@tasker/transport';
+import { Broker, amqpUsername, type Consumer, type Delivery } from '@tasker/transport';
 import { AmqpTaskRequester } from '@tasker/client';
 import { redactUrl, resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './config.ts';
 import { parkStepMessage } from './dead-letter.ts';
@@ -239,6 +239,9 @@ export class Worker {
         messageId: `${message.step_id}:${message.attempt}`,
         correlationId: message.correlation_id,
         type: 'step_result',
+        // RabbitMQ validates user_id against this connection's user: the orchestrator can
+        // then check that a result for a namespace came from that namespace's user (issue 6).
+        userId: amqpUsername(this.options.amqpUrl),
       });
     } catch (err) {
       if (job.handedBack) return;

@@ -57,7 +57,7 @@ describe('exec bridge', () => {
     const ns = await orch.namespace();
     const { worker } = execWorker(ns);
     await worker.start();
-    expect(worker.handlers).toEqual(['echo', 'fail', 'sleep', 'die', 'delegate']);
+    expect(worker.handlers).toEqual(['echo', 'fail', 'sleep', 'die', 'delegate', 'wait']);
     const m = orch.step(ns, 'echo', {
       input: { amount: 49.99, text: 'héllo 😀\nline' },
       dependency_results: { validate: { ok: true } },
@@ -121,7 +121,7 @@ describe('exec bridge', () => {
     const message = (r as { error: { message: string } }).error.message;
     expect(message).toContain('refund_everything');
     expect(message).toContain(ns);
-    expect(message).toContain('delegate, die, echo, fail, sleep');
+    expect(message).toContain('delegate, die, echo, fail, sleep, wait');
   });
 
   it('concurrent steps are correlated by id whatever order the child answers in', async () => {
@@ -194,6 +194,15 @@ describe('exec bridge', () => {
       correlation_id: m.correlation_id,
       idempotency_key: `${m.step_id}:payments.process_refund:1`,
     });
+  });
+
+  it('a child answering "waiting" makes the step wait for the task it names', async () => {
+    const ns = await orch.namespace();
+    const { worker } = execWorker(ns);
+    await worker.start();
+    const m = orch.step(ns, 'wait', { input: { task_id: 'tsk_child_1' } });
+    await orch.dispatch(m);
+    expect(await orch.resultFor(m.step_id)).toMatchObject({ status: 'waiting', wait_for: { task_id: 'tsk_child_1' } });
   });
 
   it('a child that never says hello fails start() with a sentence naming the hello', async () => {

@@ -113,12 +113,21 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     return reply.status(500).send({ error: { code: ErrorCode.INTERNAL, message: `internal error; see the orchestrator log for request ${req.id}` } });
   });
 
-  const principal = (req: FastifyRequest): Principal => (auth ? auth.authenticate(req.headers.authorization) : INSECURE_PRINCIPAL);
-  const allow = (req: FastifyRequest, action: ApiAction, namespace: string | null): Principal => {
-    const p = principal(req);
+  const principal = (req: FastifyRequest): Principal =>
+    (req as FastifyRequest & { principal?: Principal }).principal ?? (auth ? auth.authenticate(req.headers.authorization) : INSECURE_PRINCIPAL);
+  /** Authorizes an already authenticated caller. */
+  const allowed = (p: Principal, action: ApiAction, namespace: string | null): Principal => {
     authorize(p, action, namespace);
     return p;
   };
+  const allow = (req: FastifyRequest, action: ApiAction, namespace: string | null): Principal => allowed(principal(req), action, namespace);
+  // Every protected route authenticates before it reads its body or looks anything up, so an
+  // unauthenticated caller learns nothing (not even whether an id exists).
+  app.addHook('onRequest', async (req) => {
+    const path = req.url.split('?')[0]!;
+    if (path.startsWith('/health/') || path === '/openapi.json') return;
+    (req as FastifyRequest & { principal?: Principal }).principal = principal(req);
+  });
   const ID = /^[A-Za-z0-9_:.-]{1,64}$/;
   const namespaceOfTask = async (id: string): Promise<string> => {
     if (!ID.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id.slice(0, 80)}'`);

@@ -66,7 +66,7 @@ export class TemplateRegistry {
       const row = existing.rows[0]!;
       if (!row.same) {
         throw new TaskerError(
-          ErrorCode.TEMPLATE_INVALID,
+          ErrorCode.INVALID_STATE,
           `${template.namespace}.${template.name} version ${template.version} is already registered with different content; registered versions are immutable, so bump the version`,
         );
       }

@@ -1,0 +1,568 @@
+// Tasker's benchmark harness (issue 7). One invocation measures, in order and in the same
+// conditions: Tasker's throughput on the diamond workload, its per-step overhead, task
+// creation over HTTP and AMQP, the raw broker and database limits, the peers on the same
+// workload, and memory with many tasks in flight and with 1 vs 2 orchestrators.
+// `pnpm bench --help` lists the options; bench/README.md explains every figure.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
+import { describeMachine, durabilitySettings, pgCounters } from './machine.ts';
+import { parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
+import type { PeerContext, PeerResult } from './peers/common.ts';
+import { allChildren, spawnChild } from './proc.ts';
+import { heading, table } from './report.ts';
+import { pgCas, twoHop, type CasResult, type TwoHopResult } from './sections/limit.ts';
+import {
+  creationRates,
+  diamondThroughput,
+  linearOverhead,
+  memoryInFlight,
+  warmUp,
+  type CreateResult,
+  type MemoryResult,
+  type OverheadResult,
+  type ThroughputResult,
+} from './sections/tasker.ts';
+import { TaskerStack } from './tasker-stack.ts';
+import { cpuByProcess } from './cpu-by-process.ts';
+import { cpuMeter, round, runId as makeRunId, waitQuiet } from './util.ts';
+import { forceNoDelay } from './experiments.ts';
+
+const BENCH_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
+
+const say = (s: string) => process.stdout.write(`${s}\n`);
+const note = (s: string) => process.stderr.write(`${s}\n`);
+
+let parsed: Options | 'help';
+try {
+  parsed = parseOptions(process.argv.slice(2), join(BENCH_DIR, 'out'));
+} catch (err) {
+  note((err as Error).message);
+  process.exit(2);
+}
+if (parsed === 'help') {
+  say(USAGE);
+  process.exit(0);
+}
+const opts: Options = parsed;
+// The AMQP task requester of the creation section is Tasker's client: same what-if.
+if (opts.nodelay) forceNoDelay();
+const runId = makeRunId();
+const outDir = resolve(opts.outDir, `run-${new Date().toISOString().replace(/[:.]/g, '-')}-${runId}`);
+mkdirSync(outDir, { recursive: true });
+const startedAt = Date.now();
+const deadlineFor = () => Date.now() + opts.sizes.sectionTimeoutMs;
+
+/** Cleanups still owed (stacks to stop, databases to drop, Redis to restore): run on any exit path. */
+const cleanups = new Map<string, () => Promise<unknown>>();
+async function runCleanups(): Promise<void> {
+  for (const [name, fn] of [...cleanups.entries()].reverse()) {
+    try {
+      await fn();
+    } catch (err) {
+      note(`cleanup '${name}' failed: ${(err as Error).message}`);
+    }
+    cleanups.delete(name);
+  }
+}
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    note(`\n${signal}: stopping the bench's processes and cleaning up (again to exit at once)`);
+    const hard = setTimeout(() => process.exit(130), 30_000);
+    hard.unref();
+    void runCleanups()
+      .then(() => Promise.all([...allChildren].map((c) => c.stop(5000))))
+      .finally(() => process.exit(130));
+  });
+}
+
+const errors: Array<{ section: string; error: string }> = [];
+async function attempt<T>(section: string, fn: () => Promise<T>): Promise<T | null> {
+  try {
+    return await fn();
+  } catch (err) {
+    const message = (err as Error).message ?? String(err);
+    errors.push({ section, error: message });
+    note(`  ${section} failed: ${message}`);
+    return null;
+  }
+}
+const wants = (s: Section) => opts.sections.has(s);
+
+/** How busy the machine was before (when waiting for quiet) and during each measurement, in % of all CPUs. */
+const cpuBusy: Record<string, { before_pct: number | null; during_pct: number }> = {};
+/** Where the CPU went during each measurement, in % of one core (two cores: 200 % in all). */
+const cpuShares: Record<string, Record<string, number>> = {};
+async function measured<T>(label: string, fn: () => Promise<T>): Promise<T> {
+  const before = opts.waitQuietSec > 0 ? await waitQuiet(30, opts.waitQuietSec * 1000) : null;
+  const meter = cpuMeter();
+  const shares = cpuByProcess();
+  try {
+    return await fn();
+  } finally {
+    cpuBusy[label] = { before_pct: before, during_pct: meter() };
+    cpuShares[label] = shares();
+  }
+}
+const sharesLine = (label: string) =>
+  cpuShares[label]
+    ? `  CPU during it, % of one core (2 cores = 200): ${Object.entries(cpuShares[label]!)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`
+    : '';
+
+function reachable(url: string, port: number): Promise<boolean> {
+  const u = new URL(url);
+  return new Promise((res) => {
+    const s = new Socket();
+    const done = (ok: boolean) => {
+      s.destroy();
+      res(ok);
+    };
+    s.setTimeout(1500, () => done(false));
+    s.once('error', () => done(false));
+    s.connect(Number(u.port || port), u.hostname, () => done(true));
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+const redisUp = await reachable(opts.redisUrl, 6379);
+const leftover = redisUp ? await import('./peers/redis-durability.ts').then((m) => m.restoreLeftover()) : null;
+if (leftover) note(leftover);
+
+const machine = await describeMachine(opts.databaseUrl, opts.amqpUrl, redisUp ? opts.redisUrl : null);
+const durability = await durabilitySettings(opts.databaseUrl);
+const templatesDir = join(BENCH_DIR, 'templates');
+
+say(heading(`Tasker benchmark (${opts.mode}) ${new Date().toISOString()}`));
+say(`machine: ${machine.nproc} cores, ${machine.cpu_model}; Node ${machine.node}; PostgreSQL ${machine.postgres}; RabbitMQ ${machine.rabbitmq}; Redis ${machine.redis ?? 'unreachable'}`);
+say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
+say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
+say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
+say(`worker concurrency ${opts.concurrency} for every system; run id ${runId}; logs in ${outDir}`);
+if (opts.nodelay) say('WHAT-IF: --nodelay forces TCP_NODELAY on Tasker\'s AMQP sockets (not the code as committed)');
+
+const result: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  mode: opts.mode,
+  queue_type: opts.queueType,
+  concurrency: opts.concurrency,
+  sizes: opts.sizes,
+  machine,
+  durability: { ...durability, persistent_messages: true, durable_queues: true, queue_type: opts.queueType },
+  experiments: opts.nodelay ? ['nodelay'] : [],
+};
+
+// 1-3: throughput, overhead, creation: one run of Tasker (one orchestrator, one worker) --
+let throughput: ThroughputResult | null = null;
+let throughputHttp: ThroughputResult | null = null;
+let overhead: OverheadResult | null = null;
+let create: CreateResult | null = null;
+const memory: Record<string, number | null> = {};
+if (wants('throughput') || wants('overhead') || wants('create')) {
+  say(heading('1-3. Tasker: throughput, per-step overhead, task creation'));
+  const profileDir = opts.profile ? join(outDir, 'profiles') : null;
+  const stack = await attempt('tasker start', () =>
+    TaskerStack.start({
+      label: 'main',
+      runId,
+      queueType: opts.queueType,
+      orchestrators: 1,
+      databaseUrl: opts.databaseUrl,
+      amqpUrl: opts.amqpUrl,
+      templatesDir,
+      outDir,
+      cpuProfDir: profileDir,
+      trace: opts.trace,
+      nodelay: opts.nodelay,
+      concurrency: opts.concurrency,
+    }, { BENCH_NOTIFY_STEP: 's4' }),
+  );
+  if (stack) {
+    cleanups.set('tasker main run', () => stack.stop());
+    if (wants('throughput') && stack.worker) {
+      throughput = await attempt('throughput', async () => {
+        await warmUp(stack, opts.sizes.warmupTasks, deadlineFor());
+        const { r, before, after } = await measured('throughput', async () => {
+          await stack.mark();
+          const before = await pgCounters(opts.databaseUrl);
+          const r = await diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp');
+          const after = await pgCounters(opts.databaseUrl);
+          return { r, before, after };
+        });
+        const stats = await stack.stats();
+        writeFileSync(join(outDir, 'throughput-process-stats.json'), JSON.stringify(stats, null, 2));
+        const steps = Math.max(1, r.steps);
+        // With --trace: the orchestrators' own SQL, exactly (the database-wide counters include other clients).
+        const traced = Object.entries(stats)
+          .filter(([k]) => k.startsWith('orchestrator'))
+          .flatMap(([, v]) => (v as { timings: Array<{ key: string; count: number }> }).timings);
+        const sqlCount = traced.filter((t) => t.key.startsWith('sql')).reduce((a, t) => a + t.count, 0);
+        const txCount = traced.filter((t) => t.key === 'sql begin').reduce((a, t) => a + t.count, 0);
+        return {
+          ...r,
+          ...(opts.trace ? { sql_statements_per_step: round(sqlCount / steps, 2), transactions_per_step: round(txCount / steps, 3) } : {}),
+          pg_commits_per_step: round((after.commits - before.commits) / steps, 2),
+          pg_wal_syncs_per_step: round((after.wal_syncs - before.wal_syncs) / steps, 2),
+          processes: Object.fromEntries(
+            Object.entries(stats).map(([k, v]) => {
+              const s = v as { cpu_pct_of_one_core: number; event_loop_utilization: number };
+              return [k, { cpu_pct_of_one_core: s.cpu_pct_of_one_core, event_loop_utilization: s.event_loop_utilization }];
+            }),
+          ),
+        };
+      });
+      if (opts.sizes.throughputOverHttp) {
+        throughputHttp = await attempt('throughput over HTTP', () =>
+          measured('throughput_http', () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'http')),
+        );
+      }
+      memory.orchestrator_throughput_run = stack.orchestrators[0]?.peakMemoryMb() ?? null;
+      memory.worker_throughput_run = stack.worker?.peakMemoryMb() ?? null;
+      if (throughput) {
+        const p = throughput.processes ?? {};
+        say(
+          table(
+            ['throughput (diamond)', 'tasks', 'steps', 'seconds', 'steps/s', 'create s', 'errors'],
+            [throughput, throughputHttp]
+              .filter((t): t is ThroughputResult => t !== null)
+              .map((t) => [
+                `tasker, created ${t.created_via === 'amqp' ? 'with AMQP task requests' : 'over HTTP'}`,
+                t.tasks,
+                t.steps,
+                t.seconds,
+                t.steps_per_sec,
+                t.create_seconds,
+                t.error_tasks + t.failed_requests,
+              ]),
+          ),
+        );
+        say(
+          `  per step: ${throughput.pg_commits_per_step} Postgres commits, ${throughput.pg_wal_syncs_per_step} WAL syncs (database-wide counters, other clients included)` +
+            (throughput.sql_statements_per_step !== undefined
+              ? `; traced: ${throughput.sql_statements_per_step} SQL statements and ${throughput.transactions_per_step} transactions per step`
+              : '') +
+            '; ' +
+            Object.entries(p)
+              .map(([k, v]) => `${k} ${v.cpu_pct_of_one_core}% of a core, event loop ${Math.round(v.event_loop_utilization * 100)}% busy`)
+              .join('; '),
+        );
+        say(sharesLine('throughput'));
+        if (throughput.timed_out) say('  (timed out: the figure counts the tasks done by then)');
+      }
+    }
+    if (wants('overhead') && stack.worker) {
+      overhead = await attempt('overhead', () =>
+        measured('overhead', async () => {
+          await stack.mark();
+          const r = await linearOverhead(stack, opts.sizes.overheadTasks, Math.min(5, opts.sizes.overheadTasks), deadlineFor());
+          writeFileSync(join(outDir, 'overhead-process-stats.json'), JSON.stringify(await stack.stats(), null, 2));
+          return r;
+        }),
+      );
+      if (overhead) {
+        say(
+          table(
+            ['per-step overhead, ms (4-step linear task, one at a time)', 'p50', 'p99', 'mean'],
+            [
+              ['task duration / 4 (request sent → complete seen)', overhead.p50, overhead.p99, overhead.mean],
+              ['task row created_at → completed_at, / 4', overhead.db_p50, overhead.db_p99, null],
+              ["gap: a step's handler returns → next step's handler starts", overhead.gap_p50, overhead.gap_p99, null],
+              ['gap from step rows (finished_at → next started_at, 1 ms res.)', overhead.gap_rows_p50, overhead.gap_rows_p99, null],
+              ['POST /v1/tasks latency', overhead.create_p50, null, null],
+            ],
+          ),
+        );
+        say(`  ${overhead.samples} tasks, ${opts.queueType} queues`);
+        say(sharesLine('overhead'));
+      }
+    }
+    if (wants('create')) {
+      create = await attempt('create', () => measured('create', () => creationRates(stack, opts.sizes.createTasks, deadlineFor())));
+      if (create) {
+        say(
+          table(
+            ['task creation', 'tasks', 'seconds', 'tasks/s'],
+            [
+              ['HTTP POST /v1/tasks, 64 in flight', create.http.tasks, create.http.seconds, create.http_per_sec],
+              ['AMQP task requests, 256 in flight', create.amqp.tasks, create.amqp.seconds, create.amqp_per_sec],
+            ],
+          ),
+        );
+      }
+    }
+    cleanups.delete('tasker main run');
+    await attempt('tasker cleanup', () => stack.stop());
+    if (profileDir) say(`  CPU profiles: ${profileDir} (summarise with: npx tsx bench/src/profile-summary.ts ${profileDir})`);
+  }
+}
+
+// 4. The limit ------------------------------------------------------------------------
+let twoHops: TwoHopResult[] = [];
+let cas: CasResult | null = null;
+if (wants('limit')) {
+  say(heading('4. The limit: raw RabbitMQ two hops, Postgres batched compare-and-set'));
+  const relay = spawnChild('amqp-relay', 'amqp-relay.ts', {
+    env: { BENCH_AMQP_URL: opts.amqpUrl, BENCH_PREFETCH: String(opts.concurrency) },
+    logFile: join(outDir, 'logs', 'amqp-relay.log'),
+  });
+  cleanups.set('amqp relay', () => relay.stop());
+  if (await attempt('relay start', () => relay.ready)) {
+    // The queue type Tasker runs on first: it is the one the ratio uses.
+    const types = opts.queueType === 'quorum' ? (['quorum', 'classic'] as const) : (['classic', 'quorum'] as const);
+    for (const t of types) {
+      const r = await attempt(`two-hop ${t}`, () =>
+        measured(`two_hop_${t}`, () => twoHop(opts.amqpUrl, t, relay, `bench_${runId}_raw`, opts.sizes.twoHopMessages, opts.sizes.latencySamples, deadlineFor())),
+      );
+      if (r) twoHops.push(r);
+    }
+  }
+  cleanups.delete('amqp relay');
+  await relay.stop();
+  cas = await attempt('postgres cas', () => measured('postgres_cas', () => pgCas(opts.databaseUrl, `bench_${runId}_cas`, opts.sizes.casRows, opts.sizes.latencySamples)));
+  say(
+    table(
+      ['raw RabbitMQ, persistent + confirms + manual acks, two hops', 'messages', 'msgs/s', 'p50 ms', 'p99 ms'],
+      twoHops.map((r) => [`${r.queue_type} queues`, r.messages, r.msgs_per_sec, r.latency_p50_ms, r.latency_p99_ms]),
+    ),
+  );
+  if (cas) {
+    say(
+      table(
+        ['Postgres compare-and-set (fsync, synchronous_commit on)', 'rows', 'updates/s', 'commits/s', '1-row commit p50 ms', 'p99 ms'],
+        [[`batches of ${cas.batch}, ${cas.concurrency} connections`, cas.rows, cas.updates_per_sec, cas.commits_per_sec, cas.single_commit_p50_ms, cas.single_commit_p99_ms]],
+      ),
+    );
+  }
+}
+twoHops = twoHops.filter(Boolean);
+const limitRate = twoHops.find((r) => r.queue_type === opts.queueType)?.msgs_per_sec ?? null;
+
+// 5. Peers -------------------------------------------------------------------------------
+const peers: Record<string, PeerResult> = {};
+if (wants('peers')) {
+  say(heading('5. Peers on the same diamond workload'));
+  const peersDb = `bench_${runId}_peers`;
+  const peersDatabaseUrl = withDatabase(opts.databaseUrl, peersDb);
+  const created = await attempt('peers database', () => createDatabase(opts.databaseUrl, peersDb));
+  if (created !== null) cleanups.set('peers database', () => dropDatabase(opts.databaseUrl, peersDb));
+  const ctxFor = (name: PeerName): PeerContext => ({
+    runId,
+    tasks: name === 'pg_boss' ? Math.min(opts.sizes.pgbossTasks, opts.sizes.peerTasks) : opts.sizes.peerTasks,
+    warmup: name === 'pg_boss' ? Math.min(2, opts.sizes.warmupTasks) : opts.sizes.warmupTasks,
+    deadline: deadlineFor(),
+    outDir,
+    peersDatabaseUrl,
+    redisUrl: opts.redisUrl,
+    concurrency: opts.concurrency,
+  });
+  const { runBullmq } = await import('./peers/bullmq.ts');
+  const { runGraphile } = await import('./peers/graphile.ts');
+  const { runPgBoss } = await import('./peers/pgboss.ts');
+  const { restore } = await import('./peers/redis-durability.ts');
+  cleanups.set('redis settings', () => restore());
+  for (const name of opts.peers) {
+    if (name.startsWith('bullmq') && !redisUp) {
+      errors.push({ section: `peer ${name}`, error: `Redis not reachable at ${opts.redisUrl}` });
+      note(`  ${name}: skipped, Redis not reachable at ${opts.redisUrl}`);
+      continue;
+    }
+    if (!name.startsWith('bullmq') && created === null) continue;
+    const run = (): Promise<PeerResult> => {
+      const ctx = ctxFor(name); // after any wait for quiet: the deadline starts now
+      switch (name) {
+        case 'bullmq_flow':
+          return runBullmq(ctx, name, 'flow', false);
+        case 'bullmq_flow_fsync':
+          return runBullmq(ctx, name, 'flow', true);
+        case 'bullmq_successors':
+          return runBullmq(ctx, name, 'successors', false);
+        case 'bullmq_successors_fsync':
+          return runBullmq(ctx, name, 'successors', true);
+        case 'graphile_worker':
+          return runGraphile(ctx, name, false);
+        case 'graphile_worker_batched':
+          return runGraphile(ctx, name, true);
+        case 'pg_boss':
+          return runPgBoss(ctx, name, false);
+        case 'pg_boss_notify':
+          return runPgBoss(ctx, name, true);
+      }
+    };
+    const r = await attempt(`peer ${name}`, () => measured(`peer_${name}`, run));
+    if (r) {
+      peers[name] = r;
+      say(`  ${name.padEnd(24)} ${String(r.steps_per_sec).padStart(8)} steps/s  (${r.tasks} tasks in ${r.seconds} s${r.timed_out ? ', timed out' : ''}; durable ${r.durable})`);
+    }
+  }
+  cleanups.delete('redis settings');
+  await attempt('redis restore', () => restore());
+  if (created !== null) {
+    cleanups.delete('peers database');
+    await attempt('peers database cleanup', () => dropDatabase(opts.databaseUrl, peersDb));
+  }
+}
+
+// 6. Memory with many tasks in flight; 1 vs 2 orchestrators --------------------------------
+let mem: MemoryResult | null = null;
+let scale2: ThroughputResult | null = null;
+const startStack = (label: string, orchestrators: number, workerEnv: Record<string, string> | null) =>
+  TaskerStack.start({
+    label,
+    runId,
+    queueType: opts.queueType,
+    orchestrators,
+    databaseUrl: opts.databaseUrl,
+    amqpUrl: opts.amqpUrl,
+    templatesDir,
+    outDir,
+    nodelay: opts.nodelay,
+    concurrency: opts.concurrency,
+  }, workerEnv);
+if (wants('memory') || wants('scale')) say(heading('6. Memory with tasks in flight; 1 vs 2 orchestrators'));
+if (wants('memory')) {
+  const stack = await attempt('memory start', () => startStack('mem', 1, null));
+  if (stack) {
+    cleanups.set('tasker memory run', () => stack.stop());
+    mem = await attempt('memory', () => measured('memory', () => memoryInFlight(stack, opts.sizes.memoryTasks, deadlineFor)));
+    cleanups.delete('tasker memory run');
+    await attempt('memory cleanup', () => stack.stop());
+  }
+}
+if (wants('scale')) {
+  const stack = await attempt('scale start', () => startStack('two', 2, {}));
+  if (stack) {
+    cleanups.set('tasker scale run', () => stack.stop());
+    scale2 = await attempt('two orchestrators', async () => {
+      await warmUp(stack, opts.sizes.warmupTasks, deadlineFor());
+      return measured('two_orchestrators', () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp'));
+    });
+    memory.orchestrator_two_run = Math.max(...stack.orchestrators.map((c) => c.peakMemoryMb() ?? 0));
+    cleanups.delete('tasker scale run');
+    await attempt('scale cleanup', () => stack.stop());
+  }
+}
+const memRows: Array<Array<string | number | null>> = [];
+if (mem) {
+  memRows.push([`orchestrator, ${mem.tasks_in_flight} tasks in flight (created with no worker, then drained)`, mem.orchestrator_mb]);
+  memRows.push(['  the same orchestrator once started, before any task', mem.orchestrator_after_start_mb]);
+  memRows.push(['  the same once the tasks were created (no worker yet)', mem.orchestrator_after_create_mb]);
+  memRows.push(['worker, draining them', mem.worker_mb]);
+}
+if (memory.orchestrator_throughput_run) memRows.push(['orchestrator, throughput run', memory.orchestrator_throughput_run]);
+if (memory.worker_throughput_run) memRows.push(['worker, throughput run', memory.worker_throughput_run]);
+if (memRows.length) say(table(['peak memory (VmHWM)', 'MB'], memRows));
+if (mem) say(`  draining ${mem.tasks_in_flight} queued tasks: ${mem.drain_steps_per_sec} steps/s`);
+if (scale2 || throughput) {
+  say(
+    table(
+      ['orchestrators (diamond throughput)', 'steps/s'],
+      [
+        ['1 (section 1)', throughput?.steps_per_sec ?? null],
+        ['2, same schema and queues, HTTP round robin', scale2?.steps_per_sec ?? null],
+      ],
+    ),
+  );
+}
+
+// Ratios and targets ------------------------------------------------------------------------
+const ours = throughput?.steps_per_sec ?? null;
+const ratio = (a: number | null, b: number | null | undefined) => (a && b ? round(a / b, 2) : null);
+const thresholds =
+  opts.queueType === 'classic' ? { p50: 1.5, p99: 5 } : { p50: 2.5, p99: 8 };
+type Verdict = { target: string; measured: string; met: boolean | null };
+const verdicts: Verdict[] = [];
+const v = (target: string, measured: string, met: boolean | null) => verdicts.push({ target, measured, met });
+v('≥ 5,000 steps/s on the diamond', ours === null ? 'not measured' : `${ours} steps/s`, ours === null ? null : ours >= 5000);
+for (const [name, p] of Object.entries(peers)) {
+  const r = ratio(ours, p.steps_per_sec);
+  if (p.durable) v(`≥ 1.5× ${name} (durable)`, r === null ? 'not measured' : `${r}× (${p.steps_per_sec} steps/s)`, r === null ? null : r >= 1.5);
+  else v(`stretch: ahead of ${name} (Redis keeps nothing on disk)`, r === null ? 'not measured' : `${r}× (${p.steps_per_sec} steps/s)`, r === null ? null : r > 1);
+}
+const limitRatio = ratio(ours, limitRate);
+v(`≥ 0.5 × raw two-hop rate (${opts.queueType})`, limitRatio === null ? 'not measured' : `${limitRatio} (${limitRate} msgs/s)`, limitRatio === null ? null : limitRatio >= 0.5);
+v(
+  `per-step overhead ≤ ${thresholds.p50} ms p50, ≤ ${thresholds.p99} ms p99 (${opts.queueType})`,
+  overhead ? `${overhead.p50} ms p50, ${overhead.p99} ms p99` : 'not measured',
+  overhead ? overhead.p50 <= thresholds.p50 && overhead.p99 <= thresholds.p99 : null,
+);
+v('task creation ≥ 3,000 tasks/s (HTTP)', create ? `${create.http_per_sec}/s` : 'not measured', create ? create.http_per_sec >= 3000 : null);
+v('task creation ≥ 3,000 tasks/s (AMQP)', create ? `${create.amqp_per_sec}/s` : 'not measured', create ? create.amqp_per_sec >= 3000 : null);
+const memAt10k = mem && mem.tasks_in_flight >= 10_000;
+v(
+  'orchestrator ≤ 200 MB with 10,000 tasks in flight',
+  mem ? `${mem.orchestrator_mb} MB with ${mem.tasks_in_flight} in flight` : 'not measured',
+  mem ? (memAt10k ? (mem.orchestrator_mb ?? Infinity) <= 200 : null) : null,
+);
+
+say(heading('Summary'));
+const peerRows = Object.values(peers).map((p) => [p.name, p.durable ? 'yes' : 'no', p.steps_per_sec, ratio(ours, p.steps_per_sec)]);
+say(
+  table(
+    ['system (diamond, concurrency 50)', 'durable', 'steps/s', 'tasker ÷ it'],
+    [
+      [`tasker (${opts.queueType} queues)`, 'yes', ours, ours ? 1 : null],
+      ...peerRows,
+      [`raw RabbitMQ two hops (${opts.queueType}), msgs/s`, 'yes', limitRate, limitRatio],
+    ],
+  ),
+);
+say('');
+say(table(['target (issue 7)', 'measured', 'met'], verdicts.map((x) => [x.target, x.measured, x.met === null ? 'n/a' : x.met ? 'yes' : 'NO'])));
+const elapsed = round((Date.now() - startedAt) / 1000, 1);
+say(
+  `\nmachine CPU busy during each measurement (% of both cores, every process; ours included): ` +
+    Object.entries(cpuBusy)
+      .map(([k, b]) => `${k} ${b.during_pct}${b.before_pct !== null ? ` (before ${b.before_pct})` : ''}`)
+      .join(', '),
+);
+say(`\nwhole run: ${elapsed} s; load average at end: ${(await import('node:os')).loadavg().map((x) => round(x, 2)).join(' ')}`);
+if (errors.length) {
+  say('\nerrors:');
+  for (const e of errors) say(`  ${e.section}: ${e.error}`);
+}
+
+Object.assign(result, {
+  elapsed_sec: elapsed,
+  throughput: throughput ? { ...throughput, over_http: throughputHttp } : { steps_per_sec: null },
+  overhead_ms: overhead ?? { p50: null, p99: null },
+  create: create ?? { http_per_sec: null, amqp_per_sec: null },
+  limit: {
+    two_hop_msgs_per_sec: limitRate,
+    two_hop: Object.fromEntries(twoHops.map((r) => [r.queue_type, r])),
+    postgres_cas: cas,
+    tasker_fraction_of_two_hop: limitRatio,
+  },
+  peers: Object.fromEntries(Object.entries(peers).map(([k, p]) => [k, { ...p, tasker_ratio: ratio(ours, p.steps_per_sec) }])),
+  memory_mb: {
+    orchestrator: mem?.orchestrator_mb ?? memory.orchestrator_throughput_run ?? null,
+    worker: mem?.worker_mb ?? memory.worker_throughput_run ?? null,
+    tasks_in_flight: mem?.tasks_in_flight ?? null,
+    ...memory,
+    in_flight_run: mem,
+  },
+  scaling: {
+    one_orchestrator_steps_per_sec: ours,
+    two_orchestrators_steps_per_sec: scale2?.steps_per_sec ?? null,
+    two: scale2,
+    ratio: ratio(scale2?.steps_per_sec ?? null, ours),
+  },
+  targets: verdicts,
+  machine_cpu_busy_pct: cpuBusy,
+  cpu_by_process_pct_of_one_core: cpuShares,
+  errors,
+  load_average_end: (await import('node:os')).loadavg(),
+});
+if (opts.json) {
+  mkdirSync(dirname(resolve(opts.json)), { recursive: true });
+  writeFileSync(opts.json, `${JSON.stringify(result, null, 2)}\n`);
+  say(`JSON: ${resolve(opts.json)}`);
+}
+writeFileSync(join(outDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
+await runCleanups();
+process.exit(errors.length > 0 ? 1 : 0);

@@ -1,0 +1,252 @@
+import type { QueueType } from '@tasker/protocol';
+
+export type Mode = 'full' | 'quick' | 'tiny';
+
+export const SECTIONS = ['throughput', 'overhead', 'create', 'limit', 'peers', 'memory', 'scale'] as const;
+export type Section = (typeof SECTIONS)[number];
+
+export const PEERS = [
+  'bullmq_flow',
+  'bullmq_flow_fsync',
+  'bullmq_successors',
+  'bullmq_successors_fsync',
+  'graphile_worker',
+  'graphile_worker_batched',
+  'pg_boss',
+  'pg_boss_notify',
+] as const;
+export type PeerName = (typeof PEERS)[number];
+
+/** How much of everything a mode does. Every loop of the bench is bounded by these counts and by `sectionTimeoutMs`. */
+export interface Sizes {
+  /** Diamond tasks of the throughput section (and of the 1-vs-2-orchestrator run). */
+  throughputTasks: number;
+  /** Also measure throughput with the tasks created over HTTP (the headline creates them with AMQP task requests). */
+  throughputOverHttp: boolean;
+  /** Unmeasured tasks first, in every throughput run of every system. */
+  warmupTasks: number;
+  /** 4-step linear tasks run one at a time. */
+  overheadTasks: number;
+  /** Tasks created per transport (HTTP, AMQP). */
+  createTasks: number;
+  /** Messages through the raw two hops, per queue type. */
+  twoHopMessages: number;
+  /** One-at-a-time messages for the two-hop latency; one-row commits for the commit latency. */
+  latencySamples: number;
+  /** Rows of the batched compare-and-set. */
+  casRows: number;
+  /** Diamond tasks per peer (pg-boss without notify: `pgbossTasks`, it polls). */
+  peerTasks: number;
+  pgbossTasks: number;
+  /** Tasks in flight for the memory measurement. */
+  memoryTasks: number;
+  /** Longest any one measurement may take. */
+  sectionTimeoutMs: number;
+}
+
+export const SIZES: Record<Mode, Sizes> = {
+  full: {
+    throughputTasks: 2000,
+    throughputOverHttp: true,
+    warmupTasks: 100,
+    overheadTasks: 200,
+    createTasks: 3000,
+    twoHopMessages: 20_000,
+    latencySamples: 200,
+    casRows: 40_000,
+    peerTasks: 2000,
+    pgbossTasks: 200,
+    memoryTasks: 10_000,
+    sectionTimeoutMs: 180_000,
+  },
+  quick: {
+    throughputTasks: 800,
+    throughputOverHttp: false,
+    warmupTasks: 40,
+    overheadTasks: 50,
+    createTasks: 600,
+    twoHopMessages: 4000,
+    latencySamples: 100,
+    casRows: 8000,
+    peerTasks: 400,
+    pgbossTasks: 40,
+    memoryTasks: 1500,
+    sectionTimeoutMs: 20_000,
+  },
+  tiny: {
+    throughputTasks: 6,
+    throughputOverHttp: true,
+    warmupTasks: 2,
+    overheadTasks: 3,
+    createTasks: 6,
+    twoHopMessages: 100,
+    latencySamples: 5,
+    casRows: 400,
+    peerTasks: 4,
+    pgbossTasks: 2,
+    memoryTasks: 10,
+    sectionTimeoutMs: 20_000,
+  },
+};
+
+export interface Options {
+  mode: Mode;
+  sizes: Sizes;
+  queueType: QueueType;
+  json: string | null;
+  outDir: string;
+  sections: Set<Section>;
+  peers: PeerName[];
+  /** `--cpu-prof` Tasker's orchestrator and worker of the main run. */
+  profile: boolean;
+  /** Time every SQL statement and publisher confirm inside Tasker's processes (main run). */
+  trace: boolean;
+  /** What-if: TCP_NODELAY on Tasker's AMQP sockets (see experiments.ts). */
+  nodelay: boolean;
+  /** Before each measurement, wait up to this long for the machine's CPUs to be under 30 % busy. */
+  waitQuietSec: number;
+  concurrency: number;
+  databaseUrl: string;
+  amqpUrl: string;
+  redisUrl: string;
+}
+
+export const USAGE = `pnpm bench [options]
+
+  --quick                 smaller counts; the whole run takes under two minutes
+  --tiny                  a handful of tasks per section (the test suite's smoke run)
+  --json FILE             also write the figures as JSON
+  --queue-type TYPE       classic or quorum work queues for Tasker (default: TASKER_QUEUE_TYPE, else quorum)
+  --peers LIST            comma-separated peers, or all / none / bullmq / graphile / pgboss (default: all)
+  --only LIST             run only these sections: ${SECTIONS.join(', ')}
+  --skip LIST             skip these sections
+  --tasks N               diamond tasks of the throughput runs (Tasker's and the peers')
+  --profile               node --cpu-prof for Tasker's orchestrator and worker (bench/out/profiles/)
+  --trace                 time each SQL statement and publisher confirm in Tasker's processes
+  --nodelay               what-if: TCP_NODELAY on Tasker's AMQP sockets (amqplib leaves Nagle on)
+  --wait-quiet SECONDS    before each measurement, wait up to SECONDS for the CPUs to be under 30 % busy
+  --out DIR               logs, profiles (default: bench/out)
+  --help
+
+Services: TASKER_DATABASE_URL, TASKER_AMQP_URL, BENCH_REDIS_URL (defaults: the local ones on 127.0.0.1).`;
+
+function list(v: string | undefined, flag: string): string[] {
+  if (!v || v.startsWith('--')) throw new Error(`${flag} needs a value`);
+  return v.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+export function parseOptions(argv: string[], defaultOutDir: string): Options | 'help' {
+  let mode: Mode = 'full';
+  let json: string | null = null;
+  let queueType = (process.env.TASKER_QUEUE_TYPE as QueueType | undefined) ?? 'quorum';
+  let outDir = defaultOutDir;
+  let only: Section[] | null = null;
+  const skip = new Set<Section>();
+  let peers: PeerName[] = [...PEERS];
+  let tasks: number | null = null;
+  let profile = false;
+  let trace = false;
+  let nodelay = false;
+  let waitQuietSec = 0;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    switch (a) {
+      case '--help':
+      case '-h':
+        return 'help';
+      case '--quick':
+        mode = 'quick';
+        break;
+      case '--tiny':
+        mode = 'tiny';
+        break;
+      case '--json':
+        json = value();
+        break;
+      case '--queue-type': {
+        const v = value();
+        if (v !== 'classic' && v !== 'quorum') throw new Error(`--queue-type is classic or quorum, not '${v}'`);
+        queueType = v;
+        break;
+      }
+      case '--peers': {
+        const wanted = list(argv[++i], a);
+        const out = new Set<PeerName>();
+        for (const w of wanted) {
+          if (w === 'all') PEERS.forEach((p) => out.add(p));
+          else if (w === 'none') continue;
+          else if (w === 'bullmq' || w === 'graphile' || w === 'pgboss') {
+            const stem = w === 'pgboss' ? 'pg_boss' : w;
+            PEERS.filter((p) => p.startsWith(stem)).forEach((p) => out.add(p));
+          } else if ((PEERS as readonly string[]).includes(w)) out.add(w as PeerName);
+          else throw new Error(`unknown peer '${w}'; peers: ${PEERS.join(', ')}`);
+        }
+        peers = PEERS.filter((p) => out.has(p));
+        break;
+      }
+      case '--only':
+      case '--skip': {
+        const names = list(argv[++i], a);
+        for (const n of names) if (!(SECTIONS as readonly string[]).includes(n)) throw new Error(`unknown section '${n}'; sections: ${SECTIONS.join(', ')}`);
+        if (a === '--only') only = names as Section[];
+        else names.forEach((n) => skip.add(n as Section));
+        break;
+      }
+      case '--tasks': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error('--tasks is a whole number from 1 to 100000');
+        tasks = n;
+        break;
+      }
+      case '--profile':
+        profile = true;
+        break;
+      case '--trace':
+        trace = true;
+        break;
+      case '--nodelay':
+        nodelay = true;
+        break;
+      case '--wait-quiet': {
+        const n = Number(value());
+        if (!Number.isFinite(n) || n < 0 || n > 600) throw new Error('--wait-quiet is seconds from 0 to 600');
+        waitQuietSec = n;
+        break;
+      }
+      case '--out':
+        outDir = value();
+        break;
+      default:
+        throw new Error(`unknown option '${a}'\n\n${USAGE}`);
+    }
+  }
+  const sizes = { ...SIZES[mode] };
+  if (tasks !== null) {
+    sizes.throughputTasks = tasks;
+    sizes.peerTasks = tasks;
+  }
+  const sections = new Set<Section>((only ?? [...SECTIONS]).filter((s) => !skip.has(s)));
+  if (peers.length === 0) sections.delete('peers');
+  return {
+    mode,
+    sizes,
+    queueType,
+    json,
+    outDir,
+    sections,
+    peers,
+    profile,
+    trace,
+    nodelay,
+    waitQuietSec,
+    concurrency: 50,
+    databaseUrl: process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker',
+    amqpUrl: process.env.TASKER_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
+    redisUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+  };
+}

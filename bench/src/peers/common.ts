@@ -1,0 +1,112 @@
+import type { Child } from '../proc.ts';
+import { round } from '../util.ts';
+
+export interface PeerResult {
+  name: string;
+  /** True where the peer's state survives a crash: Postgres, or Redis with appendfsync always. */
+  durable: boolean;
+  tasks: number;
+  steps: number;
+  seconds: number;
+  steps_per_sec: number;
+  timed_out: boolean;
+  worker_mb: number | null;
+  /** How the diamond is mapped onto the library, in one line (bench/README.md has the long form). */
+  mapping: string;
+}
+
+export interface PeerContext {
+  runId: string;
+  tasks: number;
+  warmup: number;
+  /** Date.now() after which the peer's run stops where it is. */
+  deadline: number;
+  outDir: string;
+  /** The fresh database the Postgres peers use. */
+  peersDatabaseUrl: string;
+  redisUrl: string;
+  concurrency: number;
+}
+
+/** Chunks producers add at once with the peers' bulk APIs, and chunks in flight. */
+export const BULK = 100;
+export const BULK_IN_FLIGHT = 4;
+
+/** Adds tasks [from, from + count) in chunks of BULK, BULK_IN_FLIGHT chunks at a time. */
+export async function bulkProduce(from: number, count: number, add: (ids: number[]) => Promise<unknown>): Promise<void> {
+  const chunks: number[][] = [];
+  for (let i = 0; i < count; i += BULK) chunks.push(Array.from({ length: Math.min(BULK, count - i) }, (_, k) => from + i + k));
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(BULK_IN_FLIGHT, chunks.length) }, async () => {
+      while (next < chunks.length) await add(chunks[next++]!);
+    }),
+  );
+}
+
+/**
+ * Measures a peer whose worker child reports `{type: 'progress', done}` (diamonds whose last
+ * step the library reports done): a warm-up of `ctx.warmup` tasks, then `ctx.tasks` tasks
+ * produced as fast as the library accepts them; steps per second from the first add to the
+ * report that the last diamond is done.
+ */
+export async function measure(
+  name: string,
+  durable: boolean,
+  mapping: string,
+  ctx: PeerContext,
+  worker: Child,
+  produce: (from: number, count: number) => Promise<void>,
+): Promise<PeerResult> {
+  let done = 0;
+  let doneAt = 0;
+  let waiter: { target: number; resolve: () => void } | null = null;
+  const off = worker.on((m) => {
+    if (m.type !== 'progress' || typeof m.done !== 'number') return;
+    done = m.done;
+    doneAt = performance.now();
+    if (waiter && done >= waiter.target) {
+      const w = waiter;
+      waiter = null;
+      w.resolve();
+    }
+  });
+  const until = (target: number): Promise<boolean> =>
+    done >= target
+      ? Promise.resolve(true)
+      : new Promise((resolve) => {
+          const timer = setTimeout(() => resolve(false), Math.max(0, ctx.deadline - Date.now()));
+          waiter = {
+            target,
+            resolve: () => {
+              clearTimeout(timer);
+              resolve(true);
+            },
+          };
+        });
+  try {
+    if (ctx.warmup > 0) {
+      await produce(1_000_000, ctx.warmup);
+      await until(ctx.warmup);
+    }
+    const base = done;
+    const t0 = performance.now();
+    await produce(0, ctx.tasks);
+    const all = await until(base + ctx.tasks);
+    const tasks = done - base;
+    const seconds = ((all ? doneAt : performance.now()) - t0) / 1000;
+    return {
+      name,
+      durable,
+      tasks,
+      steps: tasks * 4,
+      seconds: round(seconds, 3),
+      steps_per_sec: round((tasks * 4) / seconds, 1),
+      timed_out: !all,
+      worker_mb: worker.peakMemoryMb(),
+      mapping,
+    };
+  } finally {
+    off();
+  }
+}

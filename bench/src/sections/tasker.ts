@@ -1,0 +1,334 @@
+import pino from 'pino';
+import { AmqpTaskRequester } from '@tasker/client';
+import { HttpLoad, taskBody } from '../http-load.ts';
+import type { ChildMessage } from '../proc.ts';
+import type { TaskerStack } from '../tasker-stack.ts';
+import { percentile, pool, round, sleep } from '../util.ts';
+
+/** In-flight HTTP requests of the load generator. */
+export const HTTP_CONCURRENCY = 64;
+/** In-flight AMQP task requests of the load generator. */
+export const AMQP_WINDOW = 256;
+
+export interface ThroughputResult {
+  tasks: number;
+  steps: number;
+  seconds: number;
+  steps_per_sec: number;
+  tasks_per_sec: number;
+  /** How the tasks were created. */
+  created_via: Via;
+  /** From the first request to the last one accepted. */
+  create_seconds: number;
+  failed_requests: number;
+  error_tasks: number;
+  timed_out: boolean;
+  /** Database-wide counters over the measurement, per step (other clients' work included). */
+  pg_commits_per_step?: number;
+  pg_wal_syncs_per_step?: number;
+  /** With --trace: the orchestrators' SQL statements and transactions (BEGIN) per step. */
+  sql_statements_per_step?: number;
+  transactions_per_step?: number;
+  /** CPU (% of one core) and event-loop utilization of each Tasker process over the measurement. */
+  processes?: Record<string, { cpu_pct_of_one_core: number; event_loop_utilization: number }>;
+}
+
+/** Creates `count` tasks over HTTP (round robin over the orchestrators), `HTTP_CONCURRENCY` in flight. */
+export async function createOverHttp(
+  stack: { urls: string[]; token: string },
+  namespace: string,
+  name: string,
+  count: number,
+  deadline: number,
+  offset = 0,
+): Promise<Created> {
+  const { urls } = stack;
+  const load = new HttpLoad(HTTP_CONCURRENCY, stack.token);
+  const t0 = performance.now();
+  try {
+    const r = await pool(
+      count,
+      HTTP_CONCURRENCY,
+      async (i) => {
+        const res = await load.post(`${urls[i % urls.length]}/v1/tasks`, taskBody(namespace, name, offset + i));
+        if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
+      },
+      deadline,
+    );
+    return { seconds: (performance.now() - t0) / 1000, ok: r.done, failed: r.failed, firstError: r.firstError };
+  } finally {
+    load.close();
+  }
+}
+
+export interface Created {
+  seconds: number;
+  ok: number;
+  failed: number;
+  firstError: Error | null;
+}
+
+/** A connected AMQP task requester (Tasker's client), its reply channel opened by one request to `bench_idle`. */
+export async function openRequester(stack: TaskerStack): Promise<AmqpTaskRequester> {
+  const requester = await AmqpTaskRequester.connect({
+    url: stack.o.amqpUrl,
+    prefix: stack.prefix,
+    logger: pino({ level: 'silent' }),
+    connectionName: 'tasker-bench',
+  });
+  await requester.createTask({ namespace: 'bench_idle', name: 'diamond', context: { i: -1 } });
+  return requester;
+}
+
+/** Creates `count` tasks with AMQP task requests, `AMQP_WINDOW` in flight (the orchestrator batches them per turn of its loop). */
+export async function createOverAmqp(
+  stack: TaskerStack,
+  namespace: string,
+  name: string,
+  count: number,
+  deadline: number,
+  requester?: AmqpTaskRequester,
+): Promise<Created> {
+  const r = requester ?? (await openRequester(stack));
+  try {
+    const t0 = performance.now();
+    const p = await pool(
+      count,
+      AMQP_WINDOW,
+      async (i) => {
+        await r.createTask({ namespace, name, context: { i } }, { timeoutMs: 60_000 });
+      },
+      deadline,
+    );
+    return { seconds: (performance.now() - t0) / 1000, ok: p.done, failed: p.failed, firstError: p.firstError };
+  } finally {
+    if (!requester) await r.close();
+  }
+}
+
+export type Via = 'amqp' | 'http';
+
+/** Waits until no task is in progress (polling every `pollMs`); false at the deadline. */
+async function waitNoneLive(stack: TaskerStack, deadline: number, pollMs: number): Promise<boolean> {
+  for (;;) {
+    const { live } = await stack.counts();
+    if (live === 0) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(pollMs);
+  }
+}
+
+/**
+ * The throughput measurement: `count` diamond tasks created as fast as they are accepted
+ * (AMQP task requests, or HTTP) while the worker runs; steps per second from the first
+ * request until the bench sees no task in progress (polled every 10 ms, so the figure errs
+ * low by at most that).
+ */
+export async function diamondThroughput(stack: TaskerStack, count: number, deadline: number, via: Via): Promise<ThroughputResult> {
+  const requester = via === 'amqp' ? await openRequester(stack) : null;
+  await waitNoneLive(stack, deadline, 10);
+  const t0 = performance.now();
+  const created =
+    requester !== null
+      ? await createOverAmqp(stack, 'bench', 'diamond', count, deadline, requester).finally(() => requester.close())
+      : await createOverHttp(stack, 'bench', 'diamond', count, deadline);
+  if (created.firstError) process.stderr.write(`  creation errors (${created.failed}): ${created.firstError.message}\n`);
+  const finished = await waitNoneLive(stack, deadline, 10);
+  const seconds = (performance.now() - t0) / 1000;
+  const { live, error } = await stack.counts();
+  const doneTasks = created.ok - live;
+  return {
+    tasks: created.ok,
+    steps: doneTasks * 4,
+    seconds: round(seconds, 3),
+    steps_per_sec: round((doneTasks * 4) / seconds, 1),
+    tasks_per_sec: round(doneTasks / seconds, 1),
+    created_via: via,
+    create_seconds: round(created.seconds, 3),
+    failed_requests: created.failed,
+    error_tasks: error,
+    timed_out: !finished,
+  };
+}
+
+/** Warm-up: a few tasks through the whole path (JIT, pools, prepared plans), not measured. */
+export async function warmUp(stack: TaskerStack, count: number, deadline: number): Promise<void> {
+  await createOverHttp(stack, 'bench', 'diamond', count, deadline);
+  await waitNoneLive(stack, deadline, 20);
+}
+
+export interface OverheadResult {
+  samples: number;
+  /** (task duration / 4): from sending POST /v1/tasks to seeing the task complete in the database. */
+  p50: number;
+  p99: number;
+  mean: number;
+  /** The same from the task row's own times (created_at → completed_at, both `now()` of their transactions). */
+  db_p50: number;
+  db_p99: number;
+  /** Gap between a step's handler returning and the next step's handler starting (sub-ms, taken in the worker). */
+  gap_p50: number;
+  gap_p99: number;
+  /** The same gap from the step rows' finished_at → next started_at (worker timestamps of 1 ms resolution). */
+  gap_rows_p50: number;
+  gap_rows_p99: number;
+  /** Latency of POST /v1/tasks alone. */
+  create_p50: number;
+  timed_out: boolean;
+}
+
+/**
+ * Per-step overhead: a 4-step linear task, one at a time. The worker tells the bench over
+ * IPC when the last step's handler runs; the bench then polls the task row back to back
+ * until it is complete, so the end is seen within a query's time (≈0.2 ms), not a poll
+ * interval.
+ */
+export async function linearOverhead(stack: TaskerStack, count: number, warm: number, deadline: number): Promise<OverheadResult> {
+  const worker = stack.worker;
+  if (!worker) throw new Error('overhead needs the worker');
+  const seen = new Map<string, () => void>();
+  const early = new Set<string>();
+  const off = worker.on((m: ChildMessage) => {
+    if (m.type !== 'progress' || typeof m.taskId !== 'string') return;
+    const w = seen.get(m.taskId);
+    if (w) w();
+    else early.add(m.taskId);
+  });
+  const load = new HttpLoad(1, stack.token);
+  const perStep: number[] = [];
+  const perStepDb: number[] = [];
+  const gaps: number[] = [];
+  const gapsRows: number[] = [];
+  const creates: number[] = [];
+  let timedOut = false;
+  try {
+    for (let i = 0; i < warm + count; i++) {
+      if (Date.now() >= deadline) {
+        timedOut = true;
+        break;
+      }
+      const t0 = performance.now();
+      const res = await load.post(`${stack.urls[0]}/v1/tasks`, taskBody('bench', 'linear4', i));
+      const tCreated = performance.now();
+      if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
+      const id = (JSON.parse(res.text) as { task: { id: string } }).task.id;
+      if (!early.delete(id)) {
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`task ${id}: last step not run within 15 s`)), 15_000);
+          seen.set(id, () => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+        seen.delete(id);
+      }
+      let state = 'in_progress';
+      for (let k = 0; k < 20_000 && state === 'in_progress'; k++) {
+        const { rows } = await stack.db.query<{ state: string }>('SELECT state FROM tasks WHERE id = $1', [id]);
+        state = rows[0]?.state ?? 'missing';
+      }
+      const t1 = performance.now();
+      if (state !== 'complete') throw new Error(`task ${id} ended ${state}`);
+      if (i < warm) continue;
+      const { rows: task } = await stack.db.query<{ ms: number }>(
+        'SELECT extract(epoch FROM completed_at - created_at) * 1000 AS ms FROM tasks WHERE id = $1',
+        [id],
+      );
+      const { rows: steps } = await stack.db.query<{ started_at: Date; finished_at: Date; t: number }>(
+        `SELECT started_at, finished_at, (result->>'t')::float8 AS t FROM steps WHERE task_id = $1 ORDER BY position`,
+        [id],
+      );
+      creates.push(tCreated - t0);
+      perStep.push((t1 - t0) / 4);
+      perStepDb.push(Number(task[0]!.ms) / 4);
+      for (let k = 1; k < steps.length; k++) {
+        gaps.push(steps[k]!.t - steps[k - 1]!.t);
+        gapsRows.push(steps[k]!.started_at.getTime() - steps[k - 1]!.finished_at.getTime());
+      }
+    }
+  } finally {
+    off();
+    load.close();
+  }
+  const r = (xs: number[], p: number) => round(percentile(xs, p), 3);
+  return {
+    samples: perStep.length,
+    p50: r(perStep, 50),
+    p99: r(perStep, 99),
+    mean: round(perStep.reduce((a, b) => a + b, 0) / Math.max(1, perStep.length), 3),
+    db_p50: r(perStepDb, 50),
+    db_p99: r(perStepDb, 99),
+    gap_p50: r(gaps, 50),
+    gap_p99: r(gaps, 99),
+    gap_rows_p50: r(gapsRows, 50),
+    gap_rows_p99: r(gapsRows, 99),
+    create_p50: r(creates, 50),
+    timed_out: timedOut,
+  };
+}
+
+export interface CreateResult {
+  http_per_sec: number;
+  amqp_per_sec: number;
+  http: { tasks: number; seconds: number; failed: number };
+  amqp: { tasks: number; seconds: number; failed: number };
+}
+
+/**
+ * Task creation alone: diamond tasks of the namespace `bench_idle`, which no worker serves,
+ * so their first steps wait in its queue and nothing else runs meanwhile.
+ */
+export async function creationRates(stack: TaskerStack, count: number, deadline: number): Promise<CreateResult> {
+  const http = await createOverHttp(stack, 'bench_idle', 'diamond', count, deadline);
+  if (http.firstError) process.stderr.write(`  HTTP creation errors (${http.failed}): ${http.firstError.message}\n`);
+  const amqp = await createOverAmqp(stack, 'bench_idle', 'diamond', count, deadline);
+  if (amqp.firstError) process.stderr.write(`  AMQP creation errors (${amqp.failed}): ${amqp.firstError.message}\n`);
+  return {
+    http_per_sec: round(http.ok / http.seconds, 1),
+    amqp_per_sec: round(amqp.ok / amqp.seconds, 1),
+    http: { tasks: http.ok, seconds: round(http.seconds, 3), failed: http.failed },
+    amqp: { tasks: amqp.ok, seconds: round(amqp.seconds, 3), failed: amqp.failed },
+  };
+}
+
+export interface MemoryResult {
+  tasks_in_flight: number;
+  create_seconds: number;
+  /** Orchestrator VmHWM once started, before any task. */
+  orchestrator_after_start_mb: number | null;
+  /** Orchestrator VmHWM after the tasks were created (no worker yet). */
+  orchestrator_after_create_mb: number | null;
+  /** Orchestrator VmHWM after the backlog drained. */
+  orchestrator_mb: number | null;
+  worker_mb: number | null;
+  drain_steps_per_sec: number;
+  drain_seconds: number;
+  timed_out: boolean;
+}
+
+/**
+ * Memory with many tasks in flight: create `count` diamond tasks with no worker running (all
+ * of them in progress, their first steps queued), then start the worker and drain them.
+ */
+export async function memoryInFlight(stack: TaskerStack, count: number, deadlineFor: () => number): Promise<MemoryResult> {
+  const created = await createOverAmqp(stack, 'bench', 'diamond', count, deadlineFor());
+  if (created.firstError) process.stderr.write(`  creation errors (${created.failed}): ${created.firstError.message}\n`);
+  const { live } = await stack.counts();
+  const afterCreate = stack.orchestrators[0]!.peakMemoryMb();
+  await stack.startWorker();
+  const t0 = performance.now();
+  const finished = await waitNoneLive(stack, deadlineFor(), 20);
+  const seconds = (performance.now() - t0) / 1000;
+  const left = (await stack.counts()).live;
+  return {
+    tasks_in_flight: live,
+    create_seconds: round(created.seconds, 3),
+    orchestrator_after_start_mb: stack.startMb[0] ?? null,
+    orchestrator_after_create_mb: afterCreate,
+    orchestrator_mb: stack.orchestrators[0]!.peakMemoryMb(),
+    worker_mb: stack.worker?.peakMemoryMb() ?? null,
+    drain_steps_per_sec: round(((live - left) * 4) / seconds, 1),
+    drain_seconds: round(seconds, 3),
+    timed_out: !finished,
+  };
+}

@@ -1,0 +1,153 @@
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import pg from 'pg';
+import type { QueueType } from '@tasker/protocol';
+import { deleteTopology, dropSchema, taskerTopology } from './cleanup.ts';
+import { spawnChild, type Child } from './proc.ts';
+
+export const BENCH_NAMESPACES = ['bench', 'bench_idle'];
+
+export interface StackOptions {
+  /** Names this run's schema, prefix and logs: `bench_<runId>_<label>`. */
+  label: string;
+  runId: string;
+  queueType: QueueType;
+  orchestrators: number;
+  databaseUrl: string;
+  amqpUrl: string;
+  templatesDir: string;
+  outDir: string;
+  /** `--cpu-prof` the orchestrators and the worker into this folder. */
+  cpuProfDir?: string | null;
+  /** Time SQL statements and publisher confirms inside the children. */
+  trace?: boolean;
+  /** What-if: TCP_NODELAY on the children's sockets (experiments.ts). */
+  nodelay?: boolean;
+  concurrency: number;
+}
+
+/**
+ * One run of Tasker as it is deployed: orchestrator processes and a worker process on a
+ * fresh Postgres schema and a fresh AMQP prefix, both removed by {@link stop}.
+ */
+export class TaskerStack {
+  readonly schema: string;
+  readonly prefix: string;
+  readonly orchestrators: Child[] = [];
+  readonly urls: string[] = [];
+  worker: Child | null = null;
+  /** Each orchestrator's VmHWM once started (before any task): the fixed cost, tsx's loader included. */
+  readonly startMb: Array<number | null> = [];
+  /** The bearer token the bench's HTTP requests carry (create and read, every namespace). */
+  readonly token = randomBytes(24).toString('hex');
+  /** The bench's own connection, for polling task states (search_path = the run's schema). */
+  db!: pg.Client;
+  private workers = 0;
+
+  private constructor(readonly o: StackOptions) {
+    this.schema = `bench_${o.runId}_${o.label}`;
+    this.prefix = `bench_${o.runId}_${o.label}`;
+  }
+
+  private env(): Record<string, string> {
+    return {
+      TASKER_DATABASE_URL: this.o.databaseUrl,
+      TASKER_DB_SCHEMA: this.schema,
+      TASKER_AMQP_URL: this.o.amqpUrl,
+      TASKER_AMQP_PREFIX: this.prefix,
+      TASKER_QUEUE_TYPE: this.o.queueType,
+      TASKER_HTTP_HOST: '127.0.0.1',
+      TASKER_HTTP_PORT: '0',
+      TASKER_TEMPLATES_DIR: this.o.templatesDir,
+      TASKER_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
+      TASKER_API_TOKENS: JSON.stringify([{ name: 'bench', token: this.token, namespaces: ['*'], actions: ['create', 'read'] }]),
+      BENCH_TRACE: this.o.trace ? '1' : '0',
+      BENCH_FORCE_NODELAY: this.o.nodelay ? '1' : '0',
+    };
+  }
+
+  /**
+   * Starts the orchestrators (at once: migrations take an advisory lock and declaring is
+   * idempotent) and, when `workerEnv` is given, the worker alongside them (it waits for its
+   * queue to be declared).
+   */
+  static async start(o: StackOptions, workerEnv: Record<string, string> | null = null): Promise<TaskerStack> {
+    const s = new TaskerStack(o);
+    try {
+      for (let i = 0; i < o.orchestrators; i++) {
+        s.orchestrators.push(
+          spawnChild(`orchestrator-${o.label}-${i + 1}`, 'orchestrator.ts', {
+            env: s.env(),
+            logFile: join(o.outDir, 'logs', `orchestrator-${o.label}-${i + 1}.log`),
+            cpuProfDir: o.cpuProfDir ?? null,
+          }),
+        );
+      }
+      const worker = workerEnv ? s.startWorker(workerEnv) : null;
+      for (const c of s.orchestrators) {
+        s.urls.push(String((await c.ready).httpUrl));
+        s.startMb.push(c.peakMemoryMb());
+      }
+      await worker;
+      s.db = new pg.Client({ connectionString: o.databaseUrl, options: `-c search_path=${s.schema}`, application_name: 'tasker-bench' });
+      await s.db.connect();
+    } catch (err) {
+      await s.stop().catch(() => undefined);
+      throw err;
+    }
+    return s;
+  }
+
+  /** Starts the worker process (the step queue exists: the orchestrator declared it from the templates). */
+  async startWorker(env: Record<string, string> = {}): Promise<Child> {
+    if (this.worker) throw new Error('worker already running');
+    this.workers++;
+    const w = spawnChild(`worker-${this.o.label}-${this.workers}`, 'tasker-worker.ts', {
+      env: { ...this.env(), BENCH_NAMESPACE: 'bench', BENCH_CONCURRENCY: String(this.o.concurrency), ...env },
+      logFile: join(this.o.outDir, 'logs', `worker-${this.o.label}-${this.workers}.log`),
+      cpuProfDir: this.o.cpuProfDir ?? null,
+    });
+    this.worker = w;
+    await w.ready;
+    return w;
+  }
+
+  async stopWorker(): Promise<void> {
+    const w = this.worker;
+    this.worker = null;
+    await w?.stop();
+  }
+
+  /** Tasks of the namespace `bench` still in progress, and tasks that ended in error. */
+  async counts(): Promise<{ live: number; error: number }> {
+    const { rows } = await this.db.query<{ live: number; error: number }>(
+      // Only the namespace a worker serves: tasks of bench_idle stay in progress by design.
+      `SELECT (SELECT count(*) FROM tasks WHERE state = 'in_progress' AND namespace = 'bench')::int AS live,
+              (SELECT count(*) FROM tasks WHERE state = 'error')::int AS error`,
+    );
+    return rows[0]!;
+  }
+
+  /** `mark` on every child: CPU, event-loop and SQL statistics start now. */
+  async mark(): Promise<void> {
+    await Promise.all([...this.orchestrators, ...(this.worker ? [this.worker] : [])].map((c) => c.request('mark')));
+  }
+
+  /** Statistics of every child since `mark`. */
+  async stats(): Promise<Record<string, unknown>> {
+    const out: Record<string, unknown> = {};
+    for (const c of [...this.orchestrators, ...(this.worker ? [this.worker] : [])]) {
+      out[c.name] = (await c.request('stats')).data;
+    }
+    return out;
+  }
+
+  /** Stops the processes (profiles are written on exit), drops the schema, deletes the queues and exchanges. */
+  async stop(): Promise<void> {
+    await this.db?.end().catch(() => undefined);
+    await this.stopWorker().catch(() => undefined);
+    await Promise.all(this.orchestrators.map((c) => c.stop().catch(() => undefined)));
+    await dropSchema(this.o.databaseUrl, this.schema).catch(() => undefined);
+    await deleteTopology(this.o.amqpUrl, taskerTopology(this.prefix, this.o.queueType, BENCH_NAMESPACES)).catch(() => undefined);
+  }
+}

@@ -1,0 +1,505 @@
+"""The worker runtime on pika: consume the namespace's step queue, run each step's handler on
+a thread, publish its result with publisher confirms and ack the step only then."""
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import string
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional
+
+import pika
+import pika.exceptions
+
+from .context import StepContext, WaitFor
+from .errors import to_step_error
+from .messages import (
+    DEFAULT_AMQP_URL,
+    DEFAULT_PREFIX,
+    HANDLER_NOT_FOUND,
+    HANDLER_TIMEOUT,
+    INTERNAL,
+    NAMESPACE_PATTERN,
+    Names,
+    Refused,
+    decode_step_message,
+    dumps,
+    encode_result,
+    now_iso,
+    parked_routing_key,
+    step_result,
+)
+
+log = logging.getLogger("tasker_worker")
+
+#: A handler: a plain function of the step context; its return value (JSON) is the result.
+Handler = Callable[[StepContext], Any]
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+#: Header values are kept short: a schema error can list many fields.
+MAX_REASON_CHARS = 4096
+#: How often run() checks for the namespace's queue, and between reconnects.
+POLL_SECONDS = 1.0
+#: Pause before giving back a message whose result could not be published.
+PUBLISH_FAILURE_BACKOFF = 1.0
+
+
+@dataclass
+class _Job:
+    tag: int
+    session: int
+    message: dict
+    ctx: Optional[StepContext]
+    started_at: str
+    delivery_count: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False
+    handed_back: bool = False
+    holds_slot: bool = False
+    returned: bool = False
+    timer: Any = None
+
+
+class Worker:
+    """The worker of one namespace.
+
+    >>> worker = Worker(namespace="payments", handlers={"team_scaling_payments_validate_eligibility": validate})
+    >>> worker.run()   # until SIGTERM/SIGINT: then running steps finish (grace period) and it returns
+
+    Settings not given come from the environment: ``TASKER_NAMESPACE``, ``TASKER_AMQP_URL``
+    (default amqp://guest:guest@127.0.0.1:5672), ``TASKER_AMQP_PREFIX`` (default ``tasker``).
+    ``concurrency`` (default 10) bounds the handlers running at once and is the consumer's
+    prefetch; ``shutdown_grace`` (seconds, default 10) is how long running steps may finish at
+    stop before they are given back to the queue; ``overrun_grace`` (seconds, default 5) how
+    long a handler that outlives its step's timeout keeps its slot.
+    """
+
+    def __init__(
+        self,
+        namespace: Optional[str] = None,
+        handlers: Optional[Dict[str, Handler]] = None,
+        *,
+        concurrency: int = 10,
+        amqp_url: Optional[str] = None,
+        prefix: Optional[str] = None,
+        shutdown_grace: float = 10.0,
+        overrun_grace: float = 5.0,
+        worker_id: Optional[str] = None,
+    ) -> None:
+        env = os.environ
+        self.namespace = namespace or env.get("TASKER_NAMESPACE", "")
+        problems = []
+        if not NAMESPACE_PATTERN.match(self.namespace):
+            problems.append(f"namespace {self.namespace!r} must be lower snake case (a-z, 0-9, _), starting with a letter (or set TASKER_NAMESPACE)")
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= 65535:
+            problems.append(f"concurrency {concurrency!r} must be an integer from 1 to 65535")
+        self.handlers: Dict[str, Handler] = dict(handlers or {})
+        for name, fn in self.handlers.items():
+            if not callable(fn):
+                problems.append(f"handler {name!r} is not callable")
+        try:
+            self.names = Names(prefix or env.get("TASKER_AMQP_PREFIX") or DEFAULT_PREFIX)
+        except ValueError as e:
+            problems.append(str(e))
+        if problems:
+            raise ValueError("invalid worker options: " + "; ".join(problems))
+        self.concurrency = concurrency
+        self.amqp_url = amqp_url or env.get("TASKER_AMQP_URL") or DEFAULT_AMQP_URL
+        self.shutdown_grace = shutdown_grace
+        self.overrun_grace = overrun_grace
+        suffix = "".join(random.choice(string.ascii_lowercase + string.digits) for _ in range(6))
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{suffix}"
+        self.queue = self.names.step_queue(self.namespace)
+        self._stop = threading.Event()
+        self._session = 0
+        self._jobs: Dict[int, _Job] = {}
+        self._waiting: collections.deque = collections.deque()
+        self._slots_in_use = 0
+        self._replies: Dict[str, list] = {}
+        self._replies_lock = threading.Lock()
+        self._conn: Optional[pika.BlockingConnection] = None
+
+    def handler(self, name: Optional[str] = None) -> Callable[[Handler], Handler]:
+        """Registers a function as the handler of a callable (default: its own name)."""
+
+        def register(fn: Handler) -> Handler:
+            self.handlers[name or fn.__name__] = fn
+            return fn
+
+        return register
+
+    # ── lifecycle ────────────────────────────────────────────────────────────────────
+
+    def stop(self) -> None:
+        """Asks run() to stop: no new steps; running ones get the grace period. Thread-safe."""
+        self._stop.set()
+
+    def run(self, install_signal_handlers: bool = True) -> None:
+        """Connects (again after a lost connection), waits for the namespace's queue, consumes
+        it until stop() or SIGTERM/SIGINT, then shuts down gracefully and returns."""
+        if not self.handlers:
+            raise ValueError("invalid worker options: needs at least one handler")
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
+            self._install_signal_handlers()
+        log.info("worker starting: namespace=%s queue=%s concurrency=%d handlers=%s", self.namespace, self.queue, self.concurrency, sorted(self.handlers))
+        backoff = POLL_SECONDS
+        while not self._stop.is_set():
+            try:
+                self._run_session()
+                backoff = POLL_SECONDS
+            except (pika.exceptions.AMQPError, OSError) as e:
+                if self._stop.is_set():
+                    break
+                log.error("connection to RabbitMQ lost or refused (%s: %s); reconnecting in %.1f s", type(e).__name__, e, backoff)
+                self._forget_session()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+        log.info("worker stopped")
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: Any) -> None:
+            if self._stop.is_set():
+                log.warning("second signal while stopping: exiting now")
+                os._exit(1)
+            log.info("signal %s received: stopping the worker", signal.Signals(signum).name)
+            self._stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def _forget_session(self) -> None:
+        # The broker gives back whatever the lost channel held: nothing of it may be acked now.
+        for job in self._jobs.values():
+            job.handed_back = True
+            job.cancel.set()
+        self._jobs.clear()
+        self._waiting.clear()
+        self._slots_in_use = 0
+        self._conn = None
+
+    def _run_session(self) -> None:
+        params = pika.URLParameters(self.amqp_url)
+        params.client_properties = {"connection_name": f"tasker-worker {self.namespace} {self.worker_id}"}
+        conn = pika.BlockingConnection(params)
+        # Results carry user_id: RabbitMQ checks it is this connection's user, so the
+        # orchestrator can check a namespace's results come from that namespace's user.
+        self._user = params.credentials.username
+        self._conn = conn
+        self._session += 1
+        try:
+            if not self._wait_for_queue(conn):
+                return
+            self._consume = conn.channel()
+            self._consume.basic_qos(prefetch_count=self.concurrency)
+            self._publish = conn.channel()
+            self._publish.confirm_delivery()
+            self._requests = conn.channel()
+            self._requests.confirm_delivery()
+            self._requests.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
+            self._listen_for_cancellations(conn)
+            tag = self._consume.basic_consume(self.queue, self._on_delivery, auto_ack=False)
+            log.info("worker consuming %s", self.queue)
+            while not self._stop.is_set():
+                conn.process_data_events(time_limit=0.2)
+            self._shutdown(conn, tag)
+        finally:
+            if conn.is_open:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - closing a broken connection
+                    pass
+
+    def _listen_for_cancellations(self, conn: pika.BlockingConnection) -> None:
+        """Cancellations reach every worker on the control fanout exchange, through a queue of
+        this worker's own: running handlers of a cancelled task see ``ctx.cancelled``."""
+        ch = conn.channel()
+        try:
+            q = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+            ch.queue_bind(q, self.names.control_exchange, "")
+        except pika.exceptions.ChannelClosedByBroker as e:
+            log.warning("no control exchange %s (%s): cancellations will not reach running handlers", self.names.control_exchange, e)
+            return
+        ch.basic_consume(q, self._on_control, auto_ack=True)
+
+    def _on_control(self, _ch: Any, _method: Any, _props: Any, body: bytes) -> None:
+        try:
+            message = json.loads(body.decode("utf-8"))
+            ids = set(message["task_ids"]) if message.get("message_type") == "cancel" else set()
+        except (ValueError, KeyError, TypeError):
+            log.warning("control message ignored: not a cancel message")
+            return
+        for job in self._jobs.values():
+            if job.message["task_id"] in ids and not job.cancel.is_set():
+                log.info("task %s cancelled (%s): its running step is told so", job.message["task_id"], message.get("reason"))
+                job.cancel.set()
+
+    def _wait_for_queue(self, conn: pika.BlockingConnection) -> bool:
+        waited = 0.0
+        while not self._stop.is_set():
+            ch = conn.channel()
+            try:
+                ch.queue_declare(self.queue, passive=True)
+                ch.close()
+                return True
+            except pika.exceptions.ChannelClosedByBroker:
+                if waited % 5 < POLL_SECONDS:
+                    log.info("waiting for %s: the orchestrator declares it when a template of this namespace is registered", self.queue)
+            conn.process_data_events(time_limit=0)
+            conn.sleep(POLL_SECONDS)
+            waited += POLL_SECONDS
+        return False
+
+    def _shutdown(self, conn: pika.BlockingConnection, tag: str) -> None:
+        log.info("worker stopping: %d step(s) running", len(self._jobs))
+        self._consume.basic_cancel(tag)
+        for job in list(self._waiting):  # not started: back to the queue untouched
+            self._waiting.remove(job)
+            self._jobs.pop(job.tag, None)
+            self._consume.basic_nack(job.tag, requeue=True)
+        deadline = time.monotonic() + self.shutdown_grace
+        while self._jobs and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.05)
+        if self._jobs:
+            log.warning("shutdown grace period over: %d running step(s) cancelled and given back to the queue", len(self._jobs))
+            for job in list(self._jobs.values()):
+                job.handed_back = True
+                job.cancel.set()
+                self._consume.basic_nack(job.tag, requeue=True)
+            self._jobs.clear()
+        conn.close()
+
+    # ── deliveries ───────────────────────────────────────────────────────────────────
+
+    def _on_delivery(self, ch: Any, method: Any, props: Any, body: bytes) -> None:
+        if self._stop.is_set():
+            ch.basic_nack(method.delivery_tag, requeue=True)
+            return
+        try:
+            message = decode_step_message(body)
+            if message["namespace"] != self.namespace:
+                raise Refused(
+                    "INVALID_MESSAGE",
+                    f"step message is for namespace '{message['namespace']}' but came from {self.queue}, the queue of '{self.namespace}'",
+                )
+        except Refused as r:
+            self._park(method, props, body, r)
+            return
+        headers = props.headers or {}
+        previous = headers.get("x-delivery-count", 1 if method.redelivered else 0)
+        try:
+            delivery_count = int(previous) + 1
+        except (TypeError, ValueError):
+            delivery_count = 1
+        job = _Job(tag=method.delivery_tag, session=self._session, message=message, ctx=None, started_at=now_iso(), delivery_count=delivery_count)
+        self._jobs[job.tag] = job
+        callable_name = message["handler"]["callable"]
+        if callable_name not in self.handlers:
+            available = ", ".join(sorted(self.handlers)) or "(none)"
+            text = (
+                f"no handler for callable '{callable_name}' (step {message['step_name']}) in namespace '{message['namespace']}'; "
+                f"this worker has: {available}"
+            )
+            log.error(text)
+            self._answer(job, {"status": "failure", "error": {"kind": "permanent", "code": HANDLER_NOT_FOUND, "message": text}})
+            return
+        if self._slots_in_use >= self.concurrency:
+            log.warning("step %s waits for a slot held by a handler that outlived its deadline", message["step_name"])
+            self._waiting.append(job)
+            return
+        self._start(job)
+
+    def _start(self, job: _Job) -> None:
+        m = job.message
+        job.started_at = now_iso()
+        job.ctx = StepContext(m, cancel_event=job.cancel, request_task=self._request_task, delivery_count=job.delivery_count)
+        job.holds_slot = True
+        self._slots_in_use += 1
+        timeout_ms = m.get("timeout_ms")
+        if timeout_ms:
+            job.timer = self._conn.call_later(timeout_ms / 1000.0, lambda: self._on_timeout(job))  # type: ignore[union-attr]
+        threading.Thread(target=self._run_handler, args=(job,), name=f"step-{m['step_name']}", daemon=True).start()
+
+    def _run_handler(self, job: _Job) -> None:
+        fn = self.handlers[job.message["handler"]["callable"]]
+        try:
+            value = fn(job.ctx)  # type: ignore[arg-type]
+            if isinstance(value, WaitFor):
+                outcome = {"status": "waiting", "wait_for": {"task_id": value.task_id}}
+            else:
+                outcome, failure = encode_result(value)
+                if failure:
+                    outcome = {"status": "failure", "error": failure}
+        except BaseException as e:  # noqa: BLE001 - whatever a handler raises is its step's outcome
+            error, notes = to_step_error(e)
+            if notes:
+                log.warning("handler error adjusted to fit a step result: %s", "; ".join(notes))
+            level = logging.WARNING
+            log.log(level, "step %s failed (%s %s): %s", job.message["step_name"], error["kind"], error["code"], error["message"], exc_info=error["code"] == "HANDLER_ERROR")
+            outcome = {"status": "failure", "error": error}
+        self._threadsafe(job, lambda: self._on_returned(job, outcome))
+
+    def _threadsafe(self, job: _Job, fn: Callable[[], None]) -> None:
+        conn = self._conn
+        if conn is None or job.session != self._session:
+            return  # that connection is gone: the broker redelivers the step
+        try:
+            conn.add_callback_threadsafe(fn)
+        except Exception:  # noqa: BLE001 - connection closed meanwhile
+            pass
+
+    def _on_returned(self, job: _Job, outcome: dict) -> None:
+        job.returned = True
+        self._release(job)
+        if job.answered:
+            log.warning("timed-out handler of step %s returned; its result is ignored", job.message["step_name"])
+            return
+        self._answer(job, outcome)
+
+    def _on_timeout(self, job: _Job) -> None:
+        if job.answered or job.handed_back:
+            return
+        m = job.message
+        text = f"handler for step {m['step_name']} did not finish within its timeout of {m['timeout_ms']} ms"
+        job.cancel.set()
+        log.warning("step timed out: result sent now; the handler keeps running until it returns (%s)", text)
+        self._answer(job, {"status": "failure", "error": {"kind": "retryable", "code": HANDLER_TIMEOUT, "message": text}})
+        # The slot comes free when the handler returns, or after the overrun grace period.
+        self._conn.call_later(self.overrun_grace, lambda: self._release(job))  # type: ignore[union-attr]
+
+    def _release(self, job: _Job) -> None:
+        if not job.holds_slot or job.session != self._session:
+            return
+        job.holds_slot = False
+        self._slots_in_use -= 1
+        if not job.returned:
+            log.warning("handler of step %s still running after its deadline and the grace period: its slot is freed", job.message["step_name"])
+        while self._waiting and self._slots_in_use < self.concurrency and not self._stop.is_set():
+            self._start(self._waiting.popleft())
+
+    def _answer(self, job: _Job, outcome: dict) -> None:
+        """Publishes the result (confirmed), then acks the step. Runs on the connection's thread."""
+        if job.answered or job.handed_back or job.session != self._session:
+            return
+        job.answered = True
+        if job.timer is not None:
+            self._conn.remove_timeout(job.timer)  # type: ignore[union-attr]
+        m = job.message
+        result = step_result(m, started_at=job.started_at, worker_id=self.worker_id, delivery_count=job.delivery_count, outcome=outcome)
+        try:
+            self._publish.basic_publish(
+                self.names.results_exchange,
+                m["namespace"],
+                dumps(result),
+                pika.BasicProperties(
+                    content_type="application/json",
+                    delivery_mode=2,
+                    message_id=f"{m['step_id']}:{m['attempt']}",
+                    correlation_id=m.get("correlation_id") or None,
+                    type="step_result",
+                    user_id=self._user,
+                ),
+            )
+        except pika.exceptions.NackError as e:
+            log.error("step result not confirmed by the broker (%s); the step message goes back to the queue", e)
+            self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
+            self._jobs.pop(job.tag, None)
+            self._consume.basic_nack(job.tag, requeue=True)
+            return
+        # Acked only now: a result that was never confirmed must not lose its step.
+        self._jobs.pop(job.tag, None)
+        self._consume.basic_ack(job.tag)
+        if outcome["status"] == "success":
+            log.info("step %s succeeded (task %s, attempt %d)", m["step_name"], m["task_id"], m["attempt"])
+
+    def _park(self, method: Any, props: Any, body: bytes, reason: Refused) -> None:
+        text = reason.reason if len(reason.reason) <= MAX_REASON_CHARS else reason.reason[:MAX_REASON_CHARS] + "…"
+        log.error("invalid step message parked in the dead letters: %s %s", reason.code, text)
+        headers = dict(props.headers or {})
+        headers.update({"x-tasker-reason": text, "x-tasker-code": reason.code, "x-tasker-source-queue": self.queue})
+        try:
+            self._publish.basic_publish(
+                self.names.dead_letter_exchange,
+                parked_routing_key(self.namespace),
+                body,
+                pika.BasicProperties(
+                    content_type=props.content_type or "application/octet-stream",
+                    delivery_mode=2,
+                    headers=headers,
+                    message_id=props.message_id,
+                    correlation_id=props.correlation_id,
+                    type=props.type,
+                ),
+            )
+        except pika.exceptions.NackError:
+            log.error("could not park the invalid step message; it goes back to the queue")
+            self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
+            self._consume.basic_nack(method.delivery_tag, requeue=True)
+            return
+        self._consume.basic_ack(method.delivery_tag)
+
+    # ── task requests (ctx.create_task) ──────────────────────────────────────────────
+
+    def _request_task(self, request: dict, timeout: float) -> dict:
+        """Runs on a handler's thread: publishes on the connection's thread, waits here."""
+        corr = uuid.uuid4().hex
+        done = threading.Event()
+        slot: list = [done, None]
+        with self._replies_lock:
+            self._replies[corr] = slot
+        conn = self._conn
+
+        def publish() -> None:
+            try:
+                self._requests.basic_publish(
+                    self.names.task_requests_exchange,
+                    request["namespace"],
+                    dumps(request),
+                    pika.BasicProperties(
+                        content_type="application/json",
+                        delivery_mode=2,
+                        reply_to=DIRECT_REPLY_TO,
+                        correlation_id=corr,
+                        type="task_request",
+                    ),
+                    mandatory=True,
+                )
+            except pika.exceptions.UnroutableError:
+                self._settle(corr, {"ok": False, "error": {"code": INTERNAL, "message": f"task request was unroutable: no queue is bound to {self.names.task_requests_exchange}"}})
+            except Exception as e:  # noqa: BLE001
+                self._settle(corr, {"ok": False, "error": {"code": INTERNAL, "message": f"task request not accepted by the broker: {e}"}})
+
+        try:
+            if conn is None:
+                raise RuntimeError("not connected")
+            conn.add_callback_threadsafe(publish)
+        except Exception as e:  # noqa: BLE001
+            self._settle(corr, {"ok": False, "error": {"code": INTERNAL, "message": f"cannot send the task request: {e}"}})
+        if not done.wait(timeout):
+            with self._replies_lock:
+                self._replies.pop(corr, None)
+            return {"ok": False, "error": {"code": INTERNAL, "message": f"no reply to the task request within {timeout} s; retrying with the same idempotency key is safe"}}
+        return slot[1]
+
+    def _settle(self, corr: str, reply: dict) -> None:
+        with self._replies_lock:
+            slot = self._replies.pop(corr, None)
+        if slot:
+            slot[1] = reply
+            slot[0].set()
+
+    def _on_reply(self, _ch: Any, _method: Any, props: Any, body: bytes) -> None:
+        try:
+            reply = json.loads(body.decode("utf-8"))
+        except ValueError:
+            reply = {"ok": False, "error": {"code": "INVALID_MESSAGE", "message": "task reply is not JSON"}}
+        if props.correlation_id is None or not isinstance(reply, dict):
+            return
+        self._settle(props.correlation_id, reply)

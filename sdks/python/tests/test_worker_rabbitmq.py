@@ -1,0 +1,248 @@
+"""The worker against the real RabbitMQ (TASKER_AMQP_URL, default the local one), on a
+prefix of its own: a small stand-in orchestrator declares the queues, dispatches step
+messages, reads the results and answers task requests. Everything is deleted afterwards."""
+import json
+import os
+import threading
+import time
+import unittest
+import uuid
+
+import pika
+
+from tasker_worker import PermanentError, RetryableError, Worker
+from tests.test_messages import step_message
+
+AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+class FakeOrchestrator:
+    def __init__(self):
+        self.prefix = "pytest" + uuid.uuid4().hex[:8]
+        self.conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        self.ch = self.conn.channel()
+        p = self.prefix
+        self.exchanges = [(f"{p}.steps", "direct"), (f"{p}.results", "topic"), (f"{p}.dead", "topic"), (f"{p}.task_requests", "topic"), (f"{p}.control", "fanout")]
+        for name, kind in self.exchanges:
+            self.ch.exchange_declare(name, kind, durable=True)
+        self.queues = [f"{p}.results", f"{p}.dead_letters", f"{p}.task_requests"]
+        for q, ex in zip(self.queues, [f"{p}.results", f"{p}.dead", f"{p}.task_requests"]):
+            self.ch.queue_declare(q, durable=True)
+            self.ch.queue_bind(q, ex, "#")
+        self.namespaces = []
+        self.seen = {}
+
+    def namespace(self):
+        ns = f"ns_{uuid.uuid4().hex[:8]}"
+        q = f"{self.prefix}.steps.{ns}"
+        self.ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+        self.ch.queue_bind(q, f"{self.prefix}.steps", ns)
+        self.namespaces.append(ns)
+        return ns
+
+    def dispatch(self, message, raw=None):
+        self.ch.basic_publish(f"{self.prefix}.steps", message["namespace"], raw if raw is not None else json.dumps(message).encode(), pika.BasicProperties(delivery_mode=2, message_id=message["step_id"]))
+
+    def wait(self, queue, predicate, timeout=10.0):
+        """The first message on the queue matching the predicate; others are kept for later waits."""
+        seen = self.seen.setdefault(queue, [])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for i, (decoded, props, body) in enumerate(seen):
+                if predicate(decoded, props, body):
+                    return seen.pop(i)
+            method, props, body = self.ch.basic_get(queue, auto_ack=True)
+            if method:
+                try:
+                    decoded = json.loads(body)
+                except ValueError:
+                    decoded = None
+                seen.append((decoded, props, body))
+                continue
+            self.conn.sleep(0.02)
+        raise AssertionError(f"nothing matching on {queue} within {timeout} s")
+
+    def result_for(self, step_id, timeout=10.0):
+        return self.wait(f"{self.prefix}.results", lambda d, p, b: d and d.get("step_id") == step_id, timeout)
+
+    def depth(self, ns):
+        return self.ch.queue_declare(f"{self.prefix}.steps.{ns}", passive=True).method.message_count
+
+    def answer_task_requests(self, stop):
+        conn = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+        ch = conn.channel()
+        while not stop.is_set():
+            method, props, body = ch.basic_get(f"{self.prefix}.task_requests", auto_ack=True)
+            if not method:
+                conn.sleep(0.02)
+                continue
+            req = json.loads(body)
+            self.requests.append(req)
+            reply = {"protocol_version": 1, "message_type": "task_reply", "ok": True, "created": True,
+                     "task": {"id": "tsk_child", "namespace": req["namespace"], "name": req["name"], "parent_task_id": req["parent"]["task_id"]}}
+            ch.basic_publish("", props.reply_to, json.dumps(reply).encode(), pika.BasicProperties(correlation_id=props.correlation_id))
+        conn.close()
+
+    def close(self):
+        for ns in self.namespaces:
+            self.ch.queue_delete(f"{self.prefix}.steps.{ns}")
+        for q in self.queues:
+            self.ch.queue_delete(q)
+        for name, _ in self.exchanges:
+            self.ch.exchange_delete(name)
+        self.conn.close()
+
+
+def validate(ctx):
+    amount = ctx.get_input("refund_amount")
+    if amount is None or amount <= 0:
+        raise PermanentError("Refund amount must be positive", code="INVALID_AMOUNT", details={"amount": amount})
+    return {"payment_validated": True, "amount": amount, "init": ctx.initialization, "earlier": ctx.get_dependency_result("earlier")}
+
+
+def busy(ctx):
+    raise RetryableError("gateway busy", code="GATEWAY_BUSY", retry_after_ms=2000)
+
+
+def slow(ctx):
+    time.sleep(ctx.get_input("ms", 300) / 1000)
+    return {"slept": True, "thread": threading.current_thread().name}
+
+
+def delegate(ctx):
+    out = ctx.create_task("payments", "process_refund", {"payment_id": "pay_1", "refund_amount": 5})
+    return {"payment_task_id": out["task"]["id"]}
+
+
+CANCELLABLE_STARTED = threading.Event()
+
+
+def until_cancelled(ctx):
+    CANCELLABLE_STARTED.set()
+    while not ctx.cancelled:
+        time.sleep(0.01)
+    return {"cancelled": True}
+
+
+def delegate_and_wait(ctx):
+    return ctx.wait_for(ctx.create_task("payments", "process_refund", {})["task"]["id"])
+
+
+HANDLERS = {"validate": validate, "busy": busy, "slow": slow, "delegate": delegate, "delegate_and_wait": delegate_and_wait, "until_cancelled": until_cancelled}
+
+
+class WorkerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.orch = FakeOrchestrator()
+        cls.orch.requests = []
+        cls.stop_answering = threading.Event()
+        cls.answerer = threading.Thread(target=cls.orch.answer_task_requests, args=(cls.stop_answering,), daemon=True)
+        cls.answerer.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_answering.set()
+        cls.answerer.join(5)
+        cls.orch.close()
+
+    def start_worker(self, **options):
+        ns = self.orch.namespace()
+        w = Worker(ns, HANDLERS, amqp_url=AMQP_URL, prefix=self.orch.prefix, **options)
+        t = threading.Thread(target=w.run, kwargs={"install_signal_handlers": False}, daemon=True)
+        t.start()
+        self.addCleanup(lambda: (w.stop(), t.join(15)))
+        return ns, w, t
+
+    def test_a_step_result_is_published_with_its_properties_and_the_step_acked(self):
+        ns, w, t = self.start_worker()
+        m = step_message(namespace=ns, step_id="stp_ok", idempotency_key="stp_ok:1")
+        self.orch.dispatch(m)
+        r, props, _ = self.orch.result_for("stp_ok")
+        self.assertEqual(r["status"], "success")
+        self.assertEqual(r["result"], {"payment_validated": True, "amount": 49.99, "init": {"limit": 500}, "earlier": {"ok": True}})
+        self.assertEqual((r["task_id"], r["namespace"], r["attempt"], r["worker_id"]), ("tsk_1", ns, 1, w.worker_id))
+        self.assertEqual((props.content_type, props.delivery_mode, props.message_id, props.type), ("application/json", 2, "stp_ok:1", "step_result"))
+        self.assertEqual(props.user_id, pika.URLParameters(AMQP_URL).credentials.username)
+        w.stop()
+        t.join(15)
+        self.assertEqual(self.orch.depth(ns), 0)
+
+    def test_permanent_and_retryable_errors_and_a_missing_handler(self):
+        ns, _, _ = self.start_worker()
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_perm", input={"refund_amount": -1}))
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_busy", handler={"callable": "busy", "method": None, "initialization": {}}))
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_none", handler={"callable": "nope", "method": None, "initialization": {}}))
+        self.assertEqual(self.orch.result_for("stp_perm")[0]["error"], {"kind": "permanent", "code": "INVALID_AMOUNT", "message": "Refund amount must be positive", "details": {"amount": -1}})
+        self.assertEqual(self.orch.result_for("stp_busy")[0]["error"], {"kind": "retryable", "code": "GATEWAY_BUSY", "message": "gateway busy", "retry_after_ms": 2000})
+        err = self.orch.result_for("stp_none")[0]["error"]
+        self.assertEqual((err["kind"], err["code"]), ("permanent", "HANDLER_NOT_FOUND"))
+        self.assertIn("'nope'", err["message"])
+        self.assertIn(ns, err["message"])
+        self.assertIn("busy, delegate, delegate_and_wait, slow, until_cancelled, validate", err["message"])
+
+    def test_steps_run_concurrently_up_to_the_concurrency(self):
+        ns, _, _ = self.start_worker(concurrency=3)
+        t0 = time.monotonic()
+        for i in range(3):
+            self.orch.dispatch(step_message(namespace=ns, step_id=f"stp_c{i}", input={"ms": 400}, handler={"callable": "slow", "method": None, "initialization": {}}))
+        for i in range(3):
+            self.orch.result_for(f"stp_c{i}")
+        self.assertLess(time.monotonic() - t0, 1.1)
+
+    def test_a_handler_past_its_timeout_gets_handler_timeout_at_the_deadline(self):
+        ns, _, _ = self.start_worker()
+        t0 = time.monotonic()
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_to", timeout_ms=200, input={"ms": 1500}, handler={"callable": "slow", "method": None, "initialization": {}}))
+        r = self.orch.result_for("stp_to")[0]
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual((r["error"]["kind"], r["error"]["code"]), ("retryable", "HANDLER_TIMEOUT"))
+
+    def test_malformed_messages_are_parked_with_the_reason_in_headers(self):
+        ns, _, _ = self.start_worker()
+        self.orch.dispatch({"namespace": ns, "step_id": "bad"}, raw=b"not json")
+        _, props, body = self.orch.wait(f"{self.orch.prefix}.dead_letters", lambda d, p, b: p.message_id == "bad")
+        self.assertEqual(body, b"not json")
+        self.assertEqual(props.headers["x-tasker-code"], "INVALID_MESSAGE")
+        self.assertEqual(props.headers["x-tasker-source-queue"], f"{self.orch.prefix}.steps.{ns}")
+        self.assertTrue(props.headers["x-tasker-reason"])
+
+    def test_a_handler_creates_a_task_with_a_task_request_and_direct_reply_to(self):
+        ns, _, _ = self.start_worker()
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_del", handler={"callable": "delegate", "method": None, "initialization": {}}))
+        r = self.orch.result_for("stp_del")[0]
+        self.assertEqual(r["result"], {"payment_task_id": "tsk_child"})
+        req = next(x for x in self.orch.requests if x["parent"]["step_id"] == "stp_del")
+        self.assertEqual(req["idempotency_key"], "stp_del:payments.process_refund:1")
+        self.assertEqual(req["correlation_id"], "corr_1")
+
+    def test_a_handler_waits_for_the_task_it_created(self):
+        ns, _, _ = self.start_worker()
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_wait", handler={"callable": "delegate_and_wait", "method": None, "initialization": {}}))
+        r = self.orch.result_for("stp_wait")[0]
+        self.assertEqual((r["status"], r["wait_for"]), ("waiting", {"task_id": "tsk_child"}))
+
+    def test_a_cancel_broadcast_reaches_the_running_handler_of_that_task(self):
+        ns, _, _ = self.start_worker()
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_cxl", task_id="tsk_cxl", handler={"callable": "until_cancelled", "method": None, "initialization": {}}))
+        self.assertTrue(CANCELLABLE_STARTED.wait(5))
+        cancel = {"protocol_version": 1, "message_type": "cancel", "task_ids": ["tsk_cxl"], "reason": "operator"}
+        self.orch.ch.basic_publish(f"{self.orch.prefix}.control", "", json.dumps(cancel).encode())
+        self.assertEqual(self.orch.result_for("stp_cxl", timeout=5)[0]["result"], {"cancelled": True})
+
+    def test_stop_lets_the_running_step_finish_and_answer_before_returning(self):
+        ns, w, t = self.start_worker()
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_stop", input={"ms": 500}, handler={"callable": "slow", "method": None, "initialization": {}}))
+        deadline = time.monotonic() + 5
+        while self.orch.depth(ns) > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        w.stop()
+        t.join(15)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(self.orch.result_for("stp_stop", timeout=1)[0]["status"], "success")
+        self.assertEqual(self.orch.depth(ns), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,273 @@
+# frozen_string_literal: true
+
+# The worker against the real RabbitMQ (TASKER_AMQP_URL, default the local one), on a
+# prefix of its own: a stand-in orchestrator declares the queues, dispatches step messages,
+# reads the results and answers task requests. Everything is deleted afterwards.
+require 'minitest/autorun'
+require 'timeout'
+require 'tasker_worker'
+require_relative 'messages_test'
+
+AMQP_URL = ENV['TASKER_AMQP_URL'] || 'amqp://guest:guest@127.0.0.1:5672'
+
+class FakeOrchestrator
+  attr_reader :prefix, :requests
+
+  def initialize
+    @prefix = "rbtest#{SecureRandom.hex(4)}"
+    @conn = Bunny.new(AMQP_URL, logger: Logger.new(nil))
+    @conn.start
+    @ch = @conn.create_channel
+    @exchanges = { 'steps' => :direct, 'results' => :topic, 'dead' => :topic, 'task_requests' => :topic, 'control' => :fanout }.map do |n, t|
+      Bunny::Exchange.new(@ch, t, "#{@prefix}.#{n}", durable: true)
+    end
+    @queues = { 'results' => 'results', 'dead_letters' => 'dead', 'task_requests' => 'task_requests' }.map do |q, ex|
+      @ch.queue("#{@prefix}.#{q}", durable: true).tap { |queue| queue.bind("#{@prefix}.#{ex}", routing_key: '#') }
+    end
+    @namespaces = []
+    @seen = Hash.new { |h, k| h[k] = [] }
+    @requests = []
+    @answering = true
+    @answerer = Thread.new { answer_task_requests }
+  end
+
+  def namespace
+    ns = "ns_#{SecureRandom.hex(4)}"
+    @ch.queue("#{@prefix}.steps.#{ns}", durable: true, arguments: { 'x-queue-type' => 'quorum' }).bind("#{@prefix}.steps", routing_key: ns)
+    @namespaces << ns
+    ns
+  end
+
+  def dispatch(message, raw: nil)
+    @ch.basic_publish(raw || JSON.generate(message), "#{@prefix}.steps", message['namespace'], persistent: true, message_id: message['step_id'])
+  end
+
+  # The first message on the queue that matches; the others are kept for later waits.
+  def wait(queue, timeout: 10)
+    deadline = Time.now + timeout
+    seen = @seen[queue]
+    while Time.now < deadline
+      i = seen.index { |d, p, b| yield(d, p, b) }
+      return seen.delete_at(i) if i
+
+      _info, props, body = @ch.basic_get("#{@prefix}.#{queue}", manual_ack: false)
+      if body
+        decoded = begin
+          JSON.parse(body)
+        rescue JSON::ParserError
+          nil
+        end
+        seen << [decoded, props, body]
+      else
+        sleep 0.02
+      end
+    end
+    raise Minitest::Assertion, "nothing matching on #{queue} within #{timeout} s"
+  end
+
+  def result_for(step_id, timeout: 10)
+    wait('results', timeout: timeout) { |d, _p, _b| d && d['step_id'] == step_id }
+  end
+
+  def broadcast(message)
+    @ch.basic_publish(JSON.generate(message), "#{@prefix}.control", '')
+  end
+
+  def depth(ns)
+    @ch.queue("#{@prefix}.steps.#{ns}", passive: true).message_count
+  end
+
+  def answer_task_requests
+    conn = Bunny.new(AMQP_URL, logger: Logger.new(nil))
+    conn.start
+    ch = conn.create_channel
+    while @answering
+      _info, props, body = ch.basic_get("#{@prefix}.task_requests", manual_ack: false)
+      unless body
+        sleep 0.02
+        next
+      end
+      req = JSON.parse(body)
+      @requests << req
+      reply = { 'protocol_version' => 1, 'message_type' => 'task_reply', 'ok' => true, 'created' => true,
+                'task' => { 'id' => 'tsk_child', 'namespace' => req['namespace'], 'parent_task_id' => req['parent']['task_id'] } }
+      ch.basic_publish(JSON.generate(reply), '', props[:reply_to], correlation_id: props[:correlation_id])
+    end
+    conn.close
+  end
+
+  def close
+    @answering = false
+    begin
+      @answerer.join(5)
+    rescue StandardError => e
+      warn "the task-request answerer had failed: #{e.message}"
+    end
+    @namespaces.each { |ns| @ch.queue_delete("#{@prefix}.steps.#{ns}") }
+    @queues.each(&:delete)
+    @exchanges.each(&:delete)
+    @conn.close
+  end
+end
+
+class Validate < TaskerWorker::StepHandler
+  def call(context)
+    amount = context.get_input('refund_amount')
+    raise TaskerWorker::PermanentError.new('Refund amount must be positive', error_code: 'INVALID_AMOUNT', details: { amount: amount }) unless amount&.positive?
+
+    success(result: { validated: true, amount: amount, init: context.initialization, earlier: context.get_dependency_result('earlier') })
+  end
+end
+
+class Busy < TaskerWorker::StepHandler
+  def call(_context)
+    raise TaskerWorker::RetryableError.new('gateway busy', error_code: 'GATEWAY_BUSY', retry_after_ms: 2000)
+  end
+end
+
+class Slow < TaskerWorker::StepHandler
+  def call(context)
+    sleep((context.get_input('ms') || 300) / 1000.0)
+    { slept: true }
+  end
+end
+
+class Delegate < TaskerWorker::StepHandler
+  def call(context)
+    task = context.create_task(namespace: 'payments', name: 'process_refund', context: { payment_id: 'pay_1', refund_amount: 5 })
+    { payment_task_id: task['id'] }
+  end
+end
+
+class UntilCancelled < TaskerWorker::StepHandler
+  STARTED = Queue.new
+
+  def call(context)
+    STARTED << true
+    sleep 0.01 until context.cancelled?
+    { cancelled: true }
+  end
+end
+
+class DelegateAndWait < TaskerWorker::StepHandler
+  def call(context)
+    context.wait_for(context.create_task(namespace: 'payments', name: 'process_refund', context: {})['id'])
+  end
+end
+
+class WorkerRabbitMQTest < Minitest::Test
+  include StepMessageFixture
+  ORCH = FakeOrchestrator.new
+  Minitest.after_run { ORCH.close }
+
+  def start_worker(**options)
+    ns = ORCH.namespace
+    w = TaskerWorker::Worker.new(namespace: ns, handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled], amqp_url: AMQP_URL, prefix: ORCH.prefix,
+                                 logger: Logger.new(nil), **options)
+    t = Thread.new { w.run(install_signal_handlers: false) }
+    @cleanup = lambda {
+      w.stop
+      t.join(15)
+    }
+    sleep 0.05 until w.instance_variable_get(:@consumer) || !t.alive?
+    [ns, w, t]
+  end
+
+  def teardown
+    @cleanup&.call
+  end
+
+  def handler(name) = { 'callable' => name, 'method' => nil, 'initialization' => {} }
+
+  def test_a_step_result_is_published_with_its_properties_and_the_step_acked
+    ns, w, t = start_worker
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_ok', idempotency_key: 'stp_ok:1'))
+    r, props, = ORCH.result_for('stp_ok')
+    assert_equal 'success', r['status']
+    assert_equal({ 'validated' => true, 'amount' => 49.99, 'init' => { 'limit' => 100 }, 'earlier' => { 'ok' => true } }, r['result'])
+    assert_equal ['tsk_1', ns, 1, w.worker_id], r.values_at('task_id', 'namespace', 'attempt', 'worker_id')
+    assert_equal ['application/json', 2, 'stp_ok:1', 'step_result'], props.values_at(:content_type, :delivery_mode, :message_id, :type)
+    assert_equal URI(AMQP_URL).user || 'guest', props[:user_id]
+    w.stop
+    t.join(15)
+    assert_equal 0, ORCH.depth(ns)
+  end
+
+  def test_permanent_and_retryable_errors_and_a_missing_handler
+    ns, = start_worker
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_perm', input: { 'refund_amount' => -1 }))
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_busy', handler: handler('Busy')))
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_none', handler: handler('Nope')))
+    assert_equal({ 'kind' => 'permanent', 'code' => 'INVALID_AMOUNT', 'message' => 'Refund amount must be positive', 'details' => { 'amount' => -1 } },
+                 ORCH.result_for('stp_perm')[0]['error'])
+    assert_equal({ 'kind' => 'retryable', 'code' => 'GATEWAY_BUSY', 'message' => 'gateway busy', 'retry_after_ms' => 2000 }, ORCH.result_for('stp_busy')[0]['error'])
+    err = ORCH.result_for('stp_none')[0]['error']
+    assert_equal %w[permanent HANDLER_NOT_FOUND], err.values_at('kind', 'code')
+    assert_includes err['message'], "'Nope'"
+    assert_includes err['message'], ns
+    assert_includes err['message'], 'Busy, Delegate, DelegateAndWait, Slow, UntilCancelled, Validate'
+  end
+
+  def test_steps_run_concurrently_up_to_the_concurrency
+    ns, = start_worker(concurrency: 3)
+    t0 = Time.now
+    3.times { |i| ORCH.dispatch(step_message(namespace: ns, step_id: "stp_c#{i}", input: { 'ms' => 400 }, handler: handler('Slow'))) }
+    3.times { |i| ORCH.result_for("stp_c#{i}") }
+    assert_operator Time.now - t0, :<, 1.1
+  end
+
+  def test_a_handler_past_its_timeout_gets_handler_timeout_at_the_deadline
+    ns, = start_worker
+    t0 = Time.now
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_to', timeout_ms: 200, input: { 'ms' => 1500 }, handler: handler('Slow')))
+    r, = ORCH.result_for('stp_to')
+    assert_operator Time.now - t0, :<, 1.0
+    assert_equal %w[retryable HANDLER_TIMEOUT], r['error'].values_at('kind', 'code')
+  end
+
+  def test_malformed_messages_are_parked_with_the_reason_in_headers
+    ns, = start_worker
+    ORCH.dispatch({ 'namespace' => ns, 'step_id' => 'bad' }, raw: 'not json')
+    _d, props, body = ORCH.wait('dead_letters') { |_d, p, _b| p[:message_id] == 'bad' }
+    assert_equal 'not json', body
+    assert_equal 'INVALID_MESSAGE', props[:headers]['x-tasker-code']
+    assert_equal "#{ORCH.prefix}.steps.#{ns}", props[:headers]['x-tasker-source-queue']
+    refute_empty props[:headers]['x-tasker-reason']
+  end
+
+  def test_a_handler_creates_a_task_with_a_task_request_and_direct_reply_to
+    ns, = start_worker
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_del', handler: handler('Delegate')))
+    assert_equal({ 'payment_task_id' => 'tsk_child' }, ORCH.result_for('stp_del')[0]['result'])
+    req = ORCH.requests.find { |x| x['parent']['step_id'] == 'stp_del' }
+    assert_equal ['stp_del:payments.process_refund:1', 'corr_1'], req.values_at('idempotency_key', 'correlation_id')
+  end
+
+  def test_a_handler_waits_for_the_task_it_created
+    ns, = start_worker
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_wait', handler: handler('DelegateAndWait')))
+    r, = ORCH.result_for('stp_wait')
+    assert_equal ['waiting', { 'task_id' => 'tsk_child' }], r.values_at('status', 'wait_for')
+  end
+
+  def test_a_cancel_broadcast_reaches_the_running_handler_of_that_task
+    ns, = start_worker
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_cxl', task_id: 'tsk_cxl', handler: handler('UntilCancelled')))
+    Timeout.timeout(5) { UntilCancelled::STARTED.pop }
+    ORCH.broadcast({ 'protocol_version' => 1, 'message_type' => 'cancel', 'task_ids' => ['tsk_cxl'], 'reason' => 'operator' })
+    assert_equal({ 'cancelled' => true }, ORCH.result_for('stp_cxl', timeout: 5)[0]['result'])
+  end
+
+  def test_stop_lets_the_running_step_finish_and_answer_before_returning
+    ns, w, t = start_worker
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_stop', input: { 'ms' => 500 }, handler: handler('Slow')))
+    deadline = Time.now + 5
+    sleep 0.02 while ORCH.depth(ns).positive? && Time.now < deadline
+    sleep 0.1
+    w.stop
+    t.join(15)
+    refute t.alive?
+    assert_equal 'success', ORCH.result_for('stp_stop', timeout: 1)[0]['status']
+    assert_equal 0, ORCH.depth(ns)
+  end
+end

@@ -1,0 +1,64 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+// The benchmark is not a test (issue 7): this only checks that the harness runs end to end
+// in its tiny mode and writes the figures it promises. It asserts no speed.
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dir = mkdtempSync(join(tmpdir(), 'tasker-bench-test-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function redisReachable(): Promise<boolean> {
+  const url = new URL(process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379');
+  return new Promise((resolve) => {
+    const s = new Socket();
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once('error', () => done(false));
+    s.connect(Number(url.port || 6379), url.hostname, () => done(true));
+  });
+}
+
+describe('benchmark harness', () => {
+  it('runs every section in tiny mode and writes the JSON figures', async () => {
+    // Postgres peers always; BullMQ (without touching Redis's persistence settings) where Redis runs.
+    const peers = ['graphile_worker', ...((await redisReachable()) ? ['bullmq_flow'] : [])];
+    const json = join(dir, 'bench.json');
+    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = execFile(
+        process.execPath,
+        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--peers', peers.join(','), '--json', json, '--out', join(dir, 'out')],
+        { cwd: root, timeout: 55_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, TASKER_LOG_LEVEL: 'warn' } },
+        (_err, stdout, stderr) => resolve({ code: child.exitCode, output: `${stdout}\n${stderr}` }),
+      );
+    });
+    expect(code, output).toBe(0);
+
+    const r = JSON.parse(readFileSync(json, 'utf8')) as Record<string, any>;
+    const isNumber = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
+    expect(r.queue_type).toMatch(/^(classic|quorum)$/);
+    for (const [path, value] of Object.entries({
+      'throughput.steps_per_sec': r.throughput?.steps_per_sec,
+      'overhead_ms.p50': r.overhead_ms?.p50,
+      'overhead_ms.p99': r.overhead_ms?.p99,
+      'create.http_per_sec': r.create?.http_per_sec,
+      'create.amqp_per_sec': r.create?.amqp_per_sec,
+      'limit.two_hop_msgs_per_sec': r.limit?.two_hop_msgs_per_sec,
+      'memory_mb.orchestrator': r.memory_mb?.orchestrator,
+    })) {
+      expect(isNumber(value), `${path} = ${JSON.stringify(value)}`).toBe(true);
+    }
+    for (const name of peers) {
+      expect(isNumber(r.peers?.[name]?.steps_per_sec), `peers.${name}.steps_per_sec`).toBe(true);
+      expect(typeof r.peers?.[name]?.durable, `peers.${name}.durable`).toBe('boolean');
+    }
+    expect(output).toContain('Summary');
+  }, 60_000);
+});
