@@ -1,3 +1,4 @@
+import { installStopOnSignals } from './signals.ts';
 import { hostname } from 'node:os';
 import { nanoid } from 'nanoid';
 import { pino, type Logger } from 'pino';
@@ -205,29 +206,9 @@ export class ExecWorker {
 
   /** SIGTERM or SIGINT → stop(), then exit 0 (1 if stopping failed); a second signal exits at once with 1. */
   installSignalHandlers(): () => void {
-    let received = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (received) {
-        this.logger.warn({ signal }, 'second signal while stopping: exiting now');
-        process.exit(1);
-      }
-      received = true;
-      this.logger.info({ signal }, 'signal received: stopping the exec worker');
-      this.stop().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          this.logger.error({ err }, 'exec worker did not stop cleanly');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    return () => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-    };
+    return installStopOnSignals(() => this.stop(), this.logger, 'exec worker');
   }
+
 }
 
 /** Builds an exec worker; nothing starts before {@link ExecWorker.start}. Throws on invalid options. */

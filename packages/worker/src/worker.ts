@@ -1,3 +1,4 @@
+import { installStopOnSignals } from './signals.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ControlMessage, ErrorCode, StepMessage, TaskerError, decodeMessage, type StepResult } from '@tasker/protocol';
@@ -332,29 +333,9 @@ export class Worker {
    * signal exits at once with 1. Returns a function that removes the handlers.
    */
   installSignalHandlers(): () => void {
-    let received = false;
-    const onSignal = (signal: NodeJS.Signals): void => {
-      if (received) {
-        this.logger.warn({ signal }, 'second signal while stopping: exiting now');
-        process.exit(1);
-      }
-      received = true;
-      this.logger.info({ signal }, 'signal received: stopping the worker');
-      this.stop().then(
-        () => process.exit(0),
-        (err: unknown) => {
-          this.logger.error({ err }, 'worker did not stop cleanly');
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-    return () => {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-    };
+    return installStopOnSignals(() => this.stop(), this.logger, 'worker');
   }
+
 }
 
 /** Builds a worker; nothing connects before {@link Worker.start}. Throws on invalid options. */
