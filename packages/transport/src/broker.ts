@@ -159,6 +159,9 @@ export class Broker {
     if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(options.heartbeat ?? 10));
     const conn = await amqp.connect(url.toString(), {
       clientProperties: { connection_name: options.connectionName },
+      // Small frames (a result, an ack) must go out now: Nagle's algorithm would hold them
+      // for the peer's delayed ACK, up to ~40 ms a hop.
+      noDelay: true,
       recovery: {
         initialDelay: 200,
         maxDelay: 5000,
