@@ -154,7 +154,8 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
   const result = outcome.then((o) => {
     clearTimeout(timer);
     const r = build(o);
-    if (r.status === 'success') logger.info({ durationMs: Date.now() - startMs }, 'step succeeded');
+    // Debug, not info: one line per step is the hot path's biggest write at volume; failures stay at warn.
+    if (r.status === 'success') logger.debug({ durationMs: Date.now() - startMs }, 'step succeeded');
     return r;
   });
   return { result, settled, abort: (reason) => controller.abort(reason) };
