@@ -153,7 +153,9 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     const p = allow(req, 'create', body.namespace);
     const outcome = await orchestrator.submitTask({ ...body, requested_by: body.requested_by ?? p.name });
     if (!outcome.ok) throw outcome.error;
-    return reply.status(outcome.created ? 201 : 200).send({ created: outcome.created, task: await fullTask(outcome.task.id) });
+    // The task and its steps; transitions and family are for GET /v1/tasks/:id (each is more
+    // queries per creation, and creation is the hot path of this route).
+    return reply.status(outcome.created ? 201 : 200).send({ created: outcome.created, task: await orchestrator.getTask(outcome.task.id) });
   });
 
   app.get('/v1/tasks', async (req) => {

@@ -17,7 +17,7 @@ import {
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
-import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import { insertTransitionsAndOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import { lockTasks, stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
 import { recordTransitions, type TransitionRow } from '../tasks/transitions.ts';
@@ -166,8 +166,7 @@ export async function processResults(
 
     const finished = await finishTasks(trx, tasks, [...new Set(done.map((c) => c.task_id))], transitions);
     messages.push(...(await childOutcomeMessages(trx, n, finished)));
-    await recordTransitions(trx, transitions);
-    return { outbox: await insertOutbox(trx, messages), applied: done.length };
+    return { outbox: await insertTransitionsAndOutbox(trx, transitions, messages), applied: done.length };
   });
   return { ...outcome, ignored };
 }
@@ -247,21 +246,28 @@ export async function releaseDependents(
   transitions: TransitionRow[],
 ): Promise<OutgoingMessage[]> {
   if (completed.length === 0) return [];
-  const { rows: touched } = await sql<{ id: string; task_id: string; name: string; deps_pending: number; state: string }>`
-    UPDATE steps s SET deps_pending = s.deps_pending - d.n, updated_at = now()
-    FROM (
+  // One statement: take the counts off and enqueue, in the same row version, the dependents
+  // that reach zero while their task is live (the task rows are locked by the caller).
+  const live = [...tasks.values()].filter((t) => t.state === 'in_progress').map((t) => t.id);
+  const { rows } = await sql<{ id: string; task_id: string; name: string; became_ready: boolean }>`
+    WITH d AS (
       SELECT dep AS id, count(*)::int AS n FROM steps, unnest(steps.dependents) AS dep
       WHERE steps.id = ANY(${completed}::text[]) GROUP BY dep
-    ) d
-    WHERE s.id = d.id
-    RETURNING s.id, s.task_id, s.name, s.deps_pending, s.state`.execute(trx);
-  const ready = touched.filter(
-    (t) => t.deps_pending === 0 && t.state === 'pending' && tasks.get(t.task_id)?.state === 'in_progress',
-  );
+    ), old AS (
+      SELECT s.id, d.n, (s.state = 'pending' AND s.deps_pending - d.n = 0 AND s.task_id = ANY(${live}::text[])) AS ready
+      FROM steps s JOIN d ON d.id = s.id
+    )
+    UPDATE steps s SET
+      deps_pending = s.deps_pending - old.n,
+      state = CASE WHEN old.ready THEN 'enqueued' ELSE s.state END,
+      attempt = CASE WHEN old.ready THEN 1 ELSE s.attempt END,
+      enqueued_at = CASE WHEN old.ready THEN now() ELSE s.enqueued_at END,
+      updated_at = now()
+    FROM old
+    WHERE s.id = old.id
+    RETURNING s.id, s.task_id, s.name, old.ready AS became_ready`.execute(trx);
+  const ready = rows.filter((r) => r.became_ready);
   if (ready.length === 0) return [];
-  await sql`
-    UPDATE steps SET state = 'enqueued', attempt = 1, enqueued_at = now(), updated_at = now()
-    WHERE id = ANY(${ready.map((r) => r.id)}::text[]) AND state = 'pending'`.execute(trx);
   for (const r of ready) {
     transitions.push({ task_id: r.task_id, step_id: r.id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'dependencies complete' });
   }

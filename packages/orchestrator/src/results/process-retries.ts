@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { ErrorCode, type RetryDue } from '@tasker/protocol';
-import { insertOutbox, type OutboxRow } from '../outbox/outbox.ts';
+import { insertTransitionsAndOutbox, type OutboxRow } from '../outbox/outbox.ts';
 import { lockTasks, stepMessagesFor } from '../tasks/dispatch.ts';
-import { recordTransitions, type TransitionRow } from '../tasks/transitions.ts';
+import type { TransitionRow } from '../tasks/transitions.ts';
 import type { ProcessDeps } from './process-results.ts';
 
 /**
@@ -44,9 +44,8 @@ export async function processRetries(
       attempt: r.attempt,
       reason: 'retry delay expired',
     }));
-    await recordTransitions(trx, transitions);
     const messages = await stepMessagesFor(trx, deps.registry, deps.names, tasks, rows);
-    return { outbox: await insertOutbox(trx, messages), applied: rows.length };
+    return { outbox: await insertTransitionsAndOutbox(trx, transitions, messages), applied: rows.length };
   });
   return { ...outcome, ignored };
 }
