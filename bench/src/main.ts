@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
 import { describeMachine, durabilitySettings, pgCounters } from './machine.ts';
 import { parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
-import type { PeerContext, PeerResult } from './peers/common.ts';
+import { medianRun, type PeerContext, type PeerResult } from './peers/common.ts';
 import { allChildren, spawnChild } from './proc.ts';
 import { heading, table } from './report.ts';
 import { pgCas, twoHop, type CasResult, type TwoHopResult } from './sections/limit.ts';
@@ -27,6 +27,7 @@ import {
 } from './sections/tasker.ts';
 import { TaskerStack } from './tasker-stack.ts';
 import { cpuByProcess } from './cpu-by-process.ts';
+import { cleanLeftovers, registerRun } from './leftovers.ts';
 import { cpuMeter, round, runId as makeRunId, waitQuiet } from './util.ts';
 import { forceNoDelay } from './experiments.ts';
 
@@ -77,6 +78,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     hard.unref();
     void runCleanups()
       .then(() => Promise.all([...allChildren].map((c) => c.stop(5000))))
+      .then(() => unregisterRun())
       .finally(() => process.exit(130));
   });
 }
@@ -134,6 +136,8 @@ function reachable(url: string, port: number): Promise<boolean> {
 const redisUp = await reachable(opts.redisUrl, 6379);
 const leftover = redisUp ? await import('./peers/redis-durability.ts').then((m) => m.restoreLeftover()) : null;
 if (leftover) note(leftover);
+for (const line of await cleanLeftovers()) note(line);
+const unregisterRun = registerRun({ runId, pid: process.pid, databaseUrl: opts.databaseUrl, amqpUrl: opts.amqpUrl, redisUrl: opts.redisUrl });
 
 const machine = await describeMachine(opts.databaseUrl, opts.amqpUrl, redisUp ? opts.redisUrl : null);
 const durability = await durabilitySettings(opts.databaseUrl);
@@ -188,16 +192,19 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
     if (wants('throughput') && stack.worker) {
       throughput = await attempt('throughput', async () => {
         await warmUp(stack, opts.sizes.warmupTasks, deadlineFor());
-        const { r, before, after } = await measured('throughput', async () => {
+        const t0 = performance.now();
+        const { r, before, after, steps } = await measured('throughput', async () => {
           await stack.mark();
           const before = await pgCounters(opts.databaseUrl);
-          const r = await diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp');
+          const runs: ThroughputResult[] = [];
+          for (let k = 0; k < opts.repeat; k++) runs.push(await diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp'));
           const after = await pgCounters(opts.databaseUrl);
-          return { r, before, after };
+          return { r: medianRun(runs), before, after, steps: Math.max(1, runs.reduce((a, x) => a + x.steps, 0)) };
         });
+        const windowSeconds = (performance.now() - t0) / 1000;
         const stats = await stack.stats();
         writeFileSync(join(outDir, 'throughput-process-stats.json'), JSON.stringify(stats, null, 2));
-        const steps = Math.max(1, r.steps);
+        const shares = cpuShares['throughput'] ?? {};
         // With --trace: the orchestrators' own SQL, exactly (the database-wide counters include other clients).
         const traced = Object.entries(stats)
           .filter(([k]) => k.startsWith('orchestrator'))
@@ -206,6 +213,8 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         const txCount = traced.filter((t) => t.key === 'sql begin').reduce((a, t) => a + t.count, 0);
         return {
           ...r,
+          // CPU time of each process per step over the whole measurement (all repetitions), ms.
+          cpu_ms_per_step: Object.fromEntries(Object.entries(shares).map(([k, pct]) => [k, round(((pct / 100) * windowSeconds * 1000) / steps, 3)])),
           ...(opts.trace ? { sql_statements_per_step: round(sqlCount / steps, 2), transactions_per_step: round(txCount / steps, 3) } : {}),
           pg_commits_per_step: round((after.commits - before.commits) / steps, 2),
           pg_wal_syncs_per_step: round((after.wal_syncs - before.wal_syncs) / steps, 2),
@@ -253,6 +262,15 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
               .join('; '),
         );
         say(sharesLine('throughput'));
+        if (throughput.cpu_ms_per_step) {
+          const per = throughput.cpu_ms_per_step;
+          const ours = Object.entries(per).filter(([k]) => !k.startsWith('other') && k !== 'kernel workers');
+          say(
+            `  CPU per step, ms: ${ours.map(([k, v]) => `${k} ${v}`).join(', ')}; together ${round(ours.reduce((a, [, v]) => a + v, 0), 3)} ` +
+              `(two cores give 2,000 ms per second: at most ${Math.round(2000 / Math.max(0.001, ours.reduce((a, [, v]) => a + v, 0)))} steps/s at this cost)`,
+          );
+        }
+        if (throughput.samples) say(`  repetitions: ${throughput.samples.join(', ')} steps/s (median shown)`);
         if (throughput.timed_out) say('  (timed out: the figure counts the tasks done by then)');
       }
     }
@@ -360,6 +378,7 @@ if (wants('peers')) {
     peersDatabaseUrl,
     redisUrl: opts.redisUrl,
     concurrency: opts.concurrency,
+    repeat: opts.repeat,
   });
   const { runBullmq } = await import('./peers/bullmq.ts');
   const { runGraphile } = await import('./peers/graphile.ts');
@@ -397,7 +416,10 @@ if (wants('peers')) {
     const r = await attempt(`peer ${name}`, () => measured(`peer_${name}`, run));
     if (r) {
       peers[name] = r;
-      say(`  ${name.padEnd(24)} ${String(r.steps_per_sec).padStart(8)} steps/s  (${r.tasks} tasks in ${r.seconds} s${r.timed_out ? ', timed out' : ''}; durable ${r.durable})`);
+      say(
+        `  ${name.padEnd(24)} ${String(r.steps_per_sec).padStart(8)} steps/s  (${r.tasks} tasks in ${r.seconds} s${r.timed_out ? ', timed out' : ''}; durable ${r.durable}` +
+          `${r.samples ? `; repetitions ${r.samples.join(', ')}, median shown` : ''})`,
+      );
     }
   }
   cleanups.delete('redis settings');
@@ -464,7 +486,7 @@ if (scale2 || throughput) {
       ['orchestrators (diamond throughput)', 'steps/s'],
       [
         ['1 (section 1)', throughput?.steps_per_sec ?? null],
-        ['2, same schema and queues, HTTP round robin', scale2?.steps_per_sec ?? null],
+        ['2, same schema and queues (task requests shared)', scale2?.steps_per_sec ?? null],
       ],
     ),
   );
@@ -565,4 +587,5 @@ if (opts.json) {
 }
 writeFileSync(join(outDir, 'result.json'), `${JSON.stringify(result, null, 2)}\n`);
 await runCleanups();
+unregisterRun();
 process.exit(errors.length > 0 ? 1 : 0);

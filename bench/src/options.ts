@@ -105,6 +105,8 @@ export interface Options {
   nodelay: boolean;
   /** Before each measurement, wait up to this long for the machine's CPUs to be under 30 % busy. */
   waitQuietSec: number;
+  /** Throughput measurements (Tasker's and each peer's) in a row; the median is reported. */
+  repeat: number;
   concurrency: number;
   databaseUrl: string;
   amqpUrl: string;
@@ -121,10 +123,11 @@ export const USAGE = `pnpm bench [options]
   --only LIST             run only these sections: ${SECTIONS.join(', ')}
   --skip LIST             skip these sections
   --tasks N               diamond tasks of the throughput runs (Tasker's and the peers')
-  --profile               node --cpu-prof for Tasker's orchestrator and worker (bench/out/profiles/)
+  --profile               node --cpu-prof for Tasker's orchestrator and worker (<out>/run-…/profiles/)
   --trace                 time each SQL statement and publisher confirm in Tasker's processes
   --nodelay               what-if: TCP_NODELAY on Tasker's AMQP sockets (amqplib leaves Nagle on)
   --wait-quiet SECONDS    before each measurement, wait up to SECONDS for the CPUs to be under 30 % busy
+  --repeat N              throughput of Tasker and of each peer N times in a row; report the median
   --out DIR               logs, profiles (default: bench/out)
   --help
 
@@ -148,6 +151,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let trace = false;
   let nodelay = false;
   let waitQuietSec = 0;
+  let repeat = 1;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -218,6 +222,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         waitQuietSec = n;
         break;
       }
+      case '--repeat': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1 || n > 9) throw new Error('--repeat is a whole number from 1 to 9');
+        repeat = n;
+        break;
+      }
       case '--out':
         outDir = value();
         break;
@@ -244,6 +254,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     trace,
     nodelay,
     waitQuietSec,
+    repeat,
     concurrency: 50,
     databaseUrl: process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker',
     amqpUrl: process.env.TASKER_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',

@@ -147,7 +147,8 @@ export class TaskerStack {
     await this.db?.end().catch(() => undefined);
     await this.stopWorker().catch(() => undefined);
     await Promise.all(this.orchestrators.map((c) => c.stop().catch(() => undefined)));
-    await dropSchema(this.o.databaseUrl, this.schema).catch(() => undefined);
-    await deleteTopology(this.o.amqpUrl, taskerTopology(this.prefix, this.o.queueType, BENCH_NAMESPACES)).catch(() => undefined);
+    const warn = (what: string) => (err: Error) => process.stderr.write(`  cleanup: ${what} failed (${err.message}); the next run removes it\n`);
+    await dropSchema(this.o.databaseUrl, this.schema).catch(warn(`dropping schema ${this.schema}`));
+    await deleteTopology(this.o.amqpUrl, taskerTopology(this.prefix, this.o.queueType, BENCH_NAMESPACES)).catch(warn(`deleting the queues of ${this.prefix}`));
   }
 }
