@@ -40,6 +40,8 @@ export class Worker {
   private readonly options: ResolvedWorkerOptions;
   private readonly logger: Logger;
   private readonly queue: string;
+  /** The connection's broker user, which RabbitMQ validates as each result's user_id (parsed once, not per step). */
+  private readonly userId: string;
   private readonly slots: Slots;
   private readonly jobs = new Map<Job, Promise<void>>();
   /** Aborted by stop(): ends the wait for the queue and the waits for a slot. */
@@ -57,6 +59,7 @@ export class Worker {
     this.namespace = this.options.namespace;
     this.logger = this.options.logger;
     this.queue = this.options.names.stepQueue(this.namespace);
+    this.userId = amqpUsername(this.options.amqpUrl);
     this.slots = new Slots(this.options.concurrency);
   }
 
@@ -242,7 +245,7 @@ export class Worker {
         type: 'step_result',
         // RabbitMQ validates user_id against this connection's user: the orchestrator can
         // then check that a result for a namespace came from that namespace's user (issue 6).
-        userId: amqpUsername(this.options.amqpUrl),
+        userId: this.userId,
       });
     } catch (err) {
       if (job.handedBack) return;
