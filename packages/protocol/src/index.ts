@@ -27,4 +27,5 @@ export * from './messages/step-result.ts';
 export * from './messages/task-request.ts';
 export * from './messages/retry-due.ts';
 export * from './messages/control.ts';
+export { ID_PATTERN } from './messages/common.ts';
 export * from './json-schema.ts';

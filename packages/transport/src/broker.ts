@@ -330,23 +330,12 @@ export class Broker {
     });
   }
 
-  /** Whether a queue exists (a passive declare on a throwaway channel). */
-  async queueExists(queue: string): Promise<boolean> {
-    const model = this.model;
-    if (!model) throw new Error('not connected to RabbitMQ');
-    const ch = await model.createChannel();
-    ch.on('error', () => undefined);
-    try {
-      await ch.checkQueue(queue);
-      await ch.close().catch(() => undefined);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /** Message count of a queue, or null when it does not exist. */
-  async queueDepth(queue: string): Promise<number | null> {
+  /**
+   * A queue's ready messages and consumers, or null when it does not exist (a passive
+   * declare on a throwaway channel, since a 404 closes the channel). Throws while
+   * disconnected.
+   */
+  async queueStats(queue: string): Promise<{ messageCount: number; consumerCount: number } | null> {
     const model = this.model;
     if (!model) throw new Error('not connected to RabbitMQ');
     const ch = await model.createChannel();
@@ -354,10 +343,20 @@ export class Broker {
     try {
       const r = await ch.checkQueue(queue);
       await ch.close().catch(() => undefined);
-      return r.messageCount;
+      return { messageCount: r.messageCount, consumerCount: r.consumerCount };
     } catch {
       return null;
     }
+  }
+
+  /** Whether a queue exists. */
+  async queueExists(queue: string): Promise<boolean> {
+    return (await this.queueStats(queue)) !== null;
+  }
+
+  /** Message count of a queue, or null when it does not exist. */
+  async queueDepth(queue: string): Promise<number | null> {
+    return (await this.queueStats(queue))?.messageCount ?? null;
   }
 
   get connected(): boolean {

@@ -5,6 +5,7 @@ import {
   CreateTaskBody,
   ErrorCode,
   ErrorResponse,
+  ID_PATTERN,
   Limits,
   ListTasksQuery,
   ListTasksResponse,
@@ -128,15 +129,14 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     if (path.startsWith('/health/') || path === '/openapi.json') return;
     (req as FastifyRequest & { principal?: Principal }).principal = principal(req);
   });
-  const ID = /^[A-Za-z0-9_:.-]{1,64}$/;
   const namespaceOfTask = async (id: string): Promise<string> => {
-    if (!ID.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id.slice(0, 80)}'`);
+    if (!ID_PATTERN.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id.slice(0, 80)}'`);
     const row = await orchestrator.db.selectFrom('tasks').select('namespace').where('id', '=', id).executeTakeFirst();
     if (!row) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id}'`);
     return row.namespace;
   };
   const namespaceOfStep = async (id: string): Promise<string> => {
-    if (!ID.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_STEP, `no step '${id.slice(0, 80)}'`);
+    if (!ID_PATTERN.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_STEP, `no step '${id.slice(0, 80)}'`);
     const row = await orchestrator.db
       .selectFrom('steps')
       .innerJoin('tasks', 'tasks.id', 'steps.task_id')

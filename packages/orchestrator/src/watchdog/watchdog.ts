@@ -170,17 +170,9 @@ export class Watchdog {
   }
 
   private async queueState(queue: string): Promise<{ ready: number; consumers: number } | null> {
-    const model = this.deps.broker.model;
-    if (!model) return null;
-    const ch = await model.createChannel();
-    ch.on('error', () => undefined);
-    try {
-      const r = await ch.checkQueue(queue);
-      await ch.close().catch(() => undefined);
-      return { ready: r.messageCount, consumers: r.consumerCount };
-    } catch {
-      return null;
-    }
+    if (!this.deps.broker.connected) return null;
+    const r = await this.deps.broker.queueStats(queue).catch(() => null);
+    return r ? { ready: r.messageCount, consumers: r.consumerCount } : null;
   }
 }
 

@@ -16,7 +16,8 @@ export const identifier = z
   .regex(IDENTIFIER_PATTERN, 'must be an identifier (letters, digits, _), starting with a letter');
 
 /** Task and step ids: Tasker makes them (`tsk_...`, `stp_...`); anything else is refused early. */
-export const id = z.string().regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be an id (letters, digits, _ : . -, at most 64)');
+export const ID_PATTERN = /^[A-Za-z0-9_:.-]{1,64}$/;
+export const id = z.string().regex(ID_PATTERN, 'must be an id (letters, digits, _ : . -, at most 64)');
 export const isoTime = z.iso.datetime({ offset: true });
 
 /** Any JSON object: task contexts, handler initialization. */
