@@ -7,6 +7,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureDatabase } from '@tasker/orchestrator';
+import pino from 'pino';
 import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
 import { describeMachine, durabilitySettings, pgCounters } from './machine.ts';
 import { parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
@@ -133,6 +135,9 @@ function reachable(url: string, port: number): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------------------------------
+// A fresh machine has no `tasker` database yet; the orchestrator would create it, but the
+// harness cleans up and reads the server's settings before any orchestrator starts.
+await ensureDatabase(opts.databaseUrl, pino({ level: 'warn' }));
 const redisUp = await reachable(opts.redisUrl, 6379);
 const leftover = redisUp ? await import('./peers/redis-durability.ts').then((m) => m.restoreLeftover()) : null;
 if (leftover) note(leftover);
