@@ -11,6 +11,7 @@ export default async function setup(): Promise<() => Promise<void>> {
   const stops: Array<() => Promise<unknown>> = [];
   const pgUp = await reachable(DATABASE_URL(), 5432);
   const mqUp = await reachable(AMQP_URL(), 5672);
+  if (mqUp) await ensureLocalManagementApi();
   if (pgUp && mqUp) return async () => undefined;
 
   let docker = false;
@@ -47,4 +48,28 @@ export default async function setup(): Promise<() => Promise<void>> {
   return async () => {
     for (const s of stops) await s();
   };
+}
+
+/**
+ * Broker access (test/isolation, the demo test) provisions users through RabbitMQ's
+ * management API, which a fresh RabbitMQ has off. When the broker is this machine's and its
+ * `rabbitmq-plugins` is at hand, the plugin is enabled (as `.ci/run` does); otherwise the
+ * tests that need it say what is missing.
+ */
+async function ensureLocalManagementApi(): Promise<void> {
+  const api = new URL(process.env.TASKER_RABBITMQ_MANAGEMENT_URL ?? 'http://guest:guest@127.0.0.1:15672');
+  const amqpHost = new URL(AMQP_URL()).hostname;
+  const answers = () =>
+    fetch(`${api.protocol}//${api.host}/api/overview`, { signal: AbortSignal.timeout(2000) }).then(
+      () => true,
+      () => false,
+    );
+  if (await answers()) return;
+  if (!['127.0.0.1', 'localhost', '::1'].includes(amqpHost) || !['127.0.0.1', 'localhost', '::1'].includes(api.hostname)) return;
+  try {
+    execFileSync('rabbitmq-plugins', ['enable', 'rabbitmq_management'], { stdio: 'ignore', timeout: 60_000 });
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 60 && !(await answers()); i++) await new Promise((r) => setTimeout(r, 500));
 }
