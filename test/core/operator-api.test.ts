@@ -64,6 +64,8 @@ describe('operator surface: HTTP API', () => {
           delegate: async (ctx) => {
             const amount = ctx.getInput<number>('amount');
             const { task } = await ctx.createTask({ namespace: 'ops_pay', name: 'payout', context: { amount: amount ?? 1 } });
+            // Amount 6: the child finishes before this step says it waits.
+            if (amount === 6) await new Promise((r) => setTimeout(r, 500));
             return ctx.waitFor(task.id);
           },
           close: (ctx) => ({ closed: true, payout: ctx.getDependencyResult('delegate') }),
@@ -75,7 +77,10 @@ describe('operator surface: HTTP API', () => {
         prefix: stack.prefix,
         logger: testLogger(),
         handlers: {
-          pay: (ctx) => {
+          pay: async (ctx) => {
+            // The parent's "waiting" result must land before this child finishes, or the
+            // step takes the outcome at once and never waits (a path tested elsewhere).
+            if (ctx.getInput<number>('amount') === 5) await new Promise((r) => setTimeout(r, 300));
             if (ctx.getInput<number>('amount') === 777) {
               return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
             }
@@ -130,6 +135,16 @@ describe('operator surface: HTTP API', () => {
     expect(child.parent?.id).toBe(parent.id);
     expect(child.parent_step_id).toBe(delegate.id);
     expect(parent.transitions!.some((t) => t.step === 'delegate' && t.to_state === 'waiting_child')).toBe(true);
+  });
+
+  it('a step that waits for a child task already complete takes its result at once, without waiting', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 6 } });
+    const parent = await waitState(created.body.task.id, 'complete');
+    const delegate = parent.steps.find((s) => s.name === 'delegate')!;
+    expect(delegate.result).toMatchObject({ task_id: delegate.waiting_for_task_id, results: { pay: { paid: 6 } } });
+    const moves = parent.transitions!.filter((t) => t.step === 'delegate').map((t) => [t.from_state, t.to_state]);
+    expect(moves).toEqual([[null, 'pending'], ['pending', 'enqueued'], ['enqueued', 'complete']]);
+    expect(parent.transitions!.find((t) => t.step === 'delegate' && t.to_state === 'complete')!.reason).toMatch(/already complete/);
   });
 
   it('a child task that fails fails the waiting step with the child\'s error', async () => {

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from './database.ts';
 
 /**
- * A plain-text description of the tables, columns, indexes and constraints in a schema.
+ * A plain-text description of the tables, columns, indexes, constraints and functions in a schema.
  * The committed snapshot (`schema.snapshot.txt`) must equal this for a freshly migrated
  * schema: a migration that changes the schema updates the snapshot in the same commit
  * (`pnpm db:snapshot`), so reviews see the schema change itself.
@@ -18,6 +18,10 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
     SELECT c.conrelid::regclass::text AS table_name, pg_get_constraintdef(c.oid) AS def
     FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
     WHERE n.nspname = ${schema} ORDER BY 1, 2`.execute(db);
+  const functions = await sql<{ def: string }>`
+    SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ') returns ' || pg_get_function_result(p.oid) AS def
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = ${schema} ORDER BY 1`.execute(db);
   const strip = (s: string) => s.split(`${schema}.`).join('');
   const lines: string[] = [];
   let table = '';
@@ -27,5 +31,6 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
   }
   for (const i of indexes.rows) lines.push(`index ${strip(i.indexdef)}`);
   for (const c of constraints.rows) lines.push(`constraint ${strip(c.table_name)}: ${strip(c.def)}`);
+  for (const f of functions.rows) lines.push(`function ${strip(f.def)}`);
   return `${lines.join('\n')}\n`;
 }

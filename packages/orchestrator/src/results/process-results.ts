@@ -17,10 +17,13 @@ import {
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
-import { insertTransitionsAndOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
-import { lockTasks, stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
-import { recordTransitions, type TransitionRow } from '../tasks/transitions.ts';
+import { stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
+import { buildStepMessage, stepOutgoing } from '../tasks/step-messages.ts';
+import type { recordTransitions, TransitionRow } from '../tasks/transitions.ts';
+import { planBatch, type Change, type StepState } from './batch-plan.ts';
+import { lockAndReadSteps, writePlan } from './batch-store.ts';
 
 export interface ProcessDeps {
   db: Db;
@@ -45,40 +48,26 @@ interface StepRow {
   max_attempts: number;
 }
 
-interface Change {
-  id: string;
-  task_id: string;
-  attempt: number;
-  /** The state the compare-and-set expects. */
-  from_state: 'enqueued' | 'waiting_child';
-  state: 'complete' | 'error' | 'waiting_retry' | 'waiting_child';
-  waiting_for: string | null;
-  result: unknown;
-  error: unknown;
-  started_at: string;
-  finished_at: string;
-  retry_in_ms: number | null;
-  reason: string;
-}
-
 /**
  * Applies a batch of step results in one transaction: compare-and-set step transitions,
- * readiness of dependents (set-based), retries, task completion, the audit, and the
- * outbox rows for every message this implies. Returns the rows to publish after commit.
+ * readiness of dependents, retries, task completion, the audit, and the outbox rows for
+ * every message this implies. Returns the rows to publish after commit.
+ *
+ * Round trips (issue 7): lock the tasks and read their steps (one function call), work the
+ * batch out in memory (batch-plan.ts), write it in one statement; plus BEGIN and COMMIT.
+ * Only results that wait for a child task, and finished tasks that a parent step waits
+ * for, read more.
  */
 export async function processResults(
   deps: ProcessDeps,
   results: StepResult[],
 ): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
-  const ignored: IgnoredResult[] = [];
   const { db, registry, names: n } = deps;
 
   const outcome = await db.transaction().execute(async (trx) => {
-    const tasks = await lockTasks(trx, results.map((r) => r.task_id));
-    const { rows: stepRows } = await sql<StepRow>`
-      SELECT id, task_id, name, state, attempt, max_attempts FROM steps
-      WHERE id = ANY(${[...new Set(results.map((r) => r.step_id))]}::text[])`.execute(trx);
-    const steps = new Map(stepRows.map((s) => [s.id, s]));
+    // Set afresh on each run: a conflicting batch is rolled back and run again.
+    const ignored: IgnoredResult[] = [];
+    const { tasks, steps } = await lockAndReadSteps(trx, results.map((r) => r.task_id));
 
     const changes: Change[] = [];
     const waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }> = [];
@@ -112,38 +101,13 @@ export async function processResults(
     }
     changes.push(...(await decideWaits(trx, waits, (r, code, reason) => ignored.push({ result: r, code, reason }))));
 
-    if (changes.length === 0) return { outbox: [] as OutboxRow[], applied: 0 };
+    if (changes.length === 0) return { outbox: [] as OutboxRow[], applied: 0, ignored };
 
-    const { rows: updated } = await sql<{ id: string }>`
-      UPDATE steps s SET
-        state = x.state,
-        result = CASE WHEN x.state = 'complete' THEN x.result END,
-        error = x.error,
-        started_at = x.started_at,
-        finished_at = x.finished_at,
-        next_retry_at = CASE WHEN x.retry_in_ms IS NOT NULL THEN now() + make_interval(secs => x.retry_in_ms / 1000.0) END,
-        waiting_for_task_id = COALESCE(x.waiting_for, s.waiting_for_task_id),
-        updated_at = now()
-      FROM jsonb_to_recordset(${JSON.stringify(changes)}::jsonb) AS x(
-        id text, attempt int, from_state text, state text, result jsonb, error jsonb, started_at timestamptz,
-        finished_at timestamptz, retry_in_ms int, waiting_for text)
-      WHERE s.id = x.id AND s.state = x.from_state AND s.attempt = x.attempt
-      RETURNING s.id`.execute(trx);
-    const applied = new Set(updated.map((u) => u.id));
-    const done = changes.filter((c) => applied.has(c.id));
-
-    const transitions: TransitionRow[] = done.map((c) => ({
-      task_id: c.task_id,
-      step_id: c.id,
-      from_state: c.from_state,
-      to_state: c.state,
-      attempt: c.attempt,
-      reason: c.reason,
-    }));
+    const plan = planBatch(tasks, steps, changes);
     const messages: OutgoingMessage[] = [];
 
     // Retries wait in the delay queues, then come back to an orchestrator as RetryDue.
-    for (const c of done.filter((c) => c.state === 'waiting_retry')) {
+    for (const c of changes.filter((c) => c.state === 'waiting_retry')) {
       const task = tasks.get(c.task_id)!;
       const due: RetryDue = {
         protocol_version: PROTOCOL_VERSION,
@@ -161,14 +125,35 @@ export async function processResults(
       });
     }
 
-    const completed = done.filter((c) => c.state === 'complete').map((c) => c.id);
-    messages.push(...(await releaseDependents(trx, registry, n, tasks, completed, transitions)));
+    // Step messages carry every ancestor's result, this batch's included.
+    for (const s of plan.released) {
+      const task = tasks.get(s.task_id)!;
+      const template = await registry.get(task.template_id);
+      messages.push(stepOutgoing(n, buildStepMessage(task, template, s, completedResults(steps, s.task_id))));
+    }
 
-    const finished = await finishTasks(trx, tasks, [...new Set(done.map((c) => c.task_id))], transitions);
-    messages.push(...(await childOutcomeMessages(trx, n, finished)));
-    return { outbox: await insertTransitionsAndOutbox(trx, transitions, messages), applied: done.length };
+    const children = plan.finished.filter((t) => t.parent_step_id);
+    if (children.length > 0) {
+      const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: plan.tasks.find((w) => w.id === t.id)?.error ?? null }, finalResults(steps, t.id))]));
+      messages.push(...(await childOutcomeMessages(trx, n, children, outcomes)));
+    }
+    return { outbox: await writePlan(trx, plan, messages), applied: changes.length, ignored };
   });
-  return { ...outcome, ignored };
+  return outcome;
+}
+
+/** Results of a task's complete steps, by step name. */
+function completedResults(steps: Map<string, StepState>, taskId: string): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const s of steps.values()) if (s.task_id === taskId && s.state === 'complete') out.set(s.name, s.result);
+  return out;
+}
+
+/** Results of a task's final steps (those nothing depends on), by step name. */
+function finalResults(steps: Map<string, StepState>, taskId: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const s of steps.values()) if (s.task_id === taskId && s.dependents.length === 0 && s.state === 'complete') out[s.name] = s.result;
+  return out;
 }
 
 function decide(r: Exclude<StepResult, { status: 'waiting' }>, step: StepRow, policy: RetryPolicy): Change {
@@ -370,24 +355,27 @@ async function childOutcomes(trx: Parameters<typeof recordTransitions>[0], ids: 
     SELECT t.id, t.namespace, t.name, t.state, t.error,
            (SELECT jsonb_object_agg(s.name, s.result) FROM steps s WHERE s.task_id = t.id AND s.dependents = '{}') AS finals
     FROM tasks t WHERE t.id = ANY(${ids}::text[])`.execute(trx);
-  return new Map(
-    rows.map((t) => [
-      t.id,
-      {
-        id: t.id,
-        namespace: t.namespace,
-        name: t.name,
-        state: t.state,
-        result: { task_id: t.id, namespace: t.namespace, name: t.name, results: t.finals ?? {} },
-        error: {
-          kind: 'permanent',
-          code: t.state === 'cancelled' ? 'CHILD_TASK_CANCELLED' : 'CHILD_TASK_FAILED',
-          message: `task ${t.id} (${t.namespace}.${t.name}) ended in ${t.state}`,
-          details: (t.error ?? null) as never,
-        },
-      },
-    ]),
-  );
+  return new Map(rows.map((t) => [t.id, outcomeOf(t, t.finals ?? {})]));
+}
+
+/** A finished task's outcome, from its row and the results of its final steps. */
+function outcomeOf(
+  t: { id: string; namespace: string; name: string; state: string; error: unknown },
+  finals: Record<string, unknown>,
+): ChildOutcome {
+  return {
+    id: t.id,
+    namespace: t.namespace,
+    name: t.name,
+    state: t.state,
+    result: { task_id: t.id, namespace: t.namespace, name: t.name, results: finals },
+    error: {
+      kind: 'permanent',
+      code: t.state === 'cancelled' ? 'CHILD_TASK_CANCELLED' : 'CHILD_TASK_FAILED',
+      message: `task ${t.id} (${t.namespace}.${t.name}) ended in ${t.state}`,
+      details: (t.error ?? null) as never,
+    },
+  };
 }
 
 /**
@@ -401,6 +389,8 @@ export async function childOutcomeMessages(
   trx: Parameters<typeof recordTransitions>[0],
   n: Names,
   finished: LockedTask[],
+  /** Their outcomes when the caller has them (else read from the database). */
+  known?: Map<string, ChildOutcome>,
 ): Promise<OutgoingMessage[]> {
   const children = finished.filter((t) => t.parent_step_id);
   if (children.length === 0) return [];
@@ -408,7 +398,7 @@ export async function childOutcomeMessages(
     SELECT s.id, s.task_id, s.name, s.attempt, t.namespace FROM steps s JOIN tasks t ON t.id = s.task_id
     WHERE s.id = ANY(${children.map((c) => c.parent_step_id!)}::text[])`.execute(trx);
   const byId = new Map(parents.map((p) => [p.id, p]));
-  const outcomes = await childOutcomes(trx, children.map((c) => c.id));
+  const outcomes = known ?? (await childOutcomes(trx, children.map((c) => c.id)));
   const now = new Date().toISOString();
   const out: OutgoingMessage[] = [];
   for (const c of children) {

@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import pino from 'pino';
+import { createDb } from '../src/db/database.ts';
+import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+import { planBatch, type Change } from '../src/results/batch-plan.ts';
+import { lockAndReadSteps, PlanConflict, writePlan } from '../src/results/batch-store.ts';
+
+const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const schema = `store_${Math.random().toString(36).slice(2, 10)}`;
+const logger = pino({ level: 'silent' });
+
+describe('result batch store', () => {
+  const { db } = createDb(url, schema, 4);
+  beforeAll(async () => {
+    await ensureDatabase(url, logger);
+    await migrate(db, schema, logger);
+    await sql`INSERT INTO namespaces (name) VALUES ('ns');
+      INSERT INTO templates (namespace, name, version, major, minor, patch, definition) VALUES ('ns', 'two', '1.0.0', 1, 0, 0, '{}')`.execute(db);
+  });
+  afterAll(async () => {
+    await db.schema.dropSchema(schema).ifExists().cascade().execute();
+    await db.destroy();
+  });
+
+  async function task(id: string) {
+    await sql`INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id)
+      SELECT ${id}, 'ns', 'two', '1.0.0', id, 'in_progress', '{"x":1}', 'corr' FROM templates`.execute(db);
+    await sql`INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents) VALUES
+      (${`${id}_a`}, ${id}, 'a', 0, 'enqueued', 1, 3, 0, ${[`${id}_b`]}::text[]),
+      (${`${id}_b`}, ${id}, 'b', 1, 'pending', 0, 3, 1, '{}')`.execute(db);
+  }
+  const done = (id: string): Change => ({
+    id: `${id}_a`, task_id: id, attempt: 1, from_state: 'enqueued', state: 'complete', waiting_for: null, result: { n: 1 },
+    error: null, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), retry_in_ms: null, reason: 'result: success',
+  });
+
+  it('reads the locked tasks and all their steps, and writes the plan (steps, audit, outbox) in one statement', async () => {
+    await task('t_ok');
+    const outbox = await db.transaction().execute(async (trx) => {
+      const { tasks, steps } = await lockAndReadSteps(trx, ['t_ok', 't_ok', 't_missing']);
+      expect([...tasks.keys()]).toEqual(['t_ok']);
+      expect(tasks.get('t_ok')).toMatchObject({ state: 'in_progress', template_id: expect.any(String), context: { x: 1 } });
+      expect([...steps.keys()].sort()).toEqual(['t_ok_a', 't_ok_b']);
+      const plan = planBatch(tasks, steps, [done('t_ok')]);
+      return writePlan(trx, plan, [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: { persistent: true } }]);
+    });
+    expect(outbox).toHaveLength(1);
+    const { rows } = await sql<{ name: string; state: string; attempt: number; deps_pending: number; result: unknown; enqueued: boolean }>`
+      SELECT name, state, attempt, deps_pending, result, enqueued_at IS NOT NULL AS enqueued FROM steps WHERE task_id = 't_ok' ORDER BY name`.execute(db);
+    expect(rows).toEqual([
+      { name: 'a', state: 'complete', attempt: 1, deps_pending: 0, result: { n: 1 }, enqueued: false },
+      { name: 'b', state: 'enqueued', attempt: 1, deps_pending: 0, result: null, enqueued: true },
+    ]);
+    const { rows: audit } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = 't_ok'`.execute(db);
+    expect(audit[0]!.n).toBe(2);
+    const { rows: ob } = await sql<{ id: string }>`SELECT id::text FROM outbox`.execute(db);
+    expect(ob.map((r) => r.id)).toEqual(outbox.map((o) => o.id));
+  });
+
+  it('a row changed after it was read aborts the whole write: nothing of the plan lands', async () => {
+    await task('t_race');
+    const attempt = db.transaction().execute(async (trx) => {
+      const { tasks, steps } = await lockAndReadSteps(trx, ['t_race']);
+      // Another writer that ignores the task lock (none does; this is the safety net).
+      await sql`UPDATE steps SET deps_pending = 0 WHERE id = 't_race_b'`.execute(db);
+      return writePlan(trx, planBatch(tasks, steps, [done('t_race')]), []);
+    });
+    await expect(attempt).rejects.toBeInstanceOf(PlanConflict);
+    await expect(attempt).rejects.toMatchObject({ code: '40001' });
+    const { rows } = await sql<{ state: string }>`SELECT state FROM steps WHERE id = 't_race_a'`.execute(db);
+    expect(rows[0]!.state).toBe('enqueued');
+    const { rows: audit } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = 't_race'`.execute(db);
+    expect(audit[0]!.n).toBe(0);
+  });
+});
