@@ -94,8 +94,15 @@ describe('task creation', () => {
     const body = { namespace: 'shop', name: 'order', context: { order_id: 'h-1', amount: 5 }, idempotency_key: 'http-1' };
     const a = await post(body);
     expect(a.status).toBe(201);
-    const ja = (await a.json()) as { task: { id: string; steps: unknown[] } };
+    const ja = (await a.json()) as { task: { id: string; steps: Array<Record<string, unknown>> } & Record<string, unknown> };
     expect(ja.task.steps).toHaveLength(1);
+    // The answer is the task as created (not read back); it agrees with what GET shows.
+    const got = (await (await fetch(`${url}/v1/tasks/${ja.task.id}`)).json()) as typeof ja.task;
+    const fixed = (t: Record<string, unknown>) => [t['id'], t['namespace'], t['name'], t['version'], t['correlation_id'], t['idempotency_key'], t['created_at'], t['context']];
+    expect(fixed(ja.task)).toEqual(fixed(got));
+    const stepFixed = (s: Record<string, unknown>) => [s['id'], s['name'], s['max_attempts'], s['dependencies'], s['handler_callable']];
+    expect(ja.task.steps.map(stepFixed)).toEqual(got.steps.map(stepFixed));
+    expect(ja.task.steps[0]).toMatchObject({ state: 'enqueued', attempt: 1, enqueued_at: ja.task['created_at'], result: null });
     const b = await post(body);
     expect(b.status).toBe(200);
     expect(((await b.json()) as { task: { id: string } }).task.id).toBe(ja.task.id);

@@ -153,9 +153,10 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     const p = allow(req, 'create', body.namespace);
     const outcome = await orchestrator.submitTask({ ...body, requested_by: body.requested_by ?? p.name });
     if (!outcome.ok) throw outcome.error;
-    // The task and its steps; transitions and family are for GET /v1/tasks/:id (each is more
-    // queries per creation, and creation is the hot path of this route).
-    return reply.status(outcome.created ? 201 : 200).send({ created: outcome.created, task: await orchestrator.getTask(outcome.task.id) });
+    // The task and its steps: as created (no read-back on the hot path), or, for a repeated
+    // idempotency key, as it is now. Transitions and family are for GET /v1/tasks/:id.
+    const task = outcome.view ?? (await orchestrator.getTask(outcome.task.id));
+    return reply.status(outcome.created ? 201 : 200).send({ created: outcome.created, task });
   });
 
   app.get('/v1/tasks', async (req) => {

@@ -22,7 +22,7 @@ export async function insertOutbox(trx: Transaction<Database>, messages: Outgoin
   const payload = JSON.stringify(
     messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })),
   );
-  const { rows } = await sql<{ id: string }>`
+  const { rows } = await sql<{ id: string }>`/* prepared:outbox_insert */
     INSERT INTO outbox (exchange, routing_key, body, properties)
     SELECT exchange, routing_key, body, properties
     FROM jsonb_to_recordset(${payload}::jsonb) AS x(exchange text, routing_key text, body text, properties jsonb)
@@ -48,7 +48,7 @@ export async function insertTransitionsAndOutbox(
   const payload = JSON.stringify(
     messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })),
   );
-  const { rows } = await sql<{ id: string }>`
+  const { rows } = await sql<{ id: string }>`/* prepared:transitions_outbox_insert */
     WITH tr AS (
       INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason, actor)
       SELECT task_id, step_id, from_state, to_state, attempt, reason, actor
@@ -129,7 +129,7 @@ export class OutboxRelay {
     this.deleteTimer = null;
     const ids = this.confirmed.splice(0);
     if (ids.length === 0) return;
-    await sql`DELETE FROM outbox WHERE id = ANY(${ids}::bigint[])`.execute(this.db).catch((err: Error) => {
+    await sql`/* prepared:outbox_delete */ DELETE FROM outbox WHERE id = ANY(${ids}::bigint[])`.execute(this.db).catch((err: Error) => {
       // The messages went out; leaving the rows only means a harmless duplicate later.
       this.logger.warn({ err: err.message }, 'outbox cleanup failed');
     });

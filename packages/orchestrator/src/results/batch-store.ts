@@ -14,7 +14,7 @@ export async function lockAndReadSteps(
 ): Promise<{ tasks: Map<string, LockedTask>; steps: Map<string, StepState> }> {
   const ids = [...new Set(taskIds)];
   if (ids.length === 0) return { tasks: new Map(), steps: new Map() };
-  const { rows } = await sql<{ batch: { tasks: LockedTask[]; steps: StepState[] } }>`
+  const { rows } = await sql<{ batch: { tasks: LockedTask[]; steps: StepState[] } }>`/* prepared:lock_tasks_read_steps */
     SELECT lock_tasks_read_steps(${ids}::text[]) AS batch`.execute(trx);
   const { tasks, steps } = rows[0]!.batch;
   return { tasks: new Map(tasks.map((t) => [t.id, t])), steps: new Map(steps.map((s) => [s.id, s])) };
@@ -53,7 +53,7 @@ export async function writePlan(trx: Transaction<Database>, plan: BatchPlan, mes
     };
   });
   const outbox = messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties }));
-  const { rows } = await sql<{ steps: number; tasks: number; outbox: string[] }>`
+  const { rows } = await sql<{ steps: number; tasks: number; outbox: string[] }>`/* prepared:write_result_batch */
     WITH su AS (
       UPDATE steps s SET
         state = x.state,

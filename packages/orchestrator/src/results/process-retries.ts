@@ -25,7 +25,7 @@ export async function processRetries(
       return false;
     });
     if (live.length === 0) return { outbox: [] as OutboxRow[], applied: 0 };
-    const { rows } = await sql<{ id: string; task_id: string; name: string; attempt: number }>`
+    const { rows } = await sql<{ id: string; task_id: string; name: string; attempt: number }>`/* prepared:retry_due */
       UPDATE steps s SET state = 'enqueued', attempt = s.attempt + 1, enqueued_at = now(), next_retry_at = NULL, updated_at = now()
       FROM jsonb_to_recordset(${JSON.stringify(live.map((d) => ({ id: d.step_id, task_id: d.task_id, attempt: d.attempt })))}::jsonb)
         AS x(id text, task_id text, attempt int)

@@ -6,17 +6,19 @@ import {
   TaskerError,
   jsonByteLength,
   jsonValueProblem,
+  type CompiledTemplate,
   type CreateTaskBody,
   type Names,
   type TaskSummary,
+  type TaskView,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
-import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
 import { buildStepMessage, stepOutgoing } from './step-messages.ts';
-import { recordTransitions, type TransitionRow } from './transitions.ts';
+import type { TransitionRow } from './transitions.ts';
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
 const nano = customAlphabet(alphabet, 20);
@@ -24,7 +26,8 @@ export const newTaskId = (): string => `tsk_${nano()}`;
 export const newStepId = (): string => `stp_${nano()}`;
 
 export type CreateOutcome =
-  | { ok: true; created: boolean; task: TaskSummary }
+  /** `view`: a created task as it was created (its steps included), so callers need not read it back. */
+  | { ok: true; created: boolean; task: TaskSummary; view?: TaskView }
   | { ok: false; error: TaskerError };
 
 interface Prepared {
@@ -46,7 +49,7 @@ export async function createTasks(
 ): Promise<{ outcomes: CreateOutcome[]; outbox: OutboxRow[] }> {
   const outcomes: CreateOutcome[] = new Array(inputs.length);
   const prepared: Prepared[] = [];
-  const resolveCache = new Map<string, Promise<{ id: string; template: import('@tasker/protocol').CompiledTemplate }>>();
+  const resolveCache = new Map<string, Promise<{ id: string; template: CompiledTemplate }>>();
 
   for (const [index, input] of inputs.entries()) {
     try {
@@ -119,8 +122,18 @@ export async function createTasks(
     }
   }
 
-  const outbox = await deps.db.transaction().execute(async (trx) => {
-    const taskRows = fresh.map((p) => ({
+  // Everything each new task implies is built first, then written in one statement that
+  // inserts the tasks and, for those whose idempotency key was free, their steps, audit
+  // rows and first step messages (issue 7: creation was five statements one after the other).
+  const taskRows: Array<Record<string, unknown>> = [];
+  const stepRows: Array<Record<string, unknown>> = [];
+  const transitions: Array<TransitionRow & { task_id: string }> = [];
+  const messages: Array<OutgoingMessage & { task_id: string }> = [];
+  const templates = new Map<string, CompiledTemplate>();
+  for (const p of fresh) {
+    const template = await deps.registry.get(p.templateId);
+    templates.set(p.taskId, template);
+    taskRows.push({
       id: p.taskId,
       namespace: p.input.namespace,
       name: p.input.name,
@@ -131,88 +144,100 @@ export async function createTasks(
       parent_task_id: p.input.parent?.task_id ?? null,
       parent_step_id: p.input.parent?.step_id ?? null,
       requested_by: p.input.requested_by ?? null,
-    }));
-    const inserted = await sql<{ id: string; created_at: Date }>`
-      INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key,
-                         parent_task_id, parent_step_id, requested_by)
-      SELECT x.id, x.namespace, x.name, t.version, x.template_id, 'in_progress', x.context, x.correlation_id,
-             x.idempotency_key, x.parent_task_id, x.parent_step_id, x.requested_by
-      FROM jsonb_to_recordset(${JSON.stringify(taskRows)}::jsonb) AS x(
-        id text, namespace text, name text, template_id bigint, context jsonb, correlation_id text,
-        idempotency_key text, parent_task_id text, parent_step_id text, requested_by text)
-      JOIN templates t ON t.id = x.template_id
-      ON CONFLICT (namespace, idempotency_key) DO NOTHING
-      RETURNING id, created_at`.execute(trx);
-    const createdAt = new Map(inserted.rows.map((r) => [r.id, r.created_at]));
-
-    const stepRows: Array<Record<string, unknown>> = [];
-    const transitions: TransitionRow[] = [];
-    const messages: OutgoingMessage[] = [];
-    const existingKeys: Prepared[] = [];
-    for (const p of fresh) {
-      if (!createdAt.has(p.taskId)) {
-        existingKeys.push(p);
-        continue;
-      }
-      const template = await deps.registry.get(p.templateId);
-      const ids = new Map(template.steps.map((s) => [s.name, newStepId()]));
-      transitions.push({ task_id: p.taskId, step_id: null, from_state: null, to_state: 'in_progress', attempt: null, reason: 'task created' });
-      template.steps.forEach((s, position) => {
-        const root = s.dependencies.length === 0;
-        const id = ids.get(s.name)!;
-        stepRows.push({
-          id,
-          task_id: p.taskId,
-          name: s.name,
-          position,
-          state: root ? 'enqueued' : 'pending',
-          attempt: root ? 1 : 0,
-          max_attempts: s.retry.maxAttempts,
-          deps_pending: s.dependencies.length,
-          dependents: s.dependents.map((d) => ids.get(d)!),
-        });
-        transitions.push({ task_id: p.taskId, step_id: id, from_state: null, to_state: 'pending', attempt: null, reason: 'task created' });
-        if (root) {
-          transitions.push({ task_id: p.taskId, step_id: id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'no dependencies' });
-          const task = {
-            id: p.taskId,
-            namespace: template.namespace,
-            name: template.name,
-            version: template.version,
-            correlation_id: p.correlationId,
-            context: p.input.context,
-          };
-          messages.push(stepOutgoing(deps.names, buildStepMessage(task, template, { id, name: s.name, attempt: 1 }, new Map())));
-        }
+    });
+    const ids = new Map(template.steps.map((s) => [s.name, newStepId()]));
+    transitions.push({ task_id: p.taskId, step_id: null, from_state: null, to_state: 'in_progress', attempt: null, reason: 'task created' });
+    template.steps.forEach((s, position) => {
+      const root = s.dependencies.length === 0;
+      const id = ids.get(s.name)!;
+      stepRows.push({
+        id,
+        task_id: p.taskId,
+        name: s.name,
+        position,
+        state: root ? 'enqueued' : 'pending',
+        attempt: root ? 1 : 0,
+        max_attempts: s.retry.maxAttempts,
+        deps_pending: s.dependencies.length,
+        dependents: s.dependents.map((d) => ids.get(d)!),
       });
-      outcomes[p.index] = {
-        ok: true,
-        created: true,
-        task: {
+      transitions.push({ task_id: p.taskId, step_id: id, from_state: null, to_state: 'pending', attempt: null, reason: 'task created' });
+      if (root) {
+        transitions.push({ task_id: p.taskId, step_id: id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'no dependencies' });
+        const task = {
           id: p.taskId,
           namespace: template.namespace,
           name: template.name,
           version: template.version,
-          state: 'in_progress',
           correlation_id: p.correlationId,
-          idempotency_key: p.input.idempotency_key ?? null,
-          parent_task_id: p.input.parent?.task_id ?? null,
-          parent_step_id: p.input.parent?.step_id ?? null,
-          created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
-        },
-      };
-    }
-    if (stepRows.length > 0) {
-      await sql`
+          context: p.input.context,
+        };
+        messages.push({ ...stepOutgoing(deps.names, buildStepMessage(task, template, { id, name: s.name, attempt: 1 }, new Map())), task_id: p.taskId });
+      }
+    });
+  }
+
+  const outbox = await deps.db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create */
+      WITH ins AS (
+        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key,
+                           parent_task_id, parent_step_id, requested_by)
+        SELECT x.id, x.namespace, x.name, t.version, x.template_id, 'in_progress', x.context, x.correlation_id,
+               x.idempotency_key, x.parent_task_id, x.parent_step_id, x.requested_by
+        FROM jsonb_to_recordset(${JSON.stringify(taskRows)}::jsonb) AS x(
+          id text, namespace text, name text, template_id bigint, context jsonb, correlation_id text,
+          idempotency_key text, parent_task_id text, parent_step_id text, requested_by text)
+        JOIN templates t ON t.id = x.template_id
+        ON CONFLICT (namespace, idempotency_key) DO NOTHING
+        RETURNING id, created_at
+      ), st AS (
         INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents, enqueued_at)
         SELECT id, task_id, name, position, state, attempt, max_attempts, deps_pending,
                ARRAY(SELECT jsonb_array_elements_text(dependents)),
                CASE WHEN state = 'enqueued' THEN now() END
         FROM jsonb_to_recordset(${JSON.stringify(stepRows)}::jsonb) AS x(
           id text, task_id text, name text, position int, state text, attempt int, max_attempts int,
-          deps_pending int, dependents jsonb)`.execute(trx);
+          deps_pending int, dependents jsonb)
+        WHERE x.task_id IN (SELECT id FROM ins)
+      ), tr AS (
+        INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason)
+        SELECT task_id, step_id, from_state, to_state, attempt, reason
+        FROM jsonb_to_recordset(${JSON.stringify(transitions)}::jsonb)
+          AS x(task_id text, step_id text, from_state text, to_state text, attempt int, reason text)
+        WHERE x.task_id IN (SELECT id FROM ins)
+      ), ob AS (
+        INSERT INTO outbox (exchange, routing_key, body, properties)
+        SELECT exchange, routing_key, body, properties
+        FROM jsonb_to_recordset(${JSON.stringify(messages.map((m) => ({ task_id: m.task_id, exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })))}::jsonb)
+          AS x(task_id text, exchange text, routing_key text, body text, properties jsonb)
+        WHERE x.task_id IN (SELECT id FROM ins)
+        RETURNING id
+      )
+      SELECT (SELECT jsonb_agg(jsonb_build_object('id', id, 'created_at', created_at)) FROM ins) AS created,
+             COALESCE((SELECT array_agg(id) FROM ob), '{}') AS outbox`.execute(trx);
+    const createdAt = new Map((rows[0]!.created ?? []).map((r) => [r.id, r.created_at]));
+
+    const existingKeys: Prepared[] = [];
+    for (const p of fresh) {
+      if (!createdAt.has(p.taskId)) {
+        existingKeys.push(p);
+        continue;
+      }
+      const template = templates.get(p.taskId)!;
+      const task: TaskSummary = {
+        id: p.taskId,
+        namespace: template.namespace,
+        name: template.name,
+        version: template.version,
+        state: 'in_progress',
+        correlation_id: p.correlationId,
+        idempotency_key: p.input.idempotency_key ?? null,
+        parent_task_id: p.input.parent?.task_id ?? null,
+        parent_step_id: p.input.parent?.step_id ?? null,
+        created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
+      };
+      outcomes[p.index] = { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepRows) };
     }
-    await recordTransitions(trx, transitions);
 
     // Idempotency keys already used: return the existing task.
     if (existingKeys.length > 0) {
@@ -230,7 +255,9 @@ export async function createTasks(
           : { ok: false, error: new TaskerError(ErrorCode.INTERNAL, 'idempotency key conflict could not be resolved; retry') };
       }
     }
-    return insertOutbox(trx, messages);
+    // The outbox ids only serve to delete the batch's rows once all are confirmed.
+    const sent = messages.filter((m) => createdAt.has(m.task_id));
+    return sent.map(({ task_id: _, ...m }, i): OutboxRow => ({ ...m, id: String(rows[0]!.outbox[i]) }));
   });
 
   for (const { p, first } of repeats) {
@@ -268,5 +295,36 @@ export function toSummary(r: TaskSummaryRow): TaskSummary {
     parent_task_id: r.parent_task_id,
     parent_step_id: r.parent_step_id,
     created_at: new Date(r.created_at).toISOString(),
+  };
+}
+
+/** A task as its creating transaction left it (`now()` is the transaction's time throughout). */
+function createdView(task: TaskSummary, context: CreateTaskBody['context'], template: CompiledTemplate, stepRows: Array<Record<string, unknown>>): TaskView {
+  const rows = stepRows.filter((r) => r['task_id'] === task.id);
+  return {
+    ...task,
+    updated_at: task.created_at,
+    completed_at: null,
+    context: context as TaskView['context'],
+    error: null,
+    steps: template.steps.map((def, position) => {
+      const r = rows[position]!;
+      return {
+        id: r['id'] as string,
+        name: def.name,
+        state: r['state'] as 'enqueued' | 'pending',
+        attempt: r['attempt'] as number,
+        max_attempts: def.retry.maxAttempts,
+        dependencies: def.dependencies,
+        handler_callable: def.callable,
+        result: null,
+        error: null,
+        enqueued_at: r['state'] === 'enqueued' ? task.created_at : null,
+        started_at: null,
+        finished_at: null,
+        next_retry_at: null,
+        waiting_for_task_id: null,
+      };
+    }),
   };
 }

@@ -27,7 +27,7 @@ export interface LockedTask {
  */
 export async function lockTasks(trx: Transaction<Database>, taskIds: string[]): Promise<Map<string, LockedTask>> {
   if (taskIds.length === 0) return new Map();
-  const { rows } = await sql<LockedTask>`
+  const { rows } = await sql<LockedTask>`/* prepared:lock_tasks */
     SELECT id, state, namespace, name, version, template_id, correlation_id, context, parent_task_id, parent_step_id
     FROM tasks WHERE id = ANY(${[...new Set(taskIds)].sort()}::text[]) ORDER BY id FOR UPDATE`.execute(trx);
   return new Map(rows.map((r) => [r.id, r]));
@@ -46,7 +46,7 @@ export async function stepMessagesFor(
 ): Promise<OutgoingMessage[]> {
   if (steps.length === 0) return [];
   const taskIds = [...new Set(steps.map((s) => s.task_id))];
-  const { rows } = await sql<{ task_id: string; name: string; result: unknown }>`
+  const { rows } = await sql<{ task_id: string; name: string; result: unknown }>`/* prepared:completed_results */
     SELECT task_id, name, result FROM steps WHERE task_id = ANY(${taskIds}::text[]) AND state = 'complete'`.execute(trx);
   const results = new Map<string, Map<string, unknown>>();
   for (const r of rows) {

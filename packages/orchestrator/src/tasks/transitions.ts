@@ -15,7 +15,7 @@ export interface TransitionRow {
 /** Appends audit rows (one statement for the whole batch). */
 export async function recordTransitions(trx: Transaction<Database>, rows: TransitionRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await sql`
+  await sql`/* prepared:transitions_insert */
     INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason, actor)
     SELECT task_id, step_id, from_state, to_state, attempt, reason, actor
     FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)

@@ -139,7 +139,7 @@ export class TemplateRegistry {
    * version when none is given. Refusals say which of the three is unknown.
    */
   async resolve(namespace: string, name: string, version?: string | null): Promise<RegisteredTemplate> {
-    const rows = await sql<{ id: string; version: string }>`
+    const rows = await sql<{ id: string; version: string }>`/* prepared:template_resolve */
       SELECT id, version FROM templates
       WHERE namespace = ${namespace} AND name = ${name} AND (${version ?? null}::text IS NULL OR version = ${version ?? null})
       ORDER BY major DESC, minor DESC, patch DESC, (prerelease = '') DESC, prerelease DESC
