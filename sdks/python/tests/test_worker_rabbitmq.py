@@ -11,6 +11,7 @@ import uuid
 import pika
 
 from tasker_worker import PermanentError, RetryableError, Worker
+from tests.broker_user import BrokerUser
 from tests.test_messages import step_message
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
@@ -148,7 +149,7 @@ class WorkerTest(unittest.TestCase):
 
     def start_worker(self, **options):
         ns = self.orch.namespace()
-        w = Worker(ns, HANDLERS, amqp_url=AMQP_URL, prefix=self.orch.prefix, **options)
+        w = Worker(ns, HANDLERS, prefix=self.orch.prefix, **{"amqp_url": AMQP_URL, **options})
         t = threading.Thread(target=w.run, kwargs={"install_signal_handlers": False}, daemon=True)
         t.start()
         self.addCleanup(lambda: (w.stop(), t.join(15)))
@@ -167,6 +168,19 @@ class WorkerTest(unittest.TestCase):
         w.stop()
         t.join(15)
         self.assertEqual(self.orch.depth(ns), 0)
+
+    def test_results_carry_the_user_id_of_the_url_user_decoded_from_percent_escapes_with_plus_kept(self):
+        # The origin check (docs/protocol.md, section 2) applies a namespace's results only when
+        # their user_id is that namespace's broker user, and RabbitMQ refuses a user_id that is
+        # not the connection's: the worker must log in as the URL's user, decoded as RFC 3986
+        # says, and sign with that same user.
+        user = BrokerUser(AMQP_URL, self.orch.prefix, "pytest")
+        self.addCleanup(user.delete)  # runs after the worker's cleanup, added later
+        ns, _, _ = self.start_worker(amqp_url=user.url)
+        self.orch.dispatch(step_message(namespace=ns, step_id="stp_user"))
+        r, props, _ = self.orch.result_for("stp_user")
+        self.assertEqual(r["status"], "success")
+        self.assertEqual(props.user_id, user.name)
 
     def test_permanent_and_retryable_errors_and_a_missing_handler(self):
         ns, _, _ = self.start_worker()

@@ -24,6 +24,7 @@ end
 
 require_relative 'tasker_worker/errors'
 require_relative 'tasker_worker/messages'
+require_relative 'tasker_worker/amqp_url'
 require_relative 'tasker_worker/context'
 require_relative 'tasker_worker/step_handler'
 require_relative 'tasker_worker/worker'

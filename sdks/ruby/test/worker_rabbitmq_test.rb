@@ -7,6 +7,7 @@ require 'minitest/autorun'
 require 'timeout'
 require 'tasker_worker'
 require_relative 'messages_test'
+require_relative 'broker_user'
 
 AMQP_URL = ENV['TASKER_AMQP_URL'] || 'amqp://guest:guest@127.0.0.1:5672'
 
@@ -162,8 +163,8 @@ class WorkerRabbitMQTest < Minitest::Test
 
   def start_worker(**options)
     ns = ORCH.namespace
-    w = TaskerWorker::Worker.new(namespace: ns, handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled], amqp_url: AMQP_URL, prefix: ORCH.prefix,
-                                 logger: Logger.new(nil), **options)
+    w = TaskerWorker::Worker.new(namespace: ns, handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled], prefix: ORCH.prefix,
+                                 logger: Logger.new(nil), **{ amqp_url: AMQP_URL }.merge(options))
     t = Thread.new { w.run(install_signal_handlers: false) }
     @cleanup = lambda {
       w.stop
@@ -175,6 +176,8 @@ class WorkerRabbitMQTest < Minitest::Test
 
   def teardown
     @cleanup&.call
+  ensure
+    @broker_user&.delete
   end
 
   def handler(name) = { 'callable' => name, 'method' => nil, 'initialization' => {} }
@@ -191,6 +194,19 @@ class WorkerRabbitMQTest < Minitest::Test
     w.stop
     t.join(15)
     assert_equal 0, ORCH.depth(ns)
+  end
+
+  # The origin check (docs/protocol.md, section 2) applies a namespace's results only when
+  # their user_id is that namespace's broker user, and RabbitMQ refuses a user_id that is not
+  # the connection's: the worker must log in as the URL's user, decoded as RFC 3986 says,
+  # and sign with that same user.
+  def test_results_carry_the_user_id_of_the_url_user_decoded_from_percent_escapes_with_plus_kept
+    user = @broker_user = BrokerUser.new(ORCH.prefix, 'rbtest')
+    ns, = start_worker(amqp_url: user.url)
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_user'))
+    r, props, = ORCH.result_for('stp_user')
+    assert_equal 'success', r['status']
+    assert_equal user.name.b, props[:user_id].b
   end
 
   def test_permanent_and_retryable_errors_and_a_missing_handler

@@ -42,10 +42,16 @@ module TaskerWorker
       rescue ArgumentError => e
         problems << e.message
       end
+      @amqp_url = amqp_url || env_or_nil('TASKER_AMQP_URL') || DEFAULT_AMQP_URL
+      begin
+        # Parsed once: the connection logs in with these, and its user signs every result.
+        @credentials = AmqpUrl.credentials(@amqp_url)
+      rescue ArgumentError => e
+        problems << e.message
+      end
       raise ArgumentError, "invalid worker options: #{problems.join('; ')}" unless problems.empty?
 
       @concurrency = concurrency
-      @amqp_url = amqp_url || env_or_nil('TASKER_AMQP_URL') || DEFAULT_AMQP_URL
       @shutdown_grace = shutdown_grace
       @overrun_grace = overrun_grace
       @worker_id = worker_id || "#{Socket.gethostname}:#{Process.pid}:#{SecureRandom.alphanumeric(6).downcase}"
@@ -71,8 +77,9 @@ module TaskerWorker
     def run(install_signal_handlers: true)
       trap_signals if install_signal_handlers
       @logger.info("worker starting: queue=#{@queue_name} concurrency=#{@concurrency} handlers=#{@handlers.keys.sort.join(',')}")
-      @conn = Bunny.new(@amqp_url, connection_name: "tasker-worker #{@namespace} #{@worker_id}", automatically_recover: true,
-                                   logger: Logger.new($stderr, level: :warn))
+      # The credentials override Bunny's own reading of the URL, which turns a `+` into a space.
+      @conn = Bunny.new(@amqp_url, **@credentials, connection_name: "tasker-worker #{@namespace} #{@worker_id}", automatically_recover: true,
+                                                   logger: Logger.new($stderr, level: :warn))
       @conn.start
       return close unless wait_for_queue
 
@@ -275,7 +282,7 @@ module TaskerWorker
                           correlation_id: m['correlation_id'], type: 'step_result',
                           # RabbitMQ checks user_id is this connection's user: the orchestrator can
                           # then check a namespace's results come from that namespace's user.
-                          user_id: @conn.user)
+                          user_id: @credentials[:user])
       if confirmed
         # Acked only now: a result that was never confirmed must not lose its step.
         @consume_ch.ack(job.tag)
