@@ -1,6 +1,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Folder of the child entry points (`bench/src/children`). */
@@ -28,7 +28,7 @@ export interface SpawnOptions {
 
 /**
  * A benchmark child process (an orchestrator, a worker, a peer's worker, a broker relay),
- * started with tsx and talking over IPC. Its peak memory is read from /proc while it lives.
+ * started with tsx (or from a bundle) and talking over IPC. Its peak memory is read from /proc while it lives.
  */
 export class Child {
   readonly proc: ChildProcess;
@@ -46,7 +46,8 @@ export class Child {
   ) {
     mkdirSync(dirname(options.logFile), { recursive: true });
     const log = createWriteStream(options.logFile, { flags: 'a' });
-    const execArgv = ['--import', TSX];
+    // A bundle (`.mjs`, see scripts/bundle.ts) is plain JavaScript; sources run under tsx.
+    const execArgv = script.endsWith('.mjs') ? [] : ['--import', TSX];
     if (options.cpuProfDir) {
       // A folder per child: Node writes one profile per thread (tsx's loader hooks run in
       // a thread of their own), named CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile.
@@ -54,7 +55,7 @@ export class Child {
       mkdirSync(dir, { recursive: true });
       execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
     }
-    this.proc = fork(join(CHILDREN_DIR, script), [], {
+    this.proc = fork(isAbsolute(script) ? script : join(CHILDREN_DIR, script), [], {
       execArgv,
       env: { ...process.env, ...options.env },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

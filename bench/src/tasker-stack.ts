@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { QueueType } from '@tasker/protocol';
 import { deleteTopology, dropSchema, taskerTopology } from './cleanup.ts';
-import { spawnChild, type Child } from './proc.ts';
+import { bundle } from '../../scripts/bundle.ts';
+import { CHILDREN_DIR, spawnChild, type Child } from './proc.ts';
 
 export const BENCH_NAMESPACES = ['bench', 'bench_idle'];
 
@@ -76,7 +77,7 @@ export class TaskerStack {
     try {
       for (let i = 0; i < o.orchestrators; i++) {
         s.orchestrators.push(
-          spawnChild(`orchestrator-${o.label}-${i + 1}`, 'orchestrator.ts', {
+          spawnChild(`orchestrator-${o.label}-${i + 1}`, await childScript(o, 'orchestrator'), {
             env: s.env(),
             logFile: join(o.outDir, 'logs', `orchestrator-${o.label}-${i + 1}.log`),
             cpuProfDir: o.cpuProfDir ?? null,
@@ -102,7 +103,7 @@ export class TaskerStack {
   async startWorker(env: Record<string, string> = {}): Promise<Child> {
     if (this.worker) throw new Error('worker already running');
     this.workers++;
-    const w = spawnChild(`worker-${this.o.label}-${this.workers}`, 'tasker-worker.ts', {
+    const w = spawnChild(`worker-${this.o.label}-${this.workers}`, await childScript(this.o, 'tasker-worker'), {
       env: { ...this.env(), BENCH_NAMESPACE: 'bench', BENCH_CONCURRENCY: String(this.o.concurrency), ...env },
       logFile: join(this.o.outDir, 'logs', `worker-${this.o.label}-${this.workers}.log`),
       cpuProfDir: this.o.cpuProfDir ?? null,
@@ -151,4 +152,20 @@ export class TaskerStack {
     await dropSchema(this.o.databaseUrl, this.schema).catch(warn(`dropping schema ${this.schema}`));
     await deleteTopology(this.o.amqpUrl, taskerTopology(this.prefix, this.o.queueType, BENCH_NAMESPACES)).catch(warn(`deleting the queues of ${this.prefix}`));
   }
+}
+
+const bundles = new Map<string, Promise<string>>();
+
+/**
+ * Tasker's processes run as in production: bundled (scripts/bundle.ts, `pnpm build`), not
+ * under tsx, whose loader alone holds ~50 MB and transpiles at start. The what-ifs that patch
+ * a library in the child (--trace, --nodelay) and --profile (its summary groups time by
+ * package path) need the sources, so they run under tsx.
+ */
+function childScript(o: StackOptions, name: 'orchestrator' | 'tasker-worker'): Promise<string> {
+  if (o.trace || o.nodelay || o.cpuProfDir) return Promise.resolve(`${name}.ts`);
+  const out = join(o.outDir, 'bundle', `${name}.mjs`);
+  let p = bundles.get(out);
+  if (!p) bundles.set(out, (p = bundle(join(CHILDREN_DIR, `${name}.ts`), out).then(() => out)));
+  return p;
 }

@@ -38,8 +38,12 @@ export const OrchestratorConfigSchema = z.object({
   batchSize: z.coerce.number().int().min(1).max(5000).default(200),
   /** Batches of one queue processed at once (each its own transaction). @defaultValue 4 */
   batchConcurrency: z.coerce.number().int().min(1).max(64).default(4),
-  /** Unacked messages the orchestrator holds per queue. @defaultValue 1000 */
-  prefetch: z.coerce.number().int().min(1).max(65535).default(1000),
+  /**
+   * Unacked messages the orchestrator holds per queue: two full batches. More only holds
+   * memory (1000 took the orchestrator from 186 to 207 MB at 10,000 tasks in flight, issue
+   * 7) without a faster drain. @defaultValue 400
+   */
+  prefetch: z.coerce.number().int().min(1).max(65535).default(400),
   /** How often the outbox is swept for messages a crashed process left. @defaultValue 1000 */
   outboxSweepMs: z.coerce.number().int().min(50).default(1000),
   /** Age after which an outbox row counts as left behind and is published by any process. @defaultValue 5000 */
