@@ -1,21 +1,24 @@
 // Tasker's benchmark harness (issue 7). One invocation measures, in order and in the same
 // conditions: Tasker's throughput on the diamond workload, its per-step overhead, task
 // creation over HTTP and AMQP, the raw broker and database limits, the peers on the same
-// workload, and memory with many tasks in flight and with 1 vs 2 orchestrators.
+// workload, memory with many tasks in flight and with 1 vs 2 orchestrators, and the
+// per-step overhead of each language's worker runtime (issue 4).
 // `pnpm bench --help` lists the options; bench/README.md explains every figure.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { measureWorkerOverhead } from '@tasker/conformance';
 import { ensureDatabase } from '@tasker/orchestrator';
 import pino from 'pino';
 import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
 import { describeMachine, durabilitySettings, pgCounters } from './machine.ts';
-import { parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
+import { LANGUAGES, parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
 import { medianRun, type PeerContext, type PeerResult } from './peers/common.ts';
 import { allChildren, spawnChild } from './proc.ts';
 import { heading, table } from './report.ts';
 import { pgCas, twoHop, type CasResult, type TwoHopResult } from './sections/limit.ts';
+import { LANGUAGE_LABELS, prepareWorker, skipped, WORKER_CONCURRENCY, type LanguageFigures, type RustBuild } from './sections/languages.ts';
 import {
   creationRates,
   diamondThroughput,
@@ -34,6 +37,7 @@ import { cpuMeter, round, runId as makeRunId, waitQuiet } from './util.ts';
 import { forceNoDelay } from './experiments.ts';
 
 const BENCH_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
+const REPO_DIR = dirname(BENCH_DIR);
 
 const say = (s: string) => process.stdout.write(`${s}\n`);
 const note = (s: string) => process.stderr.write(`${s}\n`);
@@ -497,6 +501,84 @@ if (scale2 || throughput) {
   );
 }
 
+// 7. Per-step overhead by worker language ------------------------------------------------
+// Each language's conformance worker alone: steps published straight to its queue, results
+// timed on the results exchange (no orchestrator, no database; see sections/languages.ts).
+let byLanguage: Record<string, LanguageFigures> | null = null;
+if (wants('languages')) {
+  say(heading('7. Per-step overhead by worker language (the worker alone: no orchestrator, no database)'));
+  byLanguage = {};
+  let rustBuild: RustBuild | null = null;
+  mkdirSync(join(outDir, 'logs'), { recursive: true });
+  for (const language of LANGUAGES) {
+    if (!opts.sizes.languages.includes(language)) {
+      byLanguage[language] = skipped(language, `not measured in ${opts.mode} mode`);
+      continue;
+    }
+    // The Rust build lives in bench/out whatever --out says: it is a cache, reused by later runs.
+    const prepared = await attempt(`languages ${language}`, () =>
+      prepareWorker(language, REPO_DIR, join(BENCH_DIR, 'out', 'cargo-target'), opts.sizes.rustBuildTimeoutMs),
+    );
+    if (!prepared) {
+      byLanguage[language] = skipped(language, 'could not prepare the worker (see errors)');
+      continue;
+    }
+    if (prepared.build) rustBuild = prepared.build;
+    if ('skipped' in prepared) {
+      byLanguage[language] = skipped(language, prepared.skipped);
+      continue;
+    }
+    const r = await attempt(`languages ${language}`, () =>
+      measured(`language_${language}`, () =>
+        measureWorkerOverhead({
+          command: prepared.command,
+          env: prepared.env,
+          cwd: REPO_DIR,
+          amqpUrl: opts.amqpUrl,
+          queueType: opts.queueType,
+          steps: opts.sizes.languageSteps,
+          warmup: opts.sizes.languageWarmup,
+          inFlight: opts.sizes.languageInFlight,
+          inFlightSteps: opts.sizes.languageInFlightSteps,
+          logPath: join(outDir, 'logs', `language-${language}.log`),
+          deadline: deadlineFor(),
+        }),
+      ),
+    );
+    byLanguage[language] = r
+      ? { worker: LANGUAGE_LABELS[language], runtime: prepared.runtime, ...r, ...(prepared.build ? { rust_build: prepared.build } : {}) }
+      : skipped(language, 'the measurement failed (see errors)', prepared.build);
+  }
+  const rows = LANGUAGES.map((language) => {
+    const f = byLanguage![language]!;
+    const label = language === 'rust' && rustBuild ? `${f.worker.replace(/\)$/, '')}, ${rustBuild.profile} build)` : f.worker;
+    if ('skipped' in f) return [label, null, null, null, null, null, 'skipped'];
+    return [label, f.p50_ms, f.p95_ms, f.p99_ms, f.in_flight_steps_per_sec, f.start_ms, f.runtime];
+  });
+  say(
+    table(
+      ['per-step overhead, step message → result', 'p50 ms', 'p95 ms', 'p99 ms', `steps/s, ${opts.sizes.languageInFlight} in flight`, 'ready ms', 'runtime'],
+      rows,
+    ),
+  );
+  say(
+    `  ${opts.sizes.languageSteps} steps one at a time after ${opts.sizes.languageWarmup} unmeasured, then ${opts.sizes.languageInFlightSteps.toLocaleString('en-US')} steps with ` +
+      `${opts.sizes.languageInFlight} kept in flight; every worker at concurrency ${WORKER_CONCURRENCY}; ${opts.queueType} queues; ` +
+      "'ready': the worker's start until it consumes its queue (not in the figures)",
+  );
+  for (const language of LANGUAGES) {
+    const f = byLanguage[language]!;
+    if ('skipped' in f) say(`  ${language}: skipped, ${f.skipped}`);
+    else if (f.timed_out) say(`  ${language}: timed out after ${f.steps} sequential steps (the figures use those)`);
+  }
+  if (rustBuild) {
+    say(
+      `  Rust worker: cargo build --offline${rustBuild.profile === 'release' ? ' --release' : ''} ${rustBuild.seconds} s ` +
+        `(${rustBuild.compiled ? 'compiled' : 'up to date'}; not part of the figures)${rustBuild.note ? `; DEBUG build: ${rustBuild.note}` : ''}`,
+    );
+  }
+}
+
 // Ratios and targets ------------------------------------------------------------------------
 const ours = throughput?.steps_per_sec ?? null;
 const ratio = (a: number | null, b: number | null | undefined) => (a && b ? round(a / b, 2) : null);
@@ -579,6 +661,7 @@ Object.assign(result, {
     two: scale2,
     ratio: ratio(scale2?.steps_per_sec ?? null, ours),
   },
+  overhead_by_language: byLanguage,
   targets: verdicts,
   machine_cpu_busy_pct: cpuBusy,
   cpu_by_process_pct_of_one_core: cpuShares,

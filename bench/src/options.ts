@@ -2,7 +2,7 @@ import type { QueueType } from '@tasker/protocol';
 
 export type Mode = 'full' | 'quick' | 'tiny';
 
-export const SECTIONS = ['throughput', 'overhead', 'create', 'limit', 'peers', 'memory', 'scale'] as const;
+export const SECTIONS = ['throughput', 'overhead', 'create', 'limit', 'peers', 'memory', 'scale', 'languages'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 export const PEERS = [
@@ -16,6 +16,10 @@ export const PEERS = [
   'pg_boss_notify',
 ] as const;
 export type PeerName = (typeof PEERS)[number];
+
+/** Worker languages of the `languages` section, each by its conformance worker. */
+export const LANGUAGES = ['typescript', 'python', 'ruby', 'rust'] as const;
+export type Language = (typeof LANGUAGES)[number];
 
 /** How much of everything a mode does. Every loop of the bench is bounded by these counts and by `sectionTimeoutMs`. */
 export interface Sizes {
@@ -40,6 +44,16 @@ export interface Sizes {
   pgbossTasks: number;
   /** Tasks in flight for the memory measurement. */
   memoryTasks: number;
+  /** Languages the `languages` section measures (the others are reported as not measured in this mode). */
+  languages: readonly Language[];
+  /** Per language: steps timed one at a time, after `languageWarmup` unmeasured ones. */
+  languageSteps: number;
+  languageWarmup: number;
+  /** Per language: steps kept in flight for the rate, and the steps of that measurement. */
+  languageInFlight: number;
+  languageInFlightSteps: number;
+  /** How long the Rust conformance worker's build may take (each profile tried). */
+  rustBuildTimeoutMs: number;
   /** Longest any one measurement may take. */
   sectionTimeoutMs: number;
 }
@@ -57,6 +71,12 @@ export const SIZES: Record<Mode, Sizes> = {
     peerTasks: 2000,
     pgbossTasks: 200,
     memoryTasks: 10_000,
+    languages: LANGUAGES,
+    languageSteps: 300,
+    languageWarmup: 20,
+    languageInFlight: 200,
+    languageInFlightSteps: 1000,
+    rustBuildTimeoutMs: 300_000,
     sectionTimeoutMs: 180_000,
   },
   quick: {
@@ -71,6 +91,12 @@ export const SIZES: Record<Mode, Sizes> = {
     peerTasks: 400,
     pgbossTasks: 40,
     memoryTasks: 1500,
+    languages: LANGUAGES,
+    languageSteps: 100,
+    languageWarmup: 10,
+    languageInFlight: 200,
+    languageInFlightSteps: 200,
+    rustBuildTimeoutMs: 120_000,
     sectionTimeoutMs: 20_000,
   },
   tiny: {
@@ -85,6 +111,13 @@ export const SIZES: Record<Mode, Sizes> = {
     peerTasks: 4,
     pgbossTasks: 2,
     memoryTasks: 10,
+    // TypeScript only: the other runtimes are optional on a machine, and the smoke run stays short.
+    languages: ['typescript'],
+    languageSteps: 10,
+    languageWarmup: 3,
+    languageInFlight: 10,
+    languageInFlightSteps: 20,
+    rustBuildTimeoutMs: 120_000,
     sectionTimeoutMs: 20_000,
   },
 };
