@@ -52,6 +52,7 @@ describe('benchmark harness', () => {
       'create.amqp_per_sec': r.create?.amqp_per_sec,
       'limit.two_hop_msgs_per_sec': r.limit?.two_hop_msgs_per_sec,
       'memory_mb.orchestrator': r.memory_mb?.orchestrator,
+      'overhead_by_language.typescript.p50_ms': r.overhead_by_language?.typescript?.p50_ms,
     })) {
       expect(isNumber(value), `${path} = ${JSON.stringify(value)}`).toBe(true);
     }
