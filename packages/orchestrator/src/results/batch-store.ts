@@ -14,10 +14,64 @@ export async function lockAndReadSteps(
 ): Promise<{ tasks: Map<string, LockedTask>; steps: Map<string, StepState> }> {
   const ids = [...new Set(taskIds)];
   if (ids.length === 0) return { tasks: new Map(), steps: new Map() };
-  const { rows } = await sql<{ batch: { tasks: LockedTask[]; steps: StepState[] } }>`/* prepared:lock_tasks_read_steps */
-    SELECT lock_tasks_read_steps(${ids}::text[]) AS batch`.execute(trx);
-  const { tasks, steps } = rows[0]!.batch;
-  return { tasks: new Map(tasks.map((t) => [t.id, t])), steps: new Map(steps.map((s) => [s.id, s])) };
+  const { rows } = await sql<BatchRow>`/* prepared:lock_tasks_read_steps */
+    SELECT * FROM lock_tasks_read_steps(${ids}::text[])`.execute(trx);
+  const tasks = new Map<string, LockedTask>();
+  const steps = new Map<string, StepState>();
+  for (const r of rows) {
+    if (r.kind === 'task') {
+      tasks.set(r.id, {
+        id: r.id,
+        state: r.state,
+        namespace: r.namespace!,
+        name: r.name,
+        version: r.version!,
+        template_id: r.template_id!,
+        correlation_id: r.correlation_id!,
+        context: r.context!,
+        parent_task_id: r.parent_task_id,
+        parent_step_id: r.parent_step_id,
+      });
+    } else {
+      steps.set(r.id, {
+        id: r.id,
+        task_id: r.task_id,
+        name: r.name,
+        state: r.state,
+        attempt: r.attempt!,
+        max_attempts: r.max_attempts!,
+        deps_pending: r.deps_pending!,
+        dependents: r.dependents!,
+        result: r.result,
+        error: r.error,
+        finished_at: r.finished_at ? new Date(r.finished_at).toISOString() : null,
+      });
+    }
+  }
+  return { tasks, steps };
+}
+
+/** A row of `lock_tasks_read_steps`: a task's columns or a step's, by `kind`. */
+interface BatchRow {
+  kind: 'task' | 'step';
+  id: string;
+  task_id: string;
+  name: string;
+  state: string;
+  attempt: number | null;
+  max_attempts: number | null;
+  deps_pending: number | null;
+  dependents: string[] | null;
+  result: unknown;
+  error: unknown;
+  finished_at: Date | null;
+  namespace: string | null;
+  version: string | null;
+  template_id: string | null;
+  correlation_id: string | null;
+  context: Record<string, unknown> | null;
+  parent_task_id: string | null;
+  parent_step_id: string | null;
 }
 
 /** The rows changed under the lock after all: the batch is rolled back and retried. */
