@@ -130,6 +130,7 @@ export async function createTasks(
   const transitions: Array<TransitionRow & { task_id: string }> = [];
   const messages: Array<OutgoingMessage & { task_id: string }> = [];
   const templates = new Map<string, CompiledTemplate>();
+  const stepsOf = new Map<string, Array<Record<string, unknown>>>();
   for (const p of fresh) {
     const template = await deps.registry.get(p.templateId);
     templates.set(p.taskId, template);
@@ -146,11 +147,13 @@ export async function createTasks(
       requested_by: p.input.requested_by ?? null,
     });
     const ids = new Map(template.steps.map((s) => [s.name, newStepId()]));
+    const own: Array<Record<string, unknown>> = [];
+    stepsOf.set(p.taskId, own);
     transitions.push({ task_id: p.taskId, step_id: null, from_state: null, to_state: 'in_progress', attempt: null, reason: 'task created' });
     template.steps.forEach((s, position) => {
       const root = s.dependencies.length === 0;
       const id = ids.get(s.name)!;
-      stepRows.push({
+      own.push({
         id,
         task_id: p.taskId,
         name: s.name,
@@ -161,6 +164,7 @@ export async function createTasks(
         deps_pending: s.dependencies.length,
         dependents: s.dependents.map((d) => ids.get(d)!),
       });
+      stepRows.push(own[own.length - 1]!);
       transitions.push({ task_id: p.taskId, step_id: id, from_state: null, to_state: 'pending', attempt: null, reason: 'task created' });
       if (root) {
         transitions.push({ task_id: p.taskId, step_id: id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'no dependencies' });
@@ -236,7 +240,7 @@ export async function createTasks(
         parent_step_id: p.input.parent?.step_id ?? null,
         created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
       };
-      outcomes[p.index] = { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepRows) };
+      outcomes[p.index] = { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepsOf.get(p.taskId)!) };
     }
 
     // Idempotency keys already used: return the existing task.
@@ -299,8 +303,7 @@ export function toSummary(r: TaskSummaryRow): TaskSummary {
 }
 
 /** A task as its creating transaction left it (`now()` is the transaction's time throughout). */
-function createdView(task: TaskSummary, context: CreateTaskBody['context'], template: CompiledTemplate, stepRows: Array<Record<string, unknown>>): TaskView {
-  const rows = stepRows.filter((r) => r['task_id'] === task.id);
+function createdView(task: TaskSummary, context: CreateTaskBody['context'], template: CompiledTemplate, rows: Array<Record<string, unknown>>): TaskView {
   return {
     ...task,
     updated_at: task.created_at,
