@@ -115,12 +115,21 @@ export class BatchConsumer<S extends z.ZodType> {
 
   private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery }>): Promise<void> {
     let delay = 250;
+    let conflicts = 0;
     for (;;) {
       try {
         await this.o.process(items);
         for (const i of items) i.delivery.ack();
         return;
       } catch (err) {
+        const code = (err as { code?: string }).code;
+        if ((code === '40001' || code === '40P01') && conflicts++ < 10) {
+          // A conflict with another writer (serialization failure, deadlock, or rows changed
+          // under a result batch's locks): nothing was applied; run the batch again now.
+          this.o.logger.warn({ err: (err as Error).message, attempt: conflicts }, `${this.o.what} batch conflicted; running it again`);
+          await new Promise((r) => setTimeout(r, Math.random() * 20));
+          continue;
+        }
         if (isTransientError(err)) {
           // Keep the messages unacked and wait for the database to come back.
           this.o.logger.warn({ err: (err as Error).message, retryInMs: delay }, `${this.o.what} batch waits for the database`);
