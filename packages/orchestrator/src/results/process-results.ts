@@ -39,14 +39,8 @@ export interface IgnoredResult {
   reason: string;
 }
 
-interface StepRow {
-  id: string;
-  task_id: string;
-  name: string;
-  state: string;
-  attempt: number;
-  max_attempts: number;
-}
+/** What deciding a result needs of its step (read under the task lock). */
+type StepRow = Pick<StepState, 'id' | 'task_id' | 'name' | 'state' | 'attempt' | 'max_attempts'>;
 
 /**
  * Applies a batch of step results in one transaction: compare-and-set step transitions,
