@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
+import amqp from 'amqplib';
+import { AMQP_URL } from '../support/services.ts';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
 
@@ -87,5 +89,73 @@ describe('step results', () => {
     const [m] = (await worker.waitFor(before + 1)).slice(before);
     await worker.succeed(m!);
     await worker.waitFor(before + 2);
+  });
+
+  it('a step_results message carrying several results: each is applied on its own, a bad one is parked alone, the message is acked', async () => {
+    const o = stack.orchestrator;
+    const before = worker.received.length;
+    const created = await o.createTasks([1, 2, 3].map(() => ({ namespace: 'results_ns', name: 'two_steps', context: {} })));
+    expect(created.every((c) => c.ok)).toBe(true);
+    const firsts = (await worker.waitFor(before + 3)).slice(before);
+    const marker = `bad${Math.random().toString(36).slice(2, 10)}`;
+    // The second result names a step of another namespace's shape: no step_name (schema error).
+    const { step_name: _dropped, ...broken } = { ...worker.result(firsts[1]!, { result: 'x' }), worker_id: marker };
+    const body = {
+      protocol_version: 1,
+      message_type: 'step_results',
+      results: [worker.result(firsts[0]!, { result: { n: 0 } }), broken, worker.result(firsts[2]!, { result: { n: 2 } })],
+    };
+    const parked: Array<{ code: string; reason: string; body: string }> = [];
+    const c = await o.broker.consume(o.names.deadLetterQueue, { prefetch: 10 }, (d) => {
+      const h = d.message.properties.headers ?? {};
+      if (d.body.toString().includes(marker)) parked.push({ code: String(h['x-tasker-code']), reason: String(h['x-tasker-reason']), body: d.body.toString() });
+      d.ack();
+    });
+    await worker.publish(JSON.stringify(body), 'results_ns');
+    // Both valid results complete their steps and dispatch the dependents.
+    const seconds = (await worker.waitFor(before + 5)).slice(before + 3);
+    expect(new Set(seconds.map((m) => m.task_id))).toEqual(new Set([firsts[0]!.task_id, firsts[2]!.task_id]));
+    await eventually(async () => (parked.length >= 1 ? true : undefined), 5000, 'the bad result parked');
+    await c.close();
+    expect(parked).toHaveLength(1);
+    expect(parked[0]!.code).toBe('INVALID_MESSAGE');
+    expect(parked[0]!.reason).toMatch(/step result 2 of 3 in a step_results message does not match its schema: step_name/);
+    // Only the bad result was parked, not its siblings.
+    expect(JSON.parse(parked[0]!.body)).toEqual(broken);
+    const task1 = await o.getTask(firsts[1]!.task_id);
+    expect(task1!.steps[0]!.state).toBe('enqueued');
+    expect((await o.getTask(firsts[0]!.task_id))!.steps[0]!.result).toEqual({ n: 0 });
+  });
+
+  it('a step_results message with a broken envelope is parked whole, naming what is wrong', async () => {
+    const o = stack.orchestrator;
+    const marker = `env${Math.random().toString(36).slice(2, 10)}`;
+    const parked: string[] = [];
+    const c = await o.broker.consume(o.names.deadLetterQueue, { prefetch: 10 }, (d) => {
+      if (d.body.toString().includes(marker)) parked.push(String(d.message.properties.headers?.['x-tasker-reason']));
+      d.ack();
+    });
+    await worker.publish(JSON.stringify({ protocol_version: 1, message_type: 'step_results', results: { marker } }), 'results_ns');
+    await worker.publish(JSON.stringify({ protocol_version: 1, message_type: 'step_results', results: [], marker }), 'results_ns');
+    await eventually(async () => (parked.length >= 2 ? true : undefined), 5000, 'both parked');
+    await c.close();
+    expect(parked.sort()).toEqual([
+      'step_results message: results must be an array of 1 to 500 step results',
+      'step_results message: results must be an array of 1 to 500 step results; it has 0',
+    ]);
+  });
+
+  it('every result message above was acked: once the orchestrator stops, none goes back to the results queue', async () => {
+    const o = stack.orchestrator;
+    await eventually(async () => ((await o.broker.queueDepth(o.names.resultsQueue)) === 0 ? true : undefined), 5000, 'results queue drained');
+    // Unacked deliveries return to the queue when the consumer goes away.
+    await o.stop();
+    const conn = await amqp.connect(AMQP_URL());
+    try {
+      const ch = await conn.createChannel();
+      expect((await ch.checkQueue(o.names.resultsQueue)).messageCount).toBe(0);
+    } finally {
+      await conn.close();
+    }
   });
 });

@@ -7,6 +7,7 @@ import {
   RetryDue,
   StepMessage,
   StepResult,
+  STEP_RESULTS_SHAPE,
   TaskerError,
   TaskRequest,
   TemplateError,
@@ -175,7 +176,7 @@ export class Orchestrator {
     if (config.templatesDir) await this.registerTemplates(await loadTemplateDir(config.templatesDir, config.environment));
 
     const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger };
-    const park = (kind: string) => (d: Delivery, e: { code: string; message: string }) => this.park(d, kind, e);
+    const park = (kind: string) => (d: Delivery, e: { code: string; message: string }, body?: string) => this.park(d, kind, e, body);
     const common = { prefetch: config.prefetch, batchSize: config.batchSize, concurrency: config.batchConcurrency, logger: this.logger };
 
     this.consumers.push(
@@ -184,6 +185,8 @@ export class Orchestrator {
         queue: n.resultsQueue,
         what: 'step result',
         schema: StepResult,
+        // Workers may answer several steps in one `step_results` message.
+        batch: STEP_RESULTS_SHAPE,
         // A NUL in an error text is replaced when stored, rather than losing the result.
         allowNul: true,
         park: park('result'),
@@ -302,7 +305,8 @@ export class Orchestrator {
    * Parks an unprocessable message on the dead-letter queue with the reason. A task request
    * whose sender waits for a reply is also told why, instead of waiting for its timeout.
    */
-  private async park(d: Delivery, kind: string, e: { code: string; message: string }): Promise<void> {
+  /** Parks a message on the dead letters with the reason; `body` parks one item of a message carrying several. */
+  private async park(d: Delivery, kind: string, e: { code: string; message: string }, body?: string): Promise<void> {
     const replyTo = d.message.properties.replyTo as string | undefined;
     if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo)) {
       const reply: TaskReply = { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: { code: e.code, message: e.message } };
@@ -310,8 +314,9 @@ export class Orchestrator {
         .publish('', replyTo, Buffer.from(JSON.stringify(reply)), { correlationId: d.message.properties.correlationId, persistent: false, type: 'task_reply' })
         .catch((err: Error) => this.logger.warn({ err: err.message }, 'refusal reply could not be sent'));
     }
-    await this.broker.publish(this.names.deadLetterExchange, `invalid.${kind}`, d.body, {
+    await this.broker.publish(this.names.deadLetterExchange, `invalid.${kind}`, body === undefined ? d.body : Buffer.from(body), {
       headers: {
+        ...(body === undefined ? {} : { 'x-tasker-part-of': d.message.properties.messageId ?? d.message.properties.type ?? 'a message carrying several' }),
         'x-tasker-code': e.code,
         'x-tasker-reason': e.message.slice(0, 1000),
         'x-tasker-source-queue': d.message.fields.routingKey,

@@ -33,6 +33,12 @@ export function decodeMessage<S extends z.ZodType>(
       ),
     };
   }
+  const raw = parseObject(body, what);
+  if (!raw.ok) return raw;
+  return decodeValue(schema, raw.value, what, options);
+}
+
+function parseObject(body: Buffer | string, what: string): Decoded<Record<string, unknown>> {
   let raw: unknown;
   try {
     raw = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
@@ -45,20 +51,36 @@ export function decodeMessage<S extends z.ZodType>(
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     return { ok: false, error: new TaskerError(ErrorCode.INVALID_MESSAGE, `${what} must be a JSON object`) };
   }
+  return { ok: true, value: raw as Record<string, unknown> };
+}
+
+function versionProblem(raw: Record<string, unknown>, what: string): TaskerError | null {
+  const version = raw['protocol_version'];
+  if (typeof version === 'number' && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
+    return new TaskerError(
+      ErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
+      `${what} has protocol_version ${version}; supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`,
+    );
+  }
+  return null;
+}
+
+/** The checks of {@link decodeMessage} after parsing: depth and NUL, protocol version, schema. */
+export function decodeValue<S extends z.ZodType>(
+  schema: S,
+  raw: unknown,
+  what: string,
+  options: { allowNul?: boolean } = {},
+): Decoded<z.infer<S>> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return { ok: false, error: new TaskerError(ErrorCode.INVALID_MESSAGE, `${what} must be a JSON object`) };
+  }
   const problem = jsonValueProblem(raw);
   if (problem && !(options.allowNul && /NUL/.test(problem.message))) {
     return { ok: false, error: new TaskerError(ErrorCode.INVALID_MESSAGE, `${what}: ${problem.path} ${problem.message}`, [problem]) };
   }
-  const version = (raw as Record<string, unknown>)['protocol_version'];
-  if (typeof version === 'number' && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
-    return {
-      ok: false,
-      error: new TaskerError(
-        ErrorCode.UNSUPPORTED_PROTOCOL_VERSION,
-        `${what} has protocol_version ${version}; supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`,
-      ),
-    };
-  }
+  const unsupported = versionProblem(raw as Record<string, unknown>, what);
+  if (unsupported) return { ok: false, error: unsupported };
   let parsed: z.ZodSafeParseResult<z.infer<S>>;
   try {
     parsed = schema.safeParse(raw) as z.ZodSafeParseResult<z.infer<S>>;
@@ -78,6 +100,70 @@ export function decodeMessage<S extends z.ZodType>(
     };
   }
   return { ok: true, value: parsed.data };
+}
+
+/** One item of a message that may carry several: its decoding, and its own JSON (to park it alone). */
+export interface DecodedPart<T> {
+  decoded: Decoded<T>;
+  body: string;
+}
+
+/** How a message carrying several items looks: `{protocol_version, message_type, <field>: [...]}`. */
+export interface BatchShape {
+  messageType: string;
+  field: string;
+  max: number;
+}
+
+/**
+ * Decodes a message that is either one item (checked as {@link decodeMessage} does) or a
+ * batch of them (`shape`). A batch whose envelope is wrong (not an array, empty, too many,
+ * an unknown protocol version) fails as a whole; otherwise each item is decoded on its own,
+ * so one bad item is refused alone and its siblings still go through.
+ */
+export function decodeOneOrMany<S extends z.ZodType>(
+  schema: S,
+  shape: BatchShape,
+  body: Buffer | string,
+  what: string,
+  options: { allowNul?: boolean } = {},
+): Decoded<Array<DecodedPart<z.infer<S>>>> {
+  const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  if (size > Limits.maxMessageBytes) {
+    return {
+      ok: false,
+      error: new TaskerError(ErrorCode.PAYLOAD_TOO_LARGE, `${what} is ${size} bytes; the limit is ${Limits.maxMessageBytes} bytes`),
+    };
+  }
+  const raw = parseObject(body, what);
+  if (!raw.ok) return raw;
+  if (raw.value['message_type'] !== shape.messageType) {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    return { ok: true, value: [{ decoded: decodeValue(schema, raw.value, what, options), body: text }] };
+  }
+  const envelope = `${shape.messageType} message`;
+  const unsupported = versionProblem(raw.value, envelope);
+  if (unsupported) return { ok: false, error: unsupported };
+  if (raw.value['protocol_version'] === undefined) {
+    return { ok: false, error: new TaskerError(ErrorCode.INVALID_MESSAGE, `${envelope} has no protocol_version`) };
+  }
+  const items = raw.value[shape.field];
+  if (!Array.isArray(items) || items.length === 0 || items.length > shape.max) {
+    return {
+      ok: false,
+      error: new TaskerError(
+        ErrorCode.INVALID_MESSAGE,
+        `${envelope}: ${shape.field} must be an array of 1 to ${shape.max} ${what}s${Array.isArray(items) ? `; it has ${items.length}` : ''}`,
+      ),
+    };
+  }
+  return {
+    ok: true,
+    value: items.map((item, i) => ({
+      decoded: decodeValue(schema, item, `${what} ${i + 1} of ${items.length} in a ${envelope}`, options),
+      body: JSON.stringify(item) ?? 'null',
+    })),
+  };
 }
 
 /**

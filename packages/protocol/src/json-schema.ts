@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { StepMessage } from './messages/step-message.ts';
-import { StepResult } from './messages/step-result.ts';
+import { StepResult, StepResults } from './messages/step-result.ts';
 import { TaskReply, TaskRequest } from './messages/task-request.ts';
 import { RetryDue } from './messages/retry-due.ts';
 import { ControlMessage } from './messages/control.ts';
@@ -11,6 +11,7 @@ import { PROTOCOL_VERSION } from './version.ts';
 export const PUBLISHED_SCHEMAS = {
   'step-message': StepMessage,
   'step-result': StepResult,
+  'step-results': StepResults,
   'task-request': TaskRequest,
   'task-reply': TaskReply,
   'retry-due': RetryDue,

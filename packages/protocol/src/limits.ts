@@ -9,6 +9,8 @@ export const Limits = {
   maxResultBytes: 1024 * 1024,
   /** Largest message of any kind on a Tasker queue. @defaultValue 4 MiB */
   maxMessageBytes: 4 * 1024 * 1024,
+  /** Most step results in one `step_results` message. @defaultValue 500 */
+  maxResultsPerMessage: 500,
   /** Deepest nesting of arrays and objects in any JSON payload. @defaultValue 64 */
   maxJsonDepth: 64,
 } as const;

@@ -3,6 +3,9 @@ import {
   canStepTransition,
   canTaskTransition,
   decodeMessage,
+  decodeOneOrMany,
+  STEP_RESULTS_SHAPE,
+  StepResults,
   ErrorCode,
   Limits,
   RetryDue,
@@ -230,5 +233,39 @@ describe('task state machine', () => {
       expect(TASK_TRANSITIONS[s]).toEqual([]);
       for (const to of Object.values(TaskState)) expect(canTaskTransition(s, to), `${s} -> ${to}`).toBe(false);
     }
+  });
+});
+
+describe('step_results: several results in one message', () => {
+  const batch = (results: unknown, extra: Record<string, unknown> = {}) =>
+    body({ protocol_version: 1, message_type: 'step_results', results, ...extra });
+  const decode = (b: string) => decodeOneOrMany(StepResult, STEP_RESULTS_SHAPE, b, 'step result');
+
+  it('a plain step_result decodes as one part whose body is the message', () => {
+    const text = body(examples.stepResultSuccess);
+    const d = decode(text);
+    expect(d.ok && d.value.map((p) => [p.decoded.ok, p.body])).toEqual([[true, text]]);
+  });
+
+  it('each result of a step_results message decodes on its own: a bad one fails alone, naming its place and field', () => {
+    const { step_name: _gone, ...broken } = examples.stepResultFailure;
+    const d = decode(batch([examples.stepResultSuccess, broken, examples.stepResultFailure]));
+    if (!d.ok) throw d.error;
+    expect(d.value.map((p) => p.decoded.ok)).toEqual([true, false, true]);
+    expect(failed(d.value[1]!.decoded).message).toMatch(/^step result 2 of 3 in a step_results message does not match its schema: step_name: /);
+    // The failing part's own JSON, to park it without its siblings.
+    expect(JSON.parse(d.value[1]!.body)).toEqual(broken);
+    expect(StepResults.safeParse(JSON.parse(batch([examples.stepResultSuccess, examples.stepResultFailure]))).success).toBe(true);
+  });
+
+  it('a broken envelope fails whole: not an array, empty, too many, unknown version, no version', () => {
+    expect(failed(decode(batch({}))).message).toBe('step_results message: results must be an array of 1 to 500 step results');
+    expect(failed(decode(batch([]))).message).toBe('step_results message: results must be an array of 1 to 500 step results; it has 0');
+    const many = Array.from({ length: Limits.maxResultsPerMessage + 1 }, () => examples.stepResultSuccess);
+    expect(failed(decode(batch(many))).message).toMatch(/it has 501$/);
+    const v2 = failed(decode(batch([examples.stepResultSuccess], { protocol_version: 2 })));
+    expect([v2.code, v2.message]).toEqual([ErrorCode.UNSUPPORTED_PROTOCOL_VERSION, 'step_results message has protocol_version 2; supported: 1']);
+    expect(failed(decode(body({ message_type: 'step_results', results: [examples.stepResultSuccess] }))).message).toBe('step_results message has no protocol_version');
+    expect(failed(decode('[1]')).message).toBe('step result must be a JSON object');
   });
 });

@@ -8,6 +8,7 @@ import { redactUrl, resolveWorkerOptions, type ResolvedWorkerOptions, type Worke
 import { parkStepMessage } from './dead-letter.ts';
 import { Slots } from './slots.ts';
 import { runStep, type StepRun } from './step-runner.ts';
+import { ResultPublisher } from './result-publisher.ts';
 
 /** How often start() checks for the namespace's queue. */
 const QUEUE_POLL_MS = 1000;
@@ -50,6 +51,7 @@ export class Worker {
   private broker: Broker | null = null;
   private consumer: Consumer | null = null;
   private requester: AmqpTaskRequester | null = null;
+  private results: ResultPublisher | null = null;
   private starting: Promise<void> | null = null;
   private stopping: Promise<void> | null = null;
 
@@ -97,6 +99,7 @@ export class Worker {
     try {
       if (!(await this.waitForQueue(broker))) return;
       this.requester = new AmqpTaskRequester(broker, { prefix: o.names.prefix, logger: this.logger });
+      this.results = new ResultPublisher(broker, { exchange: o.names.resultsExchange, routingKey: this.namespace, userId: this.userId });
       this.consumer = await broker.consume(this.queue, { prefetch: o.concurrency }, (d) => this.onDelivery(d));
       await this.listenForCancellations(broker);
     } catch (err) {
@@ -235,18 +238,11 @@ export class Worker {
   }
 
   private async publishResult(job: Job, message: StepMessage, result: StepResult): Promise<void> {
-    const n = this.options.names;
     try {
-      await this.broker!.publish(n.resultsExchange, message.namespace, Buffer.from(JSON.stringify(result)), {
-        persistent: true,
-        contentType: 'application/json',
-        messageId: `${message.step_id}:${message.attempt}`,
-        correlationId: message.correlation_id,
-        type: 'step_result',
-        // RabbitMQ validates user_id against this connection's user: the orchestrator can
-        // then check that a result for a namespace came from that namespace's user (issue 6).
-        userId: this.userId,
-      });
+      // With user_id (RabbitMQ validates it against this connection's user) the orchestrator
+      // can check that a result for a namespace came from that namespace's user (issue 6).
+      // Results ready together share one message (result-publisher.ts).
+      await this.results!.publish(result, message.correlation_id);
     } catch (err) {
       if (job.handedBack) return;
       this.logger.error(

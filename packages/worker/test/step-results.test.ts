@@ -54,6 +54,42 @@ describe('step results', () => {
     expect(await orch.depth(ns)).toBe(0);
   });
 
+  it('results ready together go out in one step_results message (a lone one goes out alone at once), and every step is acked', async () => {
+    const ns = await orch.namespace();
+    const gate = deferred();
+    let running = 0;
+    const allRunning = deferred();
+    const handlers = {
+      work: async (ctx: StepContext) => {
+        if (++running === 20) allRunning.resolve();
+        await gate.promise;
+        return { step: ctx.stepId };
+      },
+    };
+    const worker = orch.worker({ namespace: ns, handlers, concurrency: 20, workerId: 'w-batch' });
+    await worker.start();
+    const steps = Array.from({ length: 20 }, () => orch.step(ns, 'work'));
+    for (const s of steps) await orch.dispatch(s);
+    await allRunning.promise;
+    gate.resolve(); // all twenty handlers return in the same turn of the event loop
+    const results = await Promise.all(steps.map((s) => orch.resultFor(s.step_id)));
+    for (const [i, r] of results.entries()) {
+      expect(r).toMatchObject({ status: 'success', result: { step: steps[i]!.step_id }, step_id: steps[i]!.step_id, attempt: 1, worker_id: 'w-batch' });
+    }
+    const messages = new Set(results.map((r) => r.msg));
+    // The first result goes out alone; the rest wait for its confirm and share messages.
+    expect(messages.size).toBeLessThan(20);
+    const shared = [...messages].filter((m) => m.properties.type === 'step_results');
+    expect(shared.length).toBeGreaterThan(0);
+    for (const m of shared) {
+      expect(m.fields.routingKey).toBe(ns);
+      expect(m.properties).toMatchObject({ contentType: 'application/json', deliveryMode: 2 });
+      expect(JSON.parse(m.content.toString())).toMatchObject({ protocol_version: 1, message_type: 'step_results' });
+    }
+    await worker.stop();
+    expect(await orch.depth(ns)).toBe(0);
+  });
+
   it('a handler returning undefined gives a null result', async () => {
     const ns = await orch.namespace();
     await orch.worker({ namespace: ns, handlers: { noop: () => undefined } }).start();

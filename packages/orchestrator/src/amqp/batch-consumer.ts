@@ -1,4 +1,4 @@
-import { decodeMessage, type TaskerError } from '@tasker/protocol';
+import { decodeMessage, decodeOneOrMany, type BatchShape, type Decoded, type DecodedPart, type TaskerError } from '@tasker/protocol';
 import type { Broker, Consumer, Delivery } from '@tasker/transport';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -14,12 +14,20 @@ export interface BatchConsumerOptions<S extends z.ZodType> {
   concurrency?: number;
   /** Runs one batch. Throwing means nothing of the batch was applied. */
   process: (items: Array<{ value: z.infer<S>; delivery: Delivery }>) => Promise<void>;
+  /**
+   * Messages may also carry several items in this shape (`step_results`); each item is then
+   * checked, processed or parked on its own, and the message is acked once all are settled.
+   */
+  batch?: BatchShape;
   /** Let NUL characters through decoding (the processor sanitizes them). @defaultValue false */
   allowNul?: boolean;
   /** Extra checks on a decoded message; a returned error parks it. */
   check?: (value: z.infer<S>, delivery: Delivery) => TaskerError | null;
-  /** Where unprocessable messages go, with the reason in headers. */
-  park: (delivery: Delivery, error: { code: string; message: string }) => Promise<void>;
+  /**
+   * Where unprocessable messages go, with the reason in headers. `body` is given when only
+   * one item of a message carrying several is parked: publish it instead of the whole body.
+   */
+  park: (delivery: Delivery, error: { code: string; message: string }, body?: string) => Promise<void>;
   logger: Logger;
 }
 
@@ -89,25 +97,57 @@ export class BatchConsumer<S extends z.ZodType> {
     }
   }
 
+  /** Items of a message carrying several that are not settled yet; the message is acked at 0. */
+  private unsettled = new WeakMap<Delivery, number>();
+
+  /** One item of `d` is done (applied or parked): ack `d` once all of its items are. */
+  private settle(d: Delivery): void {
+    const left = (this.unsettled.get(d) ?? 1) - 1;
+    if (left > 0) {
+      this.unsettled.set(d, left);
+      return;
+    }
+    this.unsettled.delete(d);
+    d.ack();
+  }
+
+  private decode(d: Delivery): Decoded<Array<DecodedPart<z.infer<S>>>> {
+    const options = { allowNul: this.o.allowNul ?? false };
+    if (this.o.batch) return decodeOneOrMany(this.o.schema, this.o.batch, d.body, this.o.what, options);
+    const decoded = decodeMessage(this.o.schema, d.body, this.o.what, options);
+    return decoded.ok ? { ok: true, value: [{ decoded, body: '' }] } : decoded;
+  }
+
   private async runBatch(batch: Delivery[]): Promise<void> {
     const items: Array<{ value: z.infer<S>; delivery: Delivery }> = [];
     for (const d of batch) {
-      let error: { code: string; message: string } | null;
-      let value: z.infer<S> | undefined;
+      let parts: Array<DecodedPart<z.infer<S>>>;
       try {
-        const decoded = decodeMessage(this.o.schema, d.body, this.o.what, { allowNul: this.o.allowNul ?? false });
-        error = decoded.ok ? (this.o.check?.(decoded.value, d) ?? null) : decoded.error;
-        if (decoded.ok) value = decoded.value;
+        const decoded = this.decode(d);
+        if (!decoded.ok) {
+          await this.parkAndAck(d, decoded.error);
+          continue;
+        }
+        parts = decoded.value;
       } catch (err) {
         // One message must never take its batch down with it.
-        error = { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be decoded: ${(err as Error).message}` };
-      }
-      if (error) {
-        this.o.logger.error({ queue: this.o.queue, code: error.code, reason: error.message }, `${this.o.what} parked`);
-        await this.parkAndAck(d, error);
+        await this.parkAndAck(d, { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be decoded: ${(err as Error).message}` });
         continue;
       }
-      items.push({ value: value as z.infer<S>, delivery: d });
+      if (parts.length > 1) this.unsettled.set(d, parts.length);
+      for (const part of parts) {
+        let error: { code: string; message: string } | null;
+        try {
+          error = part.decoded.ok ? (this.o.check?.(part.decoded.value, d) ?? null) : part.decoded.error;
+        } catch (err) {
+          error = { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be checked: ${(err as Error).message}` };
+        }
+        if (error || !part.decoded.ok) {
+          await this.parkAndAck(d, error!, parts.length > 1 ? part.body : undefined);
+          continue;
+        }
+        items.push({ value: part.decoded.value, delivery: d });
+      }
     }
     if (items.length === 0) return;
     await this.processWithRecovery(items);
@@ -119,7 +159,7 @@ export class BatchConsumer<S extends z.ZodType> {
     for (;;) {
       try {
         await this.o.process(items);
-        for (const i of items) i.delivery.ack();
+        for (const i of items) this.settle(i.delivery);
         return;
       } catch (err) {
         const code = (err as { code?: string }).code;
@@ -139,8 +179,9 @@ export class BatchConsumer<S extends z.ZodType> {
         }
         if (items.length === 1) {
           const reason = { code: 'INTERNAL', message: `processing failed: ${(err as Error).message}` };
-          this.o.logger.error({ err, queue: this.o.queue }, `${this.o.what} could not be processed; parked`);
-          await this.parkAndAck(items[0]!.delivery, reason);
+          this.o.logger.error({ err, queue: this.o.queue }, `${this.o.what} could not be processed`);
+          const only = items[0]!;
+          await this.parkAndAck(only.delivery, reason, this.unsettled.has(only.delivery) ? JSON.stringify(only.value) : undefined);
           return;
         }
         this.o.logger.warn({ err: (err as Error).message, size: items.length }, `${this.o.what} batch failed; retrying one by one`);
@@ -150,10 +191,15 @@ export class BatchConsumer<S extends z.ZodType> {
     }
   }
 
-  private async parkAndAck(d: Delivery, error: { code: string; message: string }): Promise<void> {
+  /** Parks a message, or one item of it (`body`), and settles it. */
+  private async parkAndAck(d: Delivery, error: { code: string; message: string }, body?: string): Promise<void> {
+    this.o.logger.error({ queue: this.o.queue, code: error.code, reason: error.message }, `${this.o.what} parked`);
     try {
-      await this.o.park(d, error);
-      d.ack();
+      await this.o.park(d, error, body);
+      if (body === undefined) {
+        this.unsettled.delete(d);
+        d.ack();
+      } else this.settle(d);
     } catch (err) {
       // Not parked: leave it unacked so the broker keeps it.
       this.o.logger.error({ err: (err as Error).message }, 'could not park a message; it stays on its queue');

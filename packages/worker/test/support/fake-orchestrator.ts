@@ -1,8 +1,10 @@
 import { nanoid } from 'nanoid';
 import {
+  STEP_RESULTS_SHAPE,
   StepResult,
   TaskRequest,
   decodeMessage,
+  decodeOneOrMany,
   namespaceTopology,
   type StepMessage,
   type TaskReply,
@@ -14,7 +16,10 @@ export interface ReceivedResult {
   /** Null when the body did not decode as a StepResult; see `problem`. */
   result: StepResult | null;
   problem: string | null;
+  /** The message that carried it (a `step_results` message carries several). */
   msg: ConsumeMessage;
+  /** The result's own JSON (the whole body unless the message carried several). */
+  body: string;
   receivedAt: number;
 }
 
@@ -46,13 +51,22 @@ export class FakeOrchestrator {
     const o = new FakeOrchestrator(rabbit);
     const n = rabbit.names;
     await rabbit.consume(n.resultsQueue, (msg) => {
-      const decoded = decodeMessage(StepResult, msg.content, 'step result');
-      o.results.push({
-        result: decoded.ok ? decoded.value : null,
-        problem: decoded.ok ? null : decoded.error.message,
-        msg,
-        receivedAt: Date.now(),
-      });
+      // Decoded as the orchestrator does: one result, or several in a `step_results` message.
+      const receivedAt = Date.now();
+      const decoded = decodeOneOrMany(StepResult, STEP_RESULTS_SHAPE, msg.content, 'step result');
+      if (!decoded.ok) {
+        o.results.push({ result: null, problem: decoded.error.message, msg, body: msg.content.toString(), receivedAt });
+        return;
+      }
+      for (const part of decoded.value) {
+        o.results.push({
+          result: part.decoded.ok ? part.decoded.value : null,
+          problem: part.decoded.ok ? null : part.decoded.error.message,
+          msg,
+          body: part.body,
+          receivedAt,
+        });
+      }
     });
     await rabbit.consume(n.deadLetterQueue, (msg) => o.deadLetters.push(msg));
     await rabbit.consume(n.taskRequestsQueue, async (msg) => {
@@ -139,7 +153,7 @@ export class FakeOrchestrator {
   /** The result for a step (and attempt); fails the test if it did not decode as a StepResult. */
   async resultFor(stepId: string, timeoutMs = 10_000): Promise<StepResult & { msg: ConsumeMessage; receivedAt: number }> {
     const r = await this.results.waitFor(
-      (x) => x.result?.step_id === stepId || (x.result === null && x.msg.content.toString().includes(stepId)),
+      (x) => x.result?.step_id === stepId || (x.result === null && x.body.includes(stepId)),
       timeoutMs,
       `result for ${stepId}`,
     );
