@@ -10,6 +10,11 @@ export interface Observed {
   exchange: string;
   properties: ConsumeMessage['properties'];
   receivedAt: number;
+  /**
+   * Set when the result came inside a `step_results` message (several results in one,
+   * optional for workers): how many it carried. `json` is then that one result.
+   */
+  sharedWith?: number;
 }
 
 /**
@@ -45,14 +50,19 @@ export class Observer {
           } catch {
             json = undefined;
           }
-          into.push({
+          const seen = {
             body: msg.content,
             json,
             routingKey: msg.fields.routingKey,
             exchange: msg.fields.exchange,
             properties: msg.properties,
             receivedAt: Date.now(),
-          });
+          };
+          const batch = (json as { message_type?: unknown; results?: unknown } | undefined) ?? {};
+          if (into === o.results && batch.message_type === 'step_results' && Array.isArray(batch.results)) {
+            // Several results in one message: each is observed (and checked) on its own.
+            for (const item of batch.results) into.push({ ...seen, json: item, sharedWith: batch.results.length });
+          } else into.push(seen);
           for (const w of o.waiters.splice(0)) w();
         },
         { noAck: true },

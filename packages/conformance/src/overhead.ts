@@ -146,10 +146,14 @@ export async function measureWorkerOverhead(options: WorkerOverheadOptions): Pro
       (m) => {
         if (!m) return;
         const at = performance.now();
-        const r = JSON.parse(m.content.toString()) as { step_id: string; status?: string; error?: unknown };
-        if (r.status !== 'success') wrong ??= `step ${r.step_id} answered ${r.status}: ${JSON.stringify(r.error ?? null)}`;
-        arrived.set(r.step_id, at);
-        waiters.get(r.step_id)?.();
+        type Result = { step_id: string; status?: string; error?: unknown };
+        const body = JSON.parse(m.content.toString()) as Result | { message_type: 'step_results'; results: Result[] };
+        // A worker may answer several steps in one `step_results` message.
+        for (const r of 'results' in body ? body.results : [body]) {
+          if (r.status !== 'success') wrong ??= `step ${r.step_id} answered ${r.status}: ${JSON.stringify(r.error ?? null)}`;
+          arrived.set(r.step_id, at);
+          waiters.get(r.step_id)?.();
+        }
       },
       { noAck: true },
     );

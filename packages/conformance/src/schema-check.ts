@@ -50,6 +50,11 @@ export function resultProblems(r: Observed, e: ExpectedEnvelope): string[] {
   if (e.user !== undefined && p.userId !== e.user) {
     problems.push(`user_id '${String(p.userId)}', expected the connection's user '${e.user}' (the orchestrator's result origin check needs it)`);
   }
+  if (r.sharedWith !== undefined) {
+    // One of several results in a `step_results` message: the message's properties are shared.
+    if (p.type !== 'step_results') problems.push(`type '${String(p.type)}' on a message carrying several results, expected step_results`);
+    return problems;
+  }
   const messageId = `${String(j['step_id'])}:${String(j['attempt'])}`;
   if (p.messageId !== messageId) problems.push(`message_id '${String(p.messageId)}', expected '${messageId}'`);
   return problems;
