@@ -119,6 +119,19 @@ export class TaskerStack {
     await w?.stop();
   }
 
+  /**
+   * Whether any task of the namespace `bench` is still in progress: the cheap question the
+   * bench polls every few milliseconds while the stack works. (Polling `counts()` instead
+   * cost Postgres 3-8 ms a time as the tables grew, a quarter of its CPU during a
+   * throughput run: load that is the bench's, not Tasker's.)
+   */
+  async anyLive(): Promise<boolean> {
+    const { rows } = await this.db.query<{ live: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'in_progress' AND namespace = 'bench') AS live`,
+    );
+    return rows[0]!.live;
+  }
+
   /** Tasks of the namespace `bench` still in progress, and tasks that ended in error. */
   async counts(): Promise<{ live: number; error: number }> {
     const { rows } = await this.db.query<{ live: number; error: number }>(

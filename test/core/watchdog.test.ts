@@ -11,11 +11,21 @@ steps:
   - { name: only, handler: { callable: only } }
 `;
 
+const RETRYING = `
+name: flaky
+namespace_name: retry_lost_ns
+version: 1.0.0
+steps:
+  - name: only
+    handler: { callable: only }
+    retry: { max_attempts: 2, backoff: fixed, backoff_base_ms: 1500, max_backoff_ms: 1500 }
+`;
+
 describe('nothing waits forever unseen', () => {
   let stack: Stack;
   beforeAll(async () => {
     stack = await startStack({ redispatchAfterMs: 600, watchdogIntervalMs: 200 });
-    await stack.register(TEMPLATE('lost_ns'), TEMPLATE('idle_ns'));
+    await stack.register(TEMPLATE('lost_ns'), TEMPLATE('idle_ns'), RETRYING);
   });
   afterAll(async () => stack?.cleanup());
 
@@ -35,6 +45,26 @@ describe('nothing waits forever unseen', () => {
     await eventually(async () => ((await o.getTask(created!.task.id))!.state === 'complete' ? true : undefined));
     const { rows } = await sql<{ reason: string }>`SELECT reason FROM transitions WHERE step_id = ${m!.step_id} ORDER BY id`.execute(o.db);
     expect(rows.map((r) => r.reason).join('\n')).toMatch(/dispatched again/);
+  });
+
+  it('a retry whose delay message was lost (purged delay queues) is sent again once overdue, and the step runs its next attempt', async () => {
+    const o = stack.orchestrator;
+    const worker = await ManualWorker.start(o, 'retry_lost_ns');
+    const [created] = await o.createTasks([{ namespace: 'retry_lost_ns', name: 'flaky', context: {} }]);
+    if (!created!.ok) throw created!.error;
+    const [first] = await worker.waitFor(1, 10000);
+    await worker.publish(worker.result(first!, { error: { kind: 'retryable', code: 'FLAKY', message: 'try again' } }));
+    await eventually(async () => ((await o.getTask(created!.task.id))!.steps[0]!.state === 'waiting_retry' ? true : undefined));
+    // The retry-due message waits in the delay queues (1,500 ms): lose it there.
+    const ch = await o.broker.model!.createChannel();
+    let purged = 0;
+    for (let k = 0; k < 28; k++) purged += (await ch.purgeQueue(o.names.delayLevel(k)).catch(() => ({ messageCount: 0 }))).messageCount;
+    await ch.close();
+    expect(purged).toBe(1);
+    const [, second] = await worker.waitFor(2, 15000);
+    expect(second!.attempt).toBe(2);
+    await worker.succeed(second!);
+    await eventually(async () => ((await o.getTask(created!.task.id))!.state === 'complete' ? true : undefined));
   });
 
   it('steps waiting in a queue nobody consumes are reported with why, not dispatched again', async () => {

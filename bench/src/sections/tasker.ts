@@ -115,8 +115,7 @@ export type Via = 'amqp' | 'http';
 /** Waits until no task is in progress (polling every `pollMs`); false at the deadline. */
 async function waitNoneLive(stack: TaskerStack, deadline: number, pollMs: number): Promise<boolean> {
   for (;;) {
-    const { live } = await stack.counts();
-    if (live === 0) return true;
+    if (!(await stack.anyLive())) return true;
     if (Date.now() >= deadline) return false;
     await sleep(pollMs);
   }
