@@ -19,7 +19,8 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
     FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
     WHERE n.nspname = ${schema} ORDER BY 1, 2`.execute(db);
   const functions = await sql<{ def: string }>`
-    SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ') returns ' || pg_get_function_result(p.oid) AS def
+    SELECT p.proname || '(' || pg_get_function_arguments(p.oid) || ') returns ' || pg_get_function_result(p.oid)
+           || COALESCE(' SET ' || array_to_string(p.proconfig, ', '), '') AS def
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = ${schema} ORDER BY 1`.execute(db);
   const strip = (s: string) => s.split(`${schema}.`).join('');
