@@ -37,7 +37,12 @@ export async function migrate(db: Db, schema: string, logger: Logger): Promise<s
         migrationTableName: 'schema_migrations',
         migrationLockTableName: 'schema_migrations_lock',
       });
-      const { error, results } = await migrator.migrateToLatest();
+      let outcome = await migrator.migrateToLatest();
+      // kysely looks for its migration table by listing the tables of every schema; another
+      // schema dropped meanwhile (another installation, a test) fails that listing with
+      // 3F000 naming that schema. Nothing was applied then: look again.
+      for (let i = 0; i < 5 && droppedMeanwhile(outcome.error, schema); i++) outcome = await migrator.migrateToLatest();
+      const { error, results } = outcome;
       const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
       if (error) throw error instanceof Error ? error : new Error(String(error));
       if (applied.length > 0) logger.info({ schema, applied }, 'migrations applied');
@@ -46,6 +51,12 @@ export async function migrate(db: Db, schema: string, logger: Logger): Promise<s
       await sql`SELECT pg_advisory_unlock(hashtext(${`tasker.migrate.${schema}`}))`.execute(conn);
     }
   });
+}
+
+/** A 3F000 (schema does not exist) about a schema other than ours. */
+function droppedMeanwhile(error: unknown, schema: string): boolean {
+  const e = error as { code?: string; message?: string } | undefined;
+  return e?.code === '3F000' && !(e.message ?? '').includes(`"${schema}"`);
 }
 
 /**
