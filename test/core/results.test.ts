@@ -98,7 +98,7 @@ describe('step results', () => {
     expect(created.every((c) => c.ok)).toBe(true);
     const firsts = (await worker.waitFor(before + 3)).slice(before);
     const marker = `bad${Math.random().toString(36).slice(2, 10)}`;
-    // The second result names a step of another namespace's shape: no step_name (schema error).
+    // The second result lacks step_name: a schema error in that result alone.
     const { step_name: _dropped, ...broken } = { ...worker.result(firsts[1]!, { result: 'x' }), worker_id: marker };
     const body = {
       protocol_version: 1,

@@ -23,22 +23,20 @@ export function decodeMessage<S extends z.ZodType>(
   what: string,
   options: { allowNul?: boolean } = {},
 ): Decoded<z.infer<S>> {
-  const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
-  if (size > Limits.maxMessageBytes) {
-    return {
-      ok: false,
-      error: new TaskerError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        `${what} is ${size} bytes; the limit is ${Limits.maxMessageBytes} bytes`,
-      ),
-    };
-  }
   const raw = parseObject(body, what);
   if (!raw.ok) return raw;
   return decodeValue(schema, raw.value, what, options);
 }
 
+/** Size (against `Limits.maxMessageBytes`), then JSON, then "an object": the checks before any field is read. */
 function parseObject(body: Buffer | string, what: string): Decoded<Record<string, unknown>> {
+  const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+  if (size > Limits.maxMessageBytes) {
+    return {
+      ok: false,
+      error: new TaskerError(ErrorCode.PAYLOAD_TOO_LARGE, `${what} is ${size} bytes; the limit is ${Limits.maxMessageBytes} bytes`),
+    };
+  }
   let raw: unknown;
   try {
     raw = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
@@ -128,13 +126,6 @@ export function decodeOneOrMany<S extends z.ZodType>(
   what: string,
   options: { allowNul?: boolean } = {},
 ): Decoded<Array<DecodedPart<z.infer<S>>>> {
-  const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length;
-  if (size > Limits.maxMessageBytes) {
-    return {
-      ok: false,
-      error: new TaskerError(ErrorCode.PAYLOAD_TOO_LARGE, `${what} is ${size} bytes; the limit is ${Limits.maxMessageBytes} bytes`),
-    };
-  }
   const raw = parseObject(body, what);
   if (!raw.ok) return raw;
   if (raw.value['message_type'] !== shape.messageType) {

@@ -7,6 +7,8 @@ const MAX_BATCH_BYTES = Limits.maxMessageBytes / 2;
 interface Pending {
   result: StepResult;
   body: string;
+  /** The body's size in bytes (a message's limit is in bytes, not characters). */
+  bytes: number;
   correlationId: string;
   resolve: () => void;
   reject: (err: unknown) => void;
@@ -34,7 +36,8 @@ export class ResultPublisher {
   /** Resolves once the broker confirmed the message carrying `result`; rejects if it did not. */
   publish(result: StepResult, correlationId: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ result, body: JSON.stringify(result), correlationId, resolve, reject });
+      const body = JSON.stringify(result);
+      this.pending.push({ result, body, bytes: Buffer.byteLength(body), correlationId, resolve, reject });
       if (!this.inFlight) this.flush();
     });
   }
@@ -57,7 +60,7 @@ export class ResultPublisher {
     let bytes = 0;
     let n = 0;
     while (n < this.pending.length && n < Limits.maxResultsPerMessage) {
-      bytes += this.pending[n]!.body.length + 1;
+      bytes += this.pending[n]!.bytes + 1;
       if (n > 0 && bytes > MAX_BATCH_BYTES) break;
       n += 1;
     }

@@ -119,7 +119,8 @@ export class BatchConsumer<S extends z.ZodType> {
   }
 
   private async runBatch(batch: Delivery[]): Promise<void> {
-    const items: Array<{ value: z.infer<S>; delivery: Delivery }> = [];
+    // `part`: an item's own JSON when its message carries several (to park it alone, unchanged).
+    const items: Array<{ value: z.infer<S>; delivery: Delivery; part?: string }> = [];
     for (const d of batch) {
       let parts: Array<DecodedPart<z.infer<S>>>;
       try {
@@ -146,14 +147,14 @@ export class BatchConsumer<S extends z.ZodType> {
           await this.parkAndAck(d, error!, parts.length > 1 ? part.body : undefined);
           continue;
         }
-        items.push({ value: part.decoded.value, delivery: d });
+        items.push({ value: part.decoded.value, delivery: d, ...(parts.length > 1 ? { part: part.body } : {}) });
       }
     }
     if (items.length === 0) return;
     await this.processWithRecovery(items);
   }
 
-  private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery }>): Promise<void> {
+  private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery; part?: string }>): Promise<void> {
     let delay = 250;
     let conflicts = 0;
     for (;;) {
@@ -181,7 +182,7 @@ export class BatchConsumer<S extends z.ZodType> {
           const reason = { code: 'INTERNAL', message: `processing failed: ${(err as Error).message}` };
           this.o.logger.error({ err, queue: this.o.queue }, `${this.o.what} could not be processed`);
           const only = items[0]!;
-          await this.parkAndAck(only.delivery, reason, this.unsettled.has(only.delivery) ? JSON.stringify(only.value) : undefined);
+          await this.parkAndAck(only.delivery, reason, only.part);
           return;
         }
         this.o.logger.warn({ err: (err as Error).message, size: items.length }, `${this.o.what} batch failed; retrying one by one`);
