@@ -310,7 +310,9 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
       }
     }
     if (wants('create')) {
-      create = await attempt('create', () => measured('create', () => creationRates(stack, opts.sizes.createTasks, deadlineFor())));
+      create = await attempt('create', () =>
+        measured('create', () => creationRates(stack, opts.sizes.createTasks, deadlineFor(), (via, fn) => measured(`create_${via}`, fn))),
+      );
       if (create) {
         say(
           table(
@@ -321,6 +323,8 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
             ],
           ),
         );
+        say(sharesLine('create_http').replace('CPU during it', 'CPU during HTTP creation'));
+        say(sharesLine('create_amqp').replace('CPU during it', 'CPU during AMQP creation'));
       }
     }
     cleanups.delete('tasker main run');

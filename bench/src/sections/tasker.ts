@@ -284,10 +284,16 @@ export interface CreateResult {
  * Task creation alone: diamond tasks of the namespace `bench_idle`, which no worker serves,
  * so their first steps wait in its queue and nothing else runs meanwhile.
  */
-export async function creationRates(stack: TaskerStack, count: number, deadline: number): Promise<CreateResult> {
-  const http = await createOverHttp(stack, 'bench_idle', 'diamond', count, deadline);
+export async function creationRates(
+  stack: TaskerStack,
+  count: number,
+  deadline: number,
+  /** Wraps each transport's measurement (the caller records where the CPU went during it). */
+  measure: <T>(via: Via, fn: () => Promise<T>) => Promise<T> = (_via, fn) => fn(),
+): Promise<CreateResult> {
+  const http = await measure('http', () => createOverHttp(stack, 'bench_idle', 'diamond', count, deadline));
   if (http.firstError) process.stderr.write(`  HTTP creation errors (${http.failed}): ${http.firstError.message}\n`);
-  const amqp = await createOverAmqp(stack, 'bench_idle', 'diamond', count, deadline);
+  const amqp = await measure('amqp', () => createOverAmqp(stack, 'bench_idle', 'diamond', count, deadline));
   if (amqp.firstError) process.stderr.write(`  AMQP creation errors (${amqp.failed}): ${amqp.firstError.message}\n`);
   return {
     http_per_sec: round(http.ok / http.seconds, 1),

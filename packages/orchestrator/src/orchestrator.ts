@@ -401,25 +401,38 @@ export class Orchestrator {
   }
 
   /**
-   * Creates one task, batched with whatever other requests arrive in the same turn of the
-   * event loop (HTTP requests under load become one transaction).
+   * Creates one task, batched with the other requests waiting: at most
+   * `batchConcurrency` creation transactions run at once, and requests that arrive
+   * meanwhile wait to go together in the next one (HTTP requests under load become few
+   * transactions, each with many tasks, instead of many with one or two).
    */
   submitTask(input: CreateTaskBody): Promise<CreateOutcome> {
     return new Promise((resolve, reject) => {
       this.creatorQueue.push({ input, resolve, reject });
-      if (this.creatorScheduled) return;
-      this.creatorScheduled = true;
-      setImmediate(() => {
-        this.creatorScheduled = false;
-        const batch = this.creatorQueue.splice(0);
-        for (let i = 0; i < batch.length; i += this.config.batchSize) {
-          const slice = batch.slice(i, i + this.config.batchSize);
-          this.createTasks(slice.map((b) => b.input)).then(
+      this.scheduleCreator();
+    });
+  }
+
+  private creating = 0;
+
+  private scheduleCreator(): void {
+    if (this.creatorScheduled) return;
+    this.creatorScheduled = true;
+    setImmediate(() => {
+      this.creatorScheduled = false;
+      while (this.creatorQueue.length > 0 && this.creating < this.config.batchConcurrency) {
+        const slice = this.creatorQueue.splice(0, this.config.batchSize);
+        this.creating++;
+        this.createTasks(slice.map((b) => b.input))
+          .then(
             (outcomes) => slice.forEach((b, j) => b.resolve(outcomes[j]!)),
             (err) => slice.forEach((b) => b.reject(err)),
-          );
-        }
-      });
+          )
+          .finally(() => {
+            this.creating--;
+            if (this.creatorQueue.length > 0) this.scheduleCreator();
+          });
+      }
     });
   }
 

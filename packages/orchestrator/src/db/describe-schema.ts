@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from './database.ts';
 
 /**
- * A plain-text description of the tables, columns, indexes, constraints and functions in a schema.
+ * A plain-text description of the tables, columns, indexes, constraints, functions and triggers in a schema.
  * The committed snapshot (`schema.snapshot.txt`) must equal this for a freshly migrated
  * schema: a migration that changes the schema updates the snapshot in the same commit
  * (`pnpm db:snapshot`), so reviews see the schema change itself.
@@ -23,6 +23,10 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
            || COALESCE(' SET ' || array_to_string(p.proconfig, ', '), '') AS def
     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
     WHERE n.nspname = ${schema} ORDER BY 1`.execute(db);
+  const triggers = await sql<{ def: string }>`
+    SELECT pg_get_triggerdef(t.oid) AS def
+    FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ${schema} AND NOT t.tgisinternal ORDER BY c.relname, t.tgname`.execute(db);
   const strip = (s: string) => s.split(`${schema}.`).join('');
   const lines: string[] = [];
   let table = '';
@@ -33,5 +37,6 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
   for (const i of indexes.rows) lines.push(`index ${strip(i.indexdef)}`);
   for (const c of constraints.rows) lines.push(`constraint ${strip(c.table_name)}: ${strip(c.def)}`);
   for (const f of functions.rows) lines.push(`function ${strip(f.def)}`);
+  for (const t of triggers.rows) lines.push(`trigger ${strip(t.def)}`);
   return `${lines.join('\n')}\n`;
 }

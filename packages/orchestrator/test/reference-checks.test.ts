@@ -1,0 +1,129 @@
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../src/db/database.ts';
+import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+
+// steps.task_id and tasks.template_id are checked once per statement by triggers
+// (migration 0005) instead of row by row by foreign keys: these are the guarantees a
+// foreign key gave, checked against a real Postgres.
+const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const schema = `refs_${Math.random().toString(36).slice(2, 10)}`;
+const logger = pino({ level: 'silent' });
+
+describe('references between steps, tasks and templates', () => {
+  const { db } = createDb(url, schema, 2);
+  // Plain connections with the default search_path, as an operator's psql session has.
+  const a = new pg.Client({ connectionString: url });
+  const b = new pg.Client({ connectionString: url });
+  const S = `"${schema}"`;
+  let templateId = '';
+
+  const task = (id: string, template = templateId) =>
+    a.query(
+      `INSERT INTO ${S}.tasks (id, namespace, name, version, template_id, state, context, correlation_id)
+       VALUES ($1, 'refs', 'flow', '1.0.0', $2, 'in_progress', '{}', $1)`,
+      [id, template],
+    );
+  const steps = (client: pg.Client, taskIds: string[]) =>
+    client.query(
+      `INSERT INTO ${S}.steps (id, task_id, name, position, state, max_attempts, deps_pending)
+       SELECT 'stp_' || t || '_' || n, t, 'step' || n, n, 'pending', 1, 0
+       FROM unnest($1::text[]) t, generate_series(1, 2) n`,
+      [taskIds],
+    );
+  const failure = async (p: Promise<unknown>) => {
+    const err = (await p.then(() => null, (e: unknown) => e)) as { code?: string; message?: string } | null;
+    expect(err, 'the statement should have failed').not.toBeNull();
+    return { code: err!.code, message: err!.message };
+  };
+
+  beforeAll(async () => {
+    await ensureDatabase(url, logger);
+    await migrate(db, schema, logger);
+    await a.connect();
+    await b.connect();
+    await a.query(`INSERT INTO ${S}.namespaces (name) VALUES ('refs')`);
+    const { rows } = await a.query(
+      `INSERT INTO ${S}.templates (namespace, name, version, major, minor, patch, definition)
+       VALUES ('refs', 'flow', '1.0.0', 1, 0, 0, '{}') RETURNING id::text`,
+    );
+    templateId = rows[0].id;
+  });
+  afterAll(async () => {
+    await a.end();
+    await b.end();
+    await db.schema.dropSchema(schema).ifExists().cascade().execute();
+    await db.destroy();
+  });
+
+  it('steps of existing tasks are inserted, many rows in one statement', async () => {
+    await task('tsk_ok1');
+    await task('tsk_ok2');
+    await steps(a, ['tsk_ok1', 'tsk_ok2']);
+    const { rows } = await a.query(`SELECT count(*)::int AS n FROM ${S}.steps WHERE task_id IN ('tsk_ok1', 'tsk_ok2')`);
+    expect(rows[0].n).toBe(4);
+  });
+
+  it('a statement inserting a step of a task that does not exist fails whole, naming the task', async () => {
+    await task('tsk_ok3');
+    const e = await failure(steps(a, ['tsk_ok3', 'tsk_missing']));
+    expect(e.code).toBe('23503');
+    expect(e.message).toBe('insert into steps: task_id tsk_missing does not exist in tasks');
+    const { rows } = await a.query(`SELECT count(*)::int AS n FROM ${S}.steps WHERE task_id = 'tsk_ok3'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('a task of a template that does not exist is refused', async () => {
+    const e = await failure(task('tsk_orphan', '999999'));
+    expect(e.code).toBe('23503');
+    expect(e.message).toBe('insert into tasks: template_id 999999 does not exist in templates');
+  });
+
+  it('a task or template still referred to cannot be deleted; one that is not can', async () => {
+    const e = await failure(a.query(`DELETE FROM ${S}.tasks WHERE id = 'tsk_ok1'`));
+    expect(e.code).toBe('23503');
+    expect(e.message).toBe('delete from tasks: tasks tsk_ok1 is still referred to by steps.task_id');
+    const t = await failure(a.query(`DELETE FROM ${S}.templates WHERE id = $1`, [templateId]));
+    expect(t.message).toBe(`delete from templates: templates ${templateId} is still referred to by tasks.template_id`);
+    await task('tsk_lonely');
+    await a.query(`DELETE FROM ${S}.tasks WHERE id = 'tsk_lonely'`);
+    const { rows } = await a.query(`SELECT count(*)::int AS n FROM ${S}.tasks WHERE id = 'tsk_lonely'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('the referring and referred ids cannot change once written', async () => {
+    expect((await failure(a.query(`UPDATE ${S}.steps SET task_id = 'tsk_ok2' WHERE task_id = 'tsk_ok1'`))).message).toBe(
+      'update of steps: task_id cannot change once written',
+    );
+    expect((await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_renamed' WHERE id = 'tsk_ok1'`))).code).toBe('23503');
+    // Other columns change as before.
+    await a.query(`UPDATE ${S}.steps SET state = 'enqueued', attempt = 1 WHERE task_id = 'tsk_ok1'`);
+    await a.query(`UPDATE ${S}.tasks SET state = 'complete' WHERE id = 'tsk_ok1'`);
+  });
+
+  it('a task being given steps cannot be deleted meanwhile: the delete waits, then fails', async () => {
+    await task('tsk_busy');
+    await a.query('BEGIN');
+    await steps(a, ['tsk_busy']);
+    // b's delete blocks on the row lock a's check took (FOR KEY SHARE), as with a foreign key.
+    let settled = false;
+    const deleting = b.query(`DELETE FROM ${S}.tasks WHERE id = 'tsk_busy'`).finally(() => (settled = true));
+    const blocked = deleting.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(settled).toBe(false);
+    await a.query('COMMIT');
+    await blocked;
+    const e = await failure(deleting);
+    expect(e.code).toBe('23503');
+  });
+
+  it('TRUNCATE of a referred table alone fails; with its referring table in one statement it works', async () => {
+    expect((await failure(a.query(`TRUNCATE ${S}.tasks`))).message).toBe(
+      'truncate tasks: steps still refers to it; truncate both in one statement',
+    );
+    await a.query(`TRUNCATE ${S}.tasks, ${S}.steps`);
+    const { rows } = await a.query(`SELECT (SELECT count(*) FROM ${S}.tasks)::int AS t, (SELECT count(*) FROM ${S}.steps)::int AS s`);
+    expect(rows[0]).toEqual({ t: 0, s: 0 });
+  });
+});
