@@ -31,10 +31,86 @@ type SetupFn = (model: ChannelModel) => Promise<void>;
 export interface Delivery {
   readonly message: ConsumeMessage;
   readonly body: Buffer;
-  /** Acknowledge; a no-op (logged) if the channel it came on has closed: the broker redelivers. */
-  ack(allUpTo?: boolean): void;
-  /** Reject; `requeue: false` drops it (or dead-letters it where the queue has a DLX). */
-  nack(requeue: boolean, allUpTo?: boolean): void;
+  /**
+   * Acknowledge this message (only this one; a second call does nothing). Acks are sent
+   * at the end of the event loop's turn, several in one frame where they can be; a no-op
+   * (logged) if the channel it came on has closed: the broker redelivers.
+   */
+  ack(): void;
+  /** Reject this message, now; `requeue: false` drops it (or dead-letters it where the queue has a DLX). */
+  nack(requeue: boolean): void;
+}
+
+/**
+ * The acks of one channel, sent together: each message is settled once, and at the end of
+ * the event loop's turn the settled ones go out, the longest run of settled messages from
+ * the oldest unsettled one as a single `basic.ack` with `multiple` (one frame, one socket
+ * write, one message for the broker's channel process to parse, instead of one each), and
+ * settled messages behind a message still in work one by one, so a slow message never
+ * holds back the acks (and the prefetch window) of the ones after it. A `multiple` ack
+ * names the newest message it covers, which must still be unacked at the broker: nacks
+ * are sent at once and never used as that anchor.
+ */
+class AckWindow {
+  /** Delivered messages in delivery order, until their settlement is sent. */
+  private order: Array<{ msg: ConsumeMessage; settled: 'ack' | 'nack' | null }> = [];
+  private scheduled = false;
+
+  constructor(
+    private readonly ch: Channel,
+    private readonly onError: (err: Error, what: string) => void,
+  ) {}
+
+  track(msg: ConsumeMessage): { ack(): void; nack(requeue: boolean): void } {
+    const entry: { msg: ConsumeMessage; settled: 'ack' | 'nack' | null } = { msg, settled: null };
+    this.order.push(entry);
+    return {
+      ack: () => {
+        if (entry.settled) return;
+        entry.settled = 'ack';
+        this.schedule();
+      },
+      nack: (requeue) => {
+        if (entry.settled) return;
+        entry.settled = 'nack';
+        try {
+          this.ch.nack(msg, false, requeue);
+        } catch (err) {
+          this.onError(err as Error, 'nack');
+        }
+        this.schedule();
+      },
+    };
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Sends what is settled now (before the channel closes). */
+  flush(): void {
+    let i = 0;
+    let anchor: ConsumeMessage | null = null;
+    for (; i < this.order.length && this.order[i]!.settled; i++) if (this.order[i]!.settled === 'ack') anchor = this.order[i]!.msg;
+    const rest: typeof this.order = [];
+    try {
+      if (anchor) this.ch.ack(anchor, true);
+      for (; i < this.order.length; i++) {
+        const e = this.order[i]!;
+        if (!e.settled) rest.push(e);
+        else if (e.settled === 'ack') this.ch.ack(e.msg, false);
+      }
+    } catch (err) {
+      // The channel closed: the broker redelivers whatever was not acked.
+      this.onError(err as Error, 'ack');
+    }
+    this.order = rest;
+  }
 }
 
 export interface ConsumeOptions {
@@ -250,9 +326,15 @@ export class Broker {
     onMessage: (d: Delivery) => void | Promise<void>,
   ): Promise<Consumer> {
     let tag: string | null = null;
+    let window: AckWindow | null = null;
     const logger = this.logger;
     const mc = await this.channel<Channel>(false, async (ch) => {
       if (!options.noAck) await ch.prefetch(options.prefetch);
+      // Delivery tags belong to this channel: a re-opened channel starts a window of its own.
+      const acks = options.noAck
+        ? null
+        : new AckWindow(ch, (err, what) => logger.debug({ err: err.message, queue }, `${what} on a closed channel; the broker will redeliver`));
+      window = acks;
       const reply = await ch.consume(
         queue,
         (msg) => {
@@ -263,25 +345,12 @@ export class Broker {
             ch.close().catch(() => undefined);
             return;
           }
+          const settle = acks?.track(msg);
           const delivery: Delivery = {
             message: msg,
             body: msg.content,
-            ack: (allUpTo = false) => {
-              if (options.noAck) return;
-              try {
-                ch.ack(msg, allUpTo);
-              } catch (err) {
-                logger.debug({ err: (err as Error).message, queue }, 'ack on a closed channel; the broker will redeliver');
-              }
-            },
-            nack: (requeue, allUpTo = false) => {
-              if (options.noAck) return;
-              try {
-                ch.nack(msg, allUpTo, requeue);
-              } catch (err) {
-                logger.debug({ err: (err as Error).message, queue }, 'nack on a closed channel');
-              }
-            },
+            ack: () => settle?.ack(),
+            nack: (requeue) => settle?.nack(requeue),
           };
           Promise.resolve()
             .then(() => onMessage(delivery))
@@ -303,6 +372,7 @@ export class Broker {
       close: async () => {
         const ch = mc.peek();
         if (ch && tag) await ch.cancel(tag).catch(() => undefined);
+        window?.flush();
         await mc.close();
       },
     };

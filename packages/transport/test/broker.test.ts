@@ -95,4 +95,64 @@ describe('Broker', () => {
     await b.close();
     await expect(b.publish('', queue, Buffer.from('x'))).rejects.toThrow(/closed/);
   });
+
+  describe('acks', () => {
+    const q = `${queue}.acks`;
+    /** What is left on the queue once the consumer is closed (its unacked messages come back). */
+    const leftOver = async () => {
+      const out: string[] = [];
+      for (;;) {
+        const m = await ch.get(q, { noAck: true });
+        if (!m) return out.sort();
+        out.push(m.content.toString());
+      }
+    };
+    const fill = async (n: number) => {
+      await ch.assertQueue(q, { durable: true });
+      await ch.purgeQueue(q);
+      for (let i = 1; i <= n; i++) ch.sendToQueue(q, Buffer.from(`m${i}`));
+    };
+    afterAll(async () => {
+      await ch.deleteQueue(q).catch(() => undefined);
+    });
+
+    it('messages acked out of order, twice, or around a nack are each settled once; only the unsettled come back', async () => {
+      await fill(6);
+      const b = await Broker.connect({ url, connectionName: `t-${sfx}-acks`, logger });
+      const got = new Map<string, { ack(): void; nack(requeue: boolean): void }>();
+      const c = await b.consume(q, { prefetch: 10 }, (d) => void got.set(d.body.toString(), d));
+      await until(() => got.size === 6);
+      // m1 stays in work; m2, m3 and m6 are acked (m3 twice), m4 is dropped, m5 stays in work.
+      got.get('m3')!.ack();
+      got.get('m2')!.ack();
+      got.get('m4')!.nack(false);
+      got.get('m6')!.ack();
+      got.get('m3')!.ack();
+      await new Promise((r) => setTimeout(r, 100));
+      // Had anything gone out twice, or a nack been the anchor of a `multiple` ack, the broker
+      // would have closed the channel (PRECONDITION_FAILED) and m1 would come back too; had an
+      // ack covered m5, it would not come back.
+      got.get('m1')!.ack();
+      await new Promise((r) => setTimeout(r, 100));
+      await c.close();
+      await b.close();
+      expect(await leftOver()).toEqual(['m5']);
+    });
+
+    it('an ack behind a message still in work goes out at once: the slow one does not hold the prefetch window', async () => {
+      await fill(3);
+      const b = await Broker.connect({ url, connectionName: `t-${sfx}-window`, logger });
+      const got: string[] = [];
+      const c = await b.consume(q, { prefetch: 2 }, (d) => {
+        got.push(d.body.toString());
+        // m1 is never acked (a long handler); m2 is. With prefetch 2, m3 arrives only if m2's ack was sent.
+        if (d.body.toString() !== 'm1') d.ack();
+      });
+      await until(() => got.length === 3, 5000);
+      expect(got).toEqual(['m1', 'm2', 'm3']);
+      await c.close();
+      await b.close();
+      expect(await leftOver()).toEqual(['m1']);
+    });
+  });
 });
