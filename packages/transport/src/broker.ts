@@ -266,6 +266,7 @@ export class Broker {
 
   private async setup(model: ChannelModel): Promise<void> {
     this.model = model;
+    corkFrames(model);
     if (this.topologies.length > 0) {
       const ch = await model.createChannel();
       try {
@@ -468,4 +469,30 @@ export async function applyTopology(ch: Channel, t: Topology): Promise<void> {
     if (b.kind === 'queue') await ch.bindQueue(b.destination, b.source, b.pattern);
     else await ch.bindExchange(b.destination, b.source, b.pattern);
   }
+}
+
+/**
+ * amqplib writes each frame it has queued to the socket with a write of its own (its muxer
+ * moves the channels' frames to the socket one `write` at a time): with TCP_NODELAY, one
+ * segment and one read on the broker's side per frame. Corking the socket for the duration
+ * of one pass of the muxer sends what the pass moves in one write instead. Bench, classic
+ * queues, 8,000 diamond tasks, four pairs of runs: RabbitMQ's CPU per step 0.141–0.146 ms
+ * with this, 0.156–0.169 without; the whole stack 0.538–0.554 vs 0.573–0.594 ms. It reaches
+ * into amqplib's connection (`muxer._readIncoming`, `stream`) and does nothing where those
+ * are not what it expects.
+ */
+function corkFrames(model: ChannelModel): void {
+  const conn = (model as unknown as { connection?: { muxer?: { _readIncoming?: () => void }; stream?: { cork?: () => void; uncork?: () => void } } }).connection;
+  const mux = conn?.muxer;
+  const sock = conn?.stream;
+  if (!mux || typeof mux._readIncoming !== 'function' || !sock?.cork || !sock.uncork) return;
+  const read = mux._readIncoming.bind(mux);
+  mux._readIncoming = () => {
+    sock.cork!();
+    try {
+      read();
+    } finally {
+      sock.uncork!();
+    }
+  };
 }

@@ -96,6 +96,33 @@ describe('Broker', () => {
     await expect(b.publish('', queue, Buffer.from('x'))).rejects.toThrow(/closed/);
   });
 
+  it('frames queued in one turn go to the socket in one write', async () => {
+    await ch.assertQueue(queue, { durable: true });
+    const b = await Broker.connect({ url, connectionName: `t-${sfx}-cork`, logger });
+    await b.publish('', queue, Buffer.from('warm-up')); // the publishing channel is open
+    const sock = (b.model as unknown as { connection: { stream: { write: (...a: unknown[]) => boolean } } }).connection.stream;
+    const writes: number[] = [];
+    const write = sock.write.bind(sock);
+    let corked = 0;
+    const original = (sock as unknown as { uncork: () => void }).uncork.bind(sock);
+    (sock as unknown as { uncork: () => void }).uncork = () => {
+      corked += 1;
+      original();
+    };
+    sock.write = (...a: unknown[]) => {
+      writes.push(corked);
+      return write(...a);
+    };
+    await Promise.all(Array.from({ length: 20 }, (_, i) => b.publish('', queue, Buffer.from(`m${i}`))));
+    // The 20 messages' frames were written to a corked socket and left it in a handful of
+    // writes (one per uncork), not in 20.
+    expect(writes.length).toBeGreaterThanOrEqual(20);
+    expect(corked).toBeGreaterThan(0);
+    expect(corked).toBeLessThan(5);
+    await b.close();
+    await ch.purgeQueue(queue);
+  });
+
   describe('acks', () => {
     const q = `${queue}.acks`;
     /** What is left on the queue once the consumer is closed (its unacked messages come back). */
