@@ -2,7 +2,7 @@
 // reports its HTTP address over IPC and serves CPU/SQL/confirm statistics on request.
 import '../experiments.ts';
 import pino from 'pino';
-import { Orchestrator } from '@tasker/orchestrator';
+import { Orchestrator, tuneHeap } from '@tasker/orchestrator';
 import { fatal, onStop, ready } from './ipc.ts';
 import { installAmqpTrace, installSqlTrace, serveStats } from './trace.ts';
 
@@ -11,6 +11,8 @@ if (process.env.BENCH_TRACE === '1') {
   installAmqpTrace();
 }
 serveStats();
+// As the orchestrator's binary does.
+tuneHeap();
 
 let orchestrator: Orchestrator | null = null;
 onStop(async () => {

@@ -4,3 +4,4 @@ export { loadTemplateDir, findTemplateFiles } from './templates/load-dir.ts';
 export { migrate, ensureDatabase } from './db/migrate.ts';
 export { createDb, type Db, type Database } from './db/database.ts';
 export * from './broker-access/index.ts';
+export { tuneHeap } from './heap.ts';

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Runs an orchestrator configured from TASKER_* environment variables until SIGTERM/SIGINT.
 import pino from 'pino';
+import { tuneHeap } from '../heap.ts';
 import { Orchestrator } from '../orchestrator.ts';
 import { describeStartupError } from './startup-error.ts';
 
+tuneHeap();
 let orchestrator: Orchestrator;
 try {
   orchestrator = await Orchestrator.start();
