@@ -214,6 +214,8 @@ export class Broker {
   /** @internal the live connection, or null while reconnecting. */
   model: ChannelModel | null = null;
   private readonly channels = new Set<ManagedChannel<any>>();
+  /** Each consumer's current ack window: closing the broker sends what they hold first. */
+  private readonly ackWindows = new Set<AckWindow>();
   private readonly topologies: Topology[] = [];
   private publisher!: ManagedChannel<ConfirmChannel>;
   private closing = false;
@@ -335,7 +337,9 @@ export class Broker {
       const acks = options.noAck
         ? null
         : new AckWindow(ch, (err, what) => logger.debug({ err: err.message, queue }, `${what} on a closed channel; the broker will redeliver`));
+      if (window) this.ackWindows.delete(window);
       window = acks;
+      if (acks) this.ackWindows.add(acks);
       const reply = await ch.consume(
         queue,
         (msg) => {
@@ -374,6 +378,7 @@ export class Broker {
         const ch = mc.peek();
         if (ch && tag) await ch.cancel(tag).catch(() => undefined);
         window?.flush();
+        if (window) this.ackWindows.delete(window);
         await mc.close();
       },
     };
@@ -437,6 +442,9 @@ export class Broker {
   /** Closes every channel (pending waits for a channel reject) and the connection. */
   async close(): Promise<void> {
     this.closing = true;
+    // Acks settled in this turn of the event loop go out before their channels close.
+    for (const w of this.ackWindows) w.flush();
+    this.ackWindows.clear();
     for (const c of [...this.channels]) await c.close();
     await this.conn.close().catch(() => undefined);
   }
