@@ -14,7 +14,7 @@ import { sql, type Kysely } from 'kysely';
 //   SHARE, as a foreign key check locks them, so no transaction deletes them meanwhile;
 // - deleting or truncating a task (template) that steps (tasks) still refer to fails with
 //   23503 (nothing in Tasker deletes either; this guards hands in psql);
-// - steps.task_id, tasks.id and tasks.template_id cannot change once written.
+// - steps.task_id, tasks.id, tasks.template_id and templates.id cannot change once written.
 //
 // The functions name tables through TG_TABLE_SCHEMA: they work whatever the caller's
 // search_path (an operator's psql session included).
