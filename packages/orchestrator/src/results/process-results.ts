@@ -119,16 +119,26 @@ export async function processResults(
       });
     }
 
+    // The batch's steps by task, as the plan left them (looking each task's steps up in the
+    // whole batch for every released step made this quadratic in the batch size).
+    const stepsOf = new Map<string, StepState[]>();
+    for (const s of steps.values()) {
+      const list = stepsOf.get(s.task_id);
+      if (list) list.push(s);
+      else stepsOf.set(s.task_id, [s]);
+    }
+
     // Step messages carry every ancestor's result, this batch's included.
     for (const s of plan.released) {
       const task = tasks.get(s.task_id)!;
       const template = await registry.get(task.template_id);
-      messages.push(stepOutgoing(n, buildStepMessage(task, template, s, completedResults(steps, s.task_id))));
+      messages.push(stepOutgoing(n, buildStepMessage(task, template, s, completedResults(stepsOf.get(s.task_id) ?? []))));
     }
 
     const children = plan.finished.filter((t) => t.parent_step_id);
     if (children.length > 0) {
-      const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: plan.tasks.find((w) => w.id === t.id)?.error ?? null }, finalResults(steps, t.id))]));
+      const errors = new Map(plan.tasks.map((w) => [w.id, w.error]));
+      const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: errors.get(t.id) ?? null }, finalResults(stepsOf.get(t.id) ?? []))]));
       messages.push(...(await childOutcomeMessages(trx, n, children, outcomes)));
     }
     return { outbox: await writePlan(trx, plan, messages), applied: changes.length, ignored };
@@ -137,16 +147,16 @@ export async function processResults(
 }
 
 /** Results of a task's complete steps, by step name. */
-function completedResults(steps: Map<string, StepState>, taskId: string): Map<string, unknown> {
+function completedResults(steps: StepState[]): Map<string, unknown> {
   const out = new Map<string, unknown>();
-  for (const s of steps.values()) if (s.task_id === taskId && s.state === 'complete') out.set(s.name, s.result);
+  for (const s of steps) if (s.state === 'complete') out.set(s.name, s.result);
   return out;
 }
 
 /** Results of a task's final steps (those nothing depends on), by step name. */
-function finalResults(steps: Map<string, StepState>, taskId: string): Record<string, unknown> {
+function finalResults(steps: StepState[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const s of steps.values()) if (s.task_id === taskId && s.dependents.length === 0 && s.state === 'complete') out[s.name] = s.result;
+  for (const s of steps) if (s.dependents.length === 0 && s.state === 'complete') out[s.name] = s.result;
   return out;
 }
 
