@@ -152,7 +152,10 @@ export function decodeOneOrMany<S extends z.ZodType>(
     ok: true,
     value: items.map((item, i) => ({
       decoded: decodeValue(schema, item, `${what} ${i + 1} of ${items.length} in a ${envelope}`, options),
-      body: JSON.stringify(item) ?? 'null',
+      // Serialized only when asked for (an item parked alone), not for every item.
+      get body() {
+        return JSON.stringify(item) ?? 'null';
+      },
     })),
   };
 }
@@ -164,25 +167,44 @@ export function decodeOneOrMany<S extends z.ZodType>(
  * path and the problem, or null.
  */
 export function jsonValueProblem(value: unknown, maxDepth: number = Limits.maxJsonDepth): FieldIssue | null {
-  const stack: Array<{ v: unknown; path: string; depth: number }> = [{ v: value, path: '', depth: 0 }];
+  // Paths are built only for a problem found: every message, result and context is walked,
+  // and a string per node was most of the walk's cost.
+  const stack: ValueFrame[] = [{ v: value, key: null, parent: null, depth: 0 }];
   while (stack.length > 0) {
-    const { v, path, depth } = stack.pop()!;
+    const frame = stack.pop()!;
+    const { v, depth } = frame;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return { path: path || '(root)', message: 'contains the NUL character (\\u0000), which cannot be stored' };
+      if (v.includes('\u0000')) return { path: pathOf(frame), message: 'contains the NUL character (\\u0000), which cannot be stored' };
       continue;
     }
     if (v === null || typeof v !== 'object') continue;
-    if (depth >= maxDepth) return { path: path || '(root)', message: `is nested deeper than ${maxDepth} levels` };
+    if (depth >= maxDepth) return { path: pathOf(frame), message: `is nested deeper than ${maxDepth} levels` };
     if (Array.isArray(v)) {
-      v.forEach((x, i) => stack.push({ v: x, path: path ? `${path}.${i}` : String(i), depth: depth + 1 }));
+      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], key: String(i), parent: frame, depth: depth + 1 });
     } else {
-      for (const [k, x] of Object.entries(v)) {
-        if (k.includes('\u0000')) return { path: path || '(root)', message: 'has a key containing the NUL character (\\u0000)' };
-        stack.push({ v: x, path: path ? `${path}.${k}` : k, depth: depth + 1 });
+      for (const k in v) {
+        if (!Object.hasOwn(v, k)) continue;
+        if (k.includes('\u0000')) return { path: pathOf(frame), message: 'has a key containing the NUL character (\\u0000)' };
+        stack.push({ v: (v as Record<string, unknown>)[k], key: k, parent: frame, depth: depth + 1 });
       }
     }
   }
   return null;
+}
+
+interface ValueFrame {
+  v: unknown;
+  /** Its key or index in its parent; null for the root. */
+  key: string | null;
+  parent: ValueFrame | null;
+  depth: number;
+}
+
+/** `a.0.b`, or `(root)`. */
+function pathOf(frame: ValueFrame): string {
+  const parts: string[] = [];
+  for (let f: ValueFrame | null = frame; f && f.key !== null; f = f.parent) parts.push(f.key);
+  return parts.length > 0 ? parts.reverse().join('.') : '(root)';
 }
 
 /** A copy with every NUL character in strings and keys replaced by U+FFFD (for error texts, which must be stored). */

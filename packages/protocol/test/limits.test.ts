@@ -27,6 +27,16 @@ describe('limits', () => {
     expect(jsonValueProblem(nestedArrays(65))).toEqual({ path: '0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0', message: 'is nested deeper than 64 levels' });
   });
 
+  it('NUL characters are refused with the path of the string, or of the object whose key holds one', () => {
+    expect(jsonValueProblem({ a: [1, { b: 'x\u0000y' }], c: 'fine' })).toEqual({
+      path: 'a.1.b',
+      message: 'contains the NUL character (\\u0000), which cannot be stored',
+    });
+    expect(jsonValueProblem({ a: { ['k\u0000']: 1 } })).toEqual({ path: 'a', message: 'has a key containing the NUL character (\\u0000)' });
+    expect(jsonValueProblem('\u0000')?.path).toBe('(root)');
+    expect(jsonValueProblem({ a: [{ b: 'no NUL here' }], n: 1, t: true, z: null })).toBeNull();
+  });
+
   it('message size: 4 MiB exactly is read, one byte more is PAYLOAD_TOO_LARGE with both sizes', () => {
     const pad = (total: number) => `{"x":"${'a'.repeat(total - 8)}"}`;
     expect(Buffer.byteLength(pad(Limits.maxMessageBytes))).toBe(Limits.maxMessageBytes);
