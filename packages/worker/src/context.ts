@@ -57,8 +57,10 @@ export interface StepContext {
 }
 
 export interface ContextDeps {
-  signal: AbortSignal;
-  logger: Logger;
+  /** The step's signal, made when first asked for (most handlers never look at it). */
+  signal: () => AbortSignal;
+  /** The step's logger, made when first asked for. */
+  logger: () => Logger;
   requestTask: RequestTask;
 }
 
@@ -84,13 +86,17 @@ export function createStepContext(message: StepMessage, deps: ContextDeps): Step
     dependencyResults,
     initialization: message.handler.initialization as Record<string, unknown>,
     method: message.handler.method,
-    signal: deps.signal,
-    logger: deps.logger,
+    get signal() {
+      return deps.signal();
+    },
+    get logger() {
+      return deps.logger();
+    },
     waitFor: (taskId: string) => new WaitForTask(taskId),
     createTask: (req, options = {}) => {
       createTaskCalls += 1;
       const n = createTaskCalls;
-      const signal = options.signal ? AbortSignal.any([deps.signal, options.signal]) : deps.signal;
+      const signal = options.signal ? AbortSignal.any([deps.signal(), options.signal]) : deps.signal();
       return deps.requestTask(
         {
           ...req,

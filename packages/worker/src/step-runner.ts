@@ -58,13 +58,31 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  */
 export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
   const startedAt = new Date();
-  const logger = deps.logger.child({
-    taskId: message.task_id,
-    step: message.step_name,
-    stepId: message.step_id,
-    attempt: message.attempt,
-  });
-  const controller = new AbortController();
+  // The step's logger and abort signal are made on first use: one of each per step was a
+  // measurable share of the worker's CPU per step (pino serializes a child's bindings when
+  // it is made; an AbortController is a native object), and most steps use neither.
+  let stepLogger: Logger | null = null;
+  const log = (): Logger =>
+    (stepLogger ??= deps.logger.child({
+      taskId: message.task_id,
+      step: message.step_name,
+      stepId: message.step_id,
+      attempt: message.attempt,
+    }));
+  let controller: AbortController | null = null;
+  let abortedWith: { reason: unknown } | null = null;
+  const signal = (): AbortSignal => {
+    if (!controller) {
+      controller = new AbortController();
+      if (abortedWith) controller.abort(abortedWith.reason);
+    }
+    return controller.signal;
+  };
+  const abort = (reason: unknown): void => {
+    if (abortedWith) return;
+    abortedWith = { reason };
+    controller?.abort(reason);
+  };
   const build = (outcome: Outcome): StepResult => {
     const base = {
       protocol_version: PROTOCOL_VERSION,
@@ -96,12 +114,12 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
         `no handler for callable '${callable}' (step ${message.step_name}) in namespace '${message.namespace}'; ` +
         `this worker has: ${available.length > 0 ? available.join(', ') : '(none)'}`,
     };
-    logger.error({ callable, available }, error.message);
+    log().error({ callable, available }, error.message);
     return { result: Promise.resolve(build({ status: 'failure', error })), settled: Promise.resolve(), abort: () => undefined };
   }
 
-  logger.debug({ callable }, 'step started');
-  const ctx = createStepContext(message, { signal: controller.signal, logger, requestTask: deps.requestTask });
+  if (deps.logger.isLevelEnabled('debug')) log().debug({ callable }, 'step started');
+  const ctx = createStepContext(message, { signal, logger: log, requestTask: deps.requestTask });
   const startMs = Date.now();
   let timedOut = false;
   let timer: NodeJS.Timeout | undefined;
@@ -118,12 +136,12 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
   const inTime: Promise<Outcome> = handled.then((h) => {
     // Past the deadline the step is answered already: neither serialize nor log this one.
     if (timedOut) return LATE;
-    if (h.ok) return successOutcome(h.value, logger);
+    if (h.ok) return successOutcome(h.value, log);
     const { error, notes } = toStepError(h.thrown);
     const fields = { err: h.thrown, kind: error.kind, code: error.code };
-    if (notes.length > 0) logger.warn({ notes }, 'handler error adjusted to fit a step result');
-    if (error.kind === 'permanent') logger.warn(fields, 'step failed permanently');
-    else logger.warn(fields, 'step failed; retryable');
+    if (notes.length > 0) log().warn({ notes }, 'handler error adjusted to fit a step result');
+    if (error.kind === 'permanent') log().warn(fields, 'step failed permanently');
+    else log().warn(fields, 'step failed; retryable');
     return { status: 'failure', error };
   });
 
@@ -134,8 +152,8 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
       timer = setTimeout(() => {
         timedOut = true;
         const text = `handler for step ${message.step_name} did not finish within its timeout of ${timeoutMs} ms`;
-        controller.abort(new TaskerError(ErrorCode.HANDLER_TIMEOUT, text));
-        logger.warn(
+        abort(new TaskerError(ErrorCode.HANDLER_TIMEOUT, text));
+        log().warn(
           { timeoutMs },
           'step timed out: result sent now; the handler was aborted',
         );
@@ -148,28 +166,28 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
   const settled = handled.then(() => {
     clearTimeout(timer);
     if (timedOut) {
-      logger.warn({ lateByMs: Date.now() - startMs - (timeoutMs ?? 0) }, 'timed-out handler returned; its result is ignored');
+      log().warn({ lateByMs: Date.now() - startMs - (timeoutMs ?? 0) }, 'timed-out handler returned; its result is ignored');
     }
   });
   const result = outcome.then((o) => {
     clearTimeout(timer);
     const r = build(o);
     // Debug, not info: one line per step is the hot path's biggest write at volume; failures stay at warn.
-    if (r.status === 'success') logger.debug({ durationMs: Date.now() - startMs }, 'step succeeded');
+    if (r.status === 'success' && deps.logger.isLevelEnabled('debug')) log().debug({ durationMs: Date.now() - startMs }, 'step succeeded');
     return r;
   });
-  return { result, settled, abort: (reason) => controller.abort(reason) };
+  return { result, settled, abort };
 }
 
 /** The returned value as the JSON that travels, or a permanent failure if it cannot travel. */
-function successOutcome(value: unknown, logger: Logger): Outcome {
+function successOutcome(value: unknown, log: () => Logger): Outcome {
   if (value instanceof WaitForTask) return { status: 'waiting', wait_for: { task_id: value.taskId } };
   let json: string | undefined;
   try {
     json = JSON.stringify(value);
   } catch (err) {
     const message = `the handler's result is not JSON-serializable: ${(err as Error).message}`;
-    logger.error(message);
+    log().error(message);
     return { status: 'failure', error: { kind: 'permanent', code: ErrorCode.INVALID_MESSAGE, message } };
   }
   // undefined (and a function or symbol, which JSON cannot hold either) is "no result": null.
@@ -177,7 +195,7 @@ function successOutcome(value: unknown, logger: Logger): Outcome {
   const bytes = Buffer.byteLength(json);
   if (bytes > Limits.maxResultBytes) {
     const message = `the handler's result is ${bytes} bytes as JSON; the limit is ${Limits.maxResultBytes} bytes`;
-    logger.error(message);
+    log().error(message);
     return { status: 'failure', error: { kind: 'permanent', code: ErrorCode.PAYLOAD_TOO_LARGE, message } };
   }
   return { status: 'success', result: JSON.parse(json) as JsonResult };
