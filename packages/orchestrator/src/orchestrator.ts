@@ -390,11 +390,12 @@ export class Orchestrator {
     return { taskId };
   }
 
-  /** Creates tasks now, in one transaction, and publishes their first steps. */
+  /** Creates tasks now, in one transaction, and publishes their first steps; each created task comes with its view. */
   async createTasks(inputs: CreateTaskBody[]): Promise<CreateOutcome[]> {
     const { outcomes, outbox } = await createTasks(
       { db: this.db, registry: this.registry, validator: this.validator, names: this.names, logger: this.logger },
       inputs,
+      { views: true },
     );
     await this.relay.publish(outbox);
     return outcomes;

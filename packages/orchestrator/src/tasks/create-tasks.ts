@@ -46,6 +46,8 @@ interface Prepared {
 export async function createTasks(
   deps: { db: Db; registry: TemplateRegistry; validator: ContextValidator; names: Names; logger: Logger },
   inputs: CreateTaskBody[],
+  /** Build each created task's `view` (its steps included): the HTTP API answers with it; a task reply does not. */
+  options: { views?: boolean } = {},
 ): Promise<{ outcomes: CreateOutcome[]; outbox: OutboxRow[] }> {
   const outcomes: CreateOutcome[] = new Array(inputs.length);
   const prepared: Prepared[] = [];
@@ -240,7 +242,9 @@ export async function createTasks(
         parent_step_id: p.input.parent?.step_id ?? null,
         created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
       };
-      outcomes[p.index] = { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepsOf.get(p.taskId)!) };
+      outcomes[p.index] = options.views
+        ? { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepsOf.get(p.taskId)!) }
+        : { ok: true, created: true, task };
     }
 
     // Idempotency keys already used: return the existing task.
