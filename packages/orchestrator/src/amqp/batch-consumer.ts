@@ -119,8 +119,8 @@ export class BatchConsumer<S extends z.ZodType> {
   }
 
   private async runBatch(batch: Delivery[]): Promise<void> {
-    // `part`: an item's own JSON when its message carries several (to park it alone, unchanged).
-    const items: Array<{ value: z.infer<S>; delivery: Delivery; part?: string }> = [];
+    // `part`: an item of a message carrying several (its own JSON, made only to park it alone).
+    const items: Array<{ value: z.infer<S>; delivery: Delivery; part?: DecodedPart<z.infer<S>> }> = [];
     for (const d of batch) {
       let parts: Array<DecodedPart<z.infer<S>>>;
       try {
@@ -147,14 +147,14 @@ export class BatchConsumer<S extends z.ZodType> {
           await this.parkAndAck(d, error!, parts.length > 1 ? part.body : undefined);
           continue;
         }
-        items.push({ value: part.decoded.value, delivery: d, ...(parts.length > 1 ? { part: part.body } : {}) });
+        items.push({ value: part.decoded.value, delivery: d, ...(parts.length > 1 ? { part } : {}) });
       }
     }
     if (items.length === 0) return;
     await this.processWithRecovery(items);
   }
 
-  private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery; part?: string }>): Promise<void> {
+  private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery; part?: DecodedPart<z.infer<S>> }>): Promise<void> {
     let delay = 250;
     let conflicts = 0;
     for (;;) {
@@ -182,7 +182,7 @@ export class BatchConsumer<S extends z.ZodType> {
           const reason = { code: 'INTERNAL', message: `processing failed: ${(err as Error).message}` };
           this.o.logger.error({ err, queue: this.o.queue }, `${this.o.what} could not be processed`);
           const only = items[0]!;
-          await this.parkAndAck(only.delivery, reason, only.part);
+          await this.parkAndAck(only.delivery, reason, only.part?.body);
           return;
         }
         this.o.logger.warn({ err: (err as Error).message, size: items.length }, `${this.o.what} batch failed; retrying one by one`);
