@@ -67,6 +67,8 @@ export interface BatchPlan {
   released: StepState[];
   /** Tasks this batch finished (their `state` in the map is updated). */
   finished: LockedTask[];
+  /** The batch's steps grouped by task, as the plan left them. */
+  stepsByTask: Map<string, StepState[]>;
 }
 
 const IN_FLIGHT = new Set(['enqueued', 'waiting_retry', 'waiting_child']);
@@ -168,7 +170,7 @@ export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, Ste
       outcome: outcomes.get(id) ?? null,
     };
   });
-  return { steps: writes, tasks: taskWrites, transitions, released, finished };
+  return { steps: writes, tasks: taskWrites, transitions, released, finished, stepsByTask: byTask };
 }
 
 /** A finish time for ordering; a step without one sorts last. */

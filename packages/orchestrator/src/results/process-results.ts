@@ -119,14 +119,9 @@ export async function processResults(
       });
     }
 
-    // The batch's steps by task, as the plan left them (looking each task's steps up in the
-    // whole batch for every released step made this quadratic in the batch size).
-    const stepsOf = new Map<string, StepState[]>();
-    for (const s of steps.values()) {
-      const list = stepsOf.get(s.task_id);
-      if (list) list.push(s);
-      else stepsOf.set(s.task_id, [s]);
-    }
+    // The batch's steps by task (looking each task's steps up in the whole batch for every
+    // released step made this quadratic in the batch size).
+    const stepsOf = plan.stepsByTask;
 
     // Step messages carry every ancestor's result, this batch's included.
     for (const s of plan.released) {
