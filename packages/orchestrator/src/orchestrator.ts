@@ -27,6 +27,7 @@ import { resolveConfig, type OrchestratorConfig, type OrchestratorConfigInput } 
 import { createDb, type Db } from './db/database.ts';
 import { ensureDatabase, migrate } from './db/migrate.ts';
 import { BatchConsumer } from './amqp/batch-consumer.ts';
+import { BatchQueue } from './batch-queue.ts';
 import { buildHttpServer } from './http/server.ts';
 import { OutboxRelay } from './outbox/outbox.ts';
 import { processResults } from './results/process-results.ts';
@@ -96,8 +97,8 @@ export class Orchestrator {
   readonly watchdog: Watchdog;
   private readonly consumers: Array<BatchConsumer<any>> = [];
   private http: ReturnType<typeof buildHttpServer> | null = null;
-  private creatorQueue: Array<{ input: CreateTaskBody; resolve: (o: CreateOutcome) => void; reject: (e: unknown) => void }> = [];
-  private creatorScheduled = false;
+  /** Task creation requests (HTTP) waiting to go in one transaction. */
+  private readonly creator: BatchQueue<{ input: CreateTaskBody; resolve: (o: CreateOutcome) => void; reject: (e: unknown) => void }>;
   /** Where the HTTP API listens, once started. */
   httpUrl: string | null = null;
 
@@ -111,6 +112,16 @@ export class Orchestrator {
     readonly resultOrigin: ResultOriginCheck | null = null,
   ) {
     this.names = names(config.amqpPrefix);
+    this.creator = new BatchQueue({
+      batchSize: config.batchSize,
+      concurrency: config.batchConcurrency,
+      run: (batch) =>
+        this.createTasks(batch.map((b) => b.input)).then(
+          (outcomes) => batch.forEach((b, j) => b.resolve(outcomes[j]!)),
+          (err) => batch.forEach((b) => b.reject(err)),
+        ),
+      onError: (err) => logger.error({ err }, 'task creation batch failed unexpectedly'),
+    });
     const topo: TopologyOptions = { queueType: config.queueType, deliveryLimit: config.deliveryLimit };
     this.registry = new TemplateRegistry(db, broker, this.names, topo, logger);
     this.relay = new OutboxRelay(db, broker, logger.child({ component: 'outbox' }), {
@@ -408,33 +419,7 @@ export class Orchestrator {
    * transactions, each with many tasks, instead of many with one or two).
    */
   submitTask(input: CreateTaskBody): Promise<CreateOutcome> {
-    return new Promise((resolve, reject) => {
-      this.creatorQueue.push({ input, resolve, reject });
-      this.scheduleCreator();
-    });
-  }
-
-  private creating = 0;
-
-  private scheduleCreator(): void {
-    if (this.creatorScheduled) return;
-    this.creatorScheduled = true;
-    setImmediate(() => {
-      this.creatorScheduled = false;
-      while (this.creatorQueue.length > 0 && this.creating < this.config.batchConcurrency) {
-        const slice = this.creatorQueue.splice(0, this.config.batchSize);
-        this.creating++;
-        this.createTasks(slice.map((b) => b.input))
-          .then(
-            (outcomes) => slice.forEach((b, j) => b.resolve(outcomes[j]!)),
-            (err) => slice.forEach((b) => b.reject(err)),
-          )
-          .finally(() => {
-            this.creating--;
-            if (this.creatorQueue.length > 0) this.scheduleCreator();
-          });
-      }
-    });
+    return new Promise((resolve, reject) => this.creator.push({ input, resolve, reject }));
   }
 
   getTask(id: string, detail: { transitions?: boolean; family?: boolean } = {}): Promise<TaskView | null> {

@@ -8,6 +8,7 @@ import amqp, {
 } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Topology } from '@tasker/protocol';
+import { oncePerTurn } from './turn.ts';
 
 /**
  * One RabbitMQ connection with amqplib's own recovery. Everything built on it (topology,
@@ -54,7 +55,6 @@ export interface Delivery {
 class AckWindow {
   /** Delivered messages in delivery order, until their settlement is sent. */
   private order: Array<{ msg: ConsumeMessage; settled: 'ack' | 'nack' | null }> = [];
-  private scheduled = false;
 
   constructor(
     private readonly ch: Channel,
@@ -83,14 +83,7 @@ class AckWindow {
     };
   }
 
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.flush();
-    });
-  }
+  private readonly schedule = oncePerTurn(() => this.flush());
 
   /** Sends what is settled now (before the channel closes). */
   flush(): void {

@@ -1,5 +1,6 @@
 import { decodeMessage, decodeOneOrMany, type BatchShape, type Decoded, type DecodedPart, type TaskerError } from '@tasker/protocol';
 import type { Broker, Consumer, Delivery } from '@tasker/transport';
+import { BatchQueue } from '../batch-queue.ts';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 
@@ -54,47 +55,23 @@ export function isTransientError(err: unknown): boolean {
  * crashes the consumer.
  */
 export class BatchConsumer<S extends z.ZodType> {
-  private pending: Delivery[] = [];
-  private running = 0;
-  private scheduled = false;
   private consumer: Consumer | null = null;
-  private idle: Array<() => void> = [];
-  private stopping = false;
+  private readonly queue: BatchQueue<Delivery>;
 
   constructor(
     private readonly broker: Broker,
     private readonly o: BatchConsumerOptions<S>,
-  ) {}
+  ) {
+    this.queue = new BatchQueue<Delivery>({
+      batchSize: o.batchSize,
+      concurrency: o.concurrency ?? 2,
+      run: (batch) => this.runBatch(batch),
+      onError: (err) => o.logger.error({ err, queue: o.queue }, 'batch failed unexpectedly'),
+    });
+  }
 
   async start(): Promise<void> {
-    this.consumer = await this.broker.consume(this.o.queue, { prefetch: this.o.prefetch }, (d) => {
-      this.pending.push(d);
-      this.schedule();
-    });
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return;
-    this.scheduled = true;
-    setImmediate(() => {
-      this.scheduled = false;
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    const limit = this.o.concurrency ?? 2;
-    while (this.pending.length > 0 && this.running < limit) {
-      const batch = this.pending.splice(0, this.o.batchSize);
-      this.running++;
-      this.runBatch(batch)
-        .catch((err: Error) => this.o.logger.error({ err, queue: this.o.queue }, 'batch failed unexpectedly'))
-        .finally(() => {
-          this.running--;
-          if (this.pending.length > 0) this.schedule();
-          else if (this.running === 0) for (const w of this.idle.splice(0)) w();
-        });
-    }
+    this.consumer = await this.broker.consume(this.o.queue, { prefetch: this.o.prefetch }, (d) => this.queue.push(d));
   }
 
   /** Items of a message carrying several that are not settled yet; the message is acked at 0. */
@@ -209,10 +186,9 @@ export class BatchConsumer<S extends z.ZodType> {
 
   /** Stops taking messages and waits for batches in flight; unprocessed ones go back to the queue. */
   async stop(): Promise<void> {
-    this.stopping = true;
     await this.consumer?.cancel();
-    this.pending = [];
-    if (this.running > 0) await new Promise<void>((r) => this.idle.push(r));
+    this.queue.clear();
+    await this.queue.drained();
     await this.consumer?.close();
   }
 }
