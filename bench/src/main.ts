@@ -117,9 +117,9 @@ async function measured<T>(label: string, fn: () => Promise<T>): Promise<T> {
     cpuShares[label] = shares();
   }
 }
-const sharesLine = (label: string) =>
+const sharesLine = (label: string, during = 'it') =>
   cpuShares[label]
-    ? `  CPU during it, % of one core (2 cores = 200): ${Object.entries(cpuShares[label]!)
+    ? `  CPU during ${during}, % of one core (2 cores = 200): ${Object.entries(cpuShares[label]!)
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`
     : '';
@@ -323,8 +323,8 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
             ],
           ),
         );
-        say(sharesLine('create_http').replace('CPU during it', 'CPU during HTTP creation'));
-        say(sharesLine('create_amqp').replace('CPU during it', 'CPU during AMQP creation'));
+        say(sharesLine('create_http', 'HTTP creation'));
+        say(sharesLine('create_amqp', 'AMQP creation'));
       }
     }
     cleanups.delete('tasker main run');
