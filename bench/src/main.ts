@@ -157,6 +157,7 @@ say(`machine: ${machine.nproc} cores, ${machine.cpu_model}; Node ${machine.node}
 say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
 say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
 say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
+say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE)`);
 say(`worker concurrency ${opts.concurrency} for every system; run id ${runId}; logs in ${outDir}`);
 if (opts.nodelay) say('WHAT-IF: --nodelay forces TCP_NODELAY on Tasker\'s AMQP sockets (not the code as committed)');
 
@@ -164,6 +165,7 @@ const result: Record<string, unknown> = {
   date: new Date().toISOString(),
   mode: opts.mode,
   queue_type: opts.queueType,
+  steps_per_message: opts.stepsPerMessage,
   concurrency: opts.concurrency,
   sizes: opts.sizes,
   machine,
@@ -185,6 +187,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
       label: 'main',
       runId,
       queueType: opts.queueType,
+      stepsPerMessage: opts.stepsPerMessage,
       orchestrators: 1,
       databaseUrl: opts.databaseUrl,
       amqpUrl: opts.amqpUrl,
@@ -451,6 +454,7 @@ const startStack = (label: string, orchestrators: number, workerEnv: Record<stri
     label,
     runId,
     queueType: opts.queueType,
+    stepsPerMessage: opts.stepsPerMessage,
     orchestrators,
     databaseUrl: opts.databaseUrl,
     amqpUrl: opts.amqpUrl,

@@ -126,6 +126,8 @@ export interface Options {
   mode: Mode;
   sizes: Sizes;
   queueType: QueueType;
+  /** Most steps in one step message (TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators). */
+  stepsPerMessage: number;
   json: string | null;
   outDir: string;
   sections: Set<Section>;
@@ -152,6 +154,7 @@ export const USAGE = `pnpm bench [options]
   --tiny                  a handful of tasks per section (the test suite's smoke run)
   --json FILE             also write the figures as JSON
   --queue-type TYPE       classic or quorum work queues for Tasker (default: TASKER_QUEUE_TYPE, else quorum)
+  --steps-per-message N  TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators (default: that variable, else 1)
   --peers LIST            comma-separated peers, or all / none / bullmq / graphile / pgboss (default: all)
   --only LIST             run only these sections: ${SECTIONS.join(', ')}
   --skip LIST             skip these sections
@@ -175,6 +178,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let mode: Mode = 'full';
   let json: string | null = null;
   let queueType = (process.env.TASKER_QUEUE_TYPE as QueueType | undefined) ?? 'quorum';
+  let stepsPerMessage = Number(process.env.TASKER_STEPS_PER_MESSAGE || 1);
   let outDir = defaultOutDir;
   let only: Section[] | null = null;
   const skip = new Set<Section>();
@@ -209,6 +213,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         const v = value();
         if (v !== 'classic' && v !== 'quorum') throw new Error(`--queue-type is classic or quorum, not '${v}'`);
         queueType = v;
+        break;
+      }
+      case '--steps-per-message': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1 || n > 100) throw new Error('--steps-per-message is a whole number from 1 to 100');
+        stepsPerMessage = n;
         break;
       }
       case '--peers': {
@@ -279,6 +289,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     mode,
     sizes,
     queueType,
+    stepsPerMessage,
     json,
     outDir,
     sections,

@@ -25,6 +25,8 @@ export interface StackOptions {
   /** What-if: TCP_NODELAY on the children's sockets (experiments.ts). */
   nodelay?: boolean;
   concurrency: number;
+  /** TASKER_STEPS_PER_MESSAGE of the orchestrators. */
+  stepsPerMessage: number;
 }
 
 /**
@@ -57,6 +59,7 @@ export class TaskerStack {
       TASKER_AMQP_URL: this.o.amqpUrl,
       TASKER_AMQP_PREFIX: this.prefix,
       TASKER_QUEUE_TYPE: this.o.queueType,
+      TASKER_STEPS_PER_MESSAGE: String(this.o.stepsPerMessage),
       TASKER_HTTP_HOST: '127.0.0.1',
       TASKER_HTTP_PORT: '0',
       TASKER_TEMPLATES_DIR: this.o.templatesDir,

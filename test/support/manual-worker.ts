@@ -7,6 +7,8 @@ import type { Orchestrator } from '@tasker/orchestrator';
  */
 export class ManualWorker {
   readonly received: Array<StepMessage & { receivedAt: number }> = [];
+  /** Each delivery's `type` and how many steps it carried (a `steps` message carries several). */
+  readonly deliveries: Array<{ type: string; steps: string[] }> = [];
   private waiters: Array<() => void> = [];
 
   private constructor(private readonly o: Orchestrator) {}
@@ -14,7 +16,10 @@ export class ManualWorker {
   static async start(o: Orchestrator, namespace: string): Promise<ManualWorker> {
     const w = new ManualWorker(o);
     await o.broker.consume(o.names.stepQueue(namespace), { prefetch: 100 }, (d) => {
-      w.received.push({ ...(JSON.parse(d.body.toString()) as StepMessage), receivedAt: Date.now() });
+      const body = JSON.parse(d.body.toString()) as StepMessage | { message_type: 'steps'; steps: StepMessage[] };
+      const steps = body.message_type === 'steps' ? body.steps : [body];
+      w.deliveries.push({ type: String(d.message.properties.type), steps: steps.map((s) => s.step_id) });
+      for (const m of steps) w.received.push({ ...m, receivedAt: Date.now() });
       d.ack();
       for (const f of w.waiters.splice(0)) f();
     });

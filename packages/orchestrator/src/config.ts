@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_AMQP_PREFIX, PREFIX_PATTERN } from '@tasker/protocol';
+import { DEFAULT_AMQP_PREFIX, Limits, PREFIX_PATTERN } from '@tasker/protocol';
 
 /**
  * Orchestrator configuration: every option comes from a `TASKER_*` environment variable
@@ -24,6 +24,13 @@ export const OrchestratorConfigSchema = z.object({
    * @defaultValue 10
    */
   deliveryLimit: z.coerce.number().int().min(1).max(1000).default(10),
+  /**
+   * Most steps the orchestrator puts in one message (`steps`, protocol section 3) when it
+   * releases several steps of a namespace at once; 1 sends every step alone (`step`). Raise
+   * it only once every worker of every namespace understands `steps` messages (the
+   * TypeScript, Python and Ruby workers of this repository do). @defaultValue 1
+   */
+  stepsPerMessage: z.coerce.number().int().min(1).max(Limits.maxStepsPerMessage).default(1),
   /** HTTP API port; 0 picks a free port. @defaultValue 8080 */
   httpPort: z.coerce.number().int().min(0).max(65535).default(8080),
   /** @defaultValue 127.0.0.1 */
@@ -86,6 +93,7 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   amqpPrefix: 'TASKER_AMQP_PREFIX',
   queueType: 'TASKER_QUEUE_TYPE',
   deliveryLimit: 'TASKER_DELIVERY_LIMIT',
+  stepsPerMessage: 'TASKER_STEPS_PER_MESSAGE',
   httpPort: 'TASKER_HTTP_PORT',
   httpHost: 'TASKER_HTTP_HOST',
   httpEnabled: 'TASKER_HTTP_ENABLED',

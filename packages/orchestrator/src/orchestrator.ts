@@ -7,6 +7,7 @@ import {
   RetryDue,
   StepMessage,
   StepResult,
+  STEP_MESSAGES_SHAPE,
   STEP_RESULTS_SHAPE,
   TaskerError,
   TaskRequest,
@@ -31,6 +32,7 @@ import { BatchQueue } from './batch-queue.ts';
 import { buildHttpServer } from './http/server.ts';
 import { OutboxRelay } from './outbox/outbox.ts';
 import { processResults } from './results/process-results.ts';
+import { processPoison } from './results/process-poison.ts';
 import { processRetries } from './results/process-retries.ts';
 import { ContextValidator } from './tasks/context-validator.ts';
 import { createTasks, type CreateOutcome } from './tasks/create-tasks.ts';
@@ -45,31 +47,6 @@ import { resolveResultOrigin, type ResultOriginCheck, type ResultOriginOptions }
 
 /** Direct reply-to addresses: the only reply_to the orchestrator answers when broker access control is on. */
 const DIRECT_REPLY_TO_PREFIX = 'amq.rabbitmq.reply-to.';
-
-/** The failure a poisoned step message stands for. */
-function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
-  const deaths = (d.message.properties.headers?.['x-death'] as Array<{ count?: number }> | undefined) ?? [];
-  const count = deaths.reduce((n, x) => n + Number(x.count ?? 0), 0);
-  const now = new Date().toISOString();
-  return {
-    protocol_version: PROTOCOL_VERSION,
-    message_type: 'step_result',
-    task_id: m.task_id,
-    step_id: m.step_id,
-    namespace: m.namespace,
-    step_name: m.step_name,
-    attempt: m.attempt,
-    started_at: m.dispatched_at,
-    finished_at: now,
-    worker_id: 'broker',
-    status: 'failure',
-    error: {
-      kind: 'permanent',
-      code: ErrorCode.POISON_MESSAGE,
-      message: `the step message was delivered ${limit} times (delivery limit) without a result: workers took it and stopped before answering${count ? ` (dead-lettered ${count}x)` : ''}`,
-    },
-  };
-}
 
 export interface StartOptions extends OrchestratorConfigInput {
   logger?: Logger;
@@ -186,7 +163,7 @@ export class Orchestrator {
     await this.registry.declareKnownNamespaces();
     if (config.templatesDir) await this.registerTemplates(await loadTemplateDir(config.templatesDir, config.environment));
 
-    const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger };
+    const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger, stepsPerMessage: config.stepsPerMessage };
     const park = (kind: string) => (d: Delivery, e: { code: string; message: string }, body?: string) => this.park(d, kind, e, body);
     const common = { prefetch: config.prefetch, batchSize: config.batchSize, concurrency: config.batchConcurrency, logger: this.logger };
 
@@ -227,12 +204,22 @@ export class Orchestrator {
         queue: n.poisonQueue,
         what: 'poison step message',
         schema: StepMessage,
+        batch: STEP_MESSAGES_SHAPE,
         park: park('poison'),
         process: async (items) => {
-          const results = items.map(({ value: m, delivery }) => poisonResult(m, delivery, config.deliveryLimit));
-          const out = await processResults(deps, results);
-          for (const r of results) {
+          const out = await processPoison(
+            deps,
+            items.map((i) => ({ message: i.value, delivery: i.delivery, oneOfSeveral: i.part !== undefined })),
+            config.deliveryLimit,
+          );
+          for (const r of out.failed) {
             this.logger.error({ taskId: r.task_id, stepId: r.step_id, attempt: r.attempt, namespace: r.namespace }, 'step message dead-lettered after its delivery limit');
+          }
+          for (const m of out.alone) {
+            this.logger.warn(
+              { taskId: m.task_id, stepId: m.step_id, attempt: m.attempt, namespace: m.namespace },
+              'steps message dead-lettered after its delivery limit: its unanswered step goes again alone',
+            );
           }
           await this.relay.publish(out.outbox);
         },
@@ -404,7 +391,14 @@ export class Orchestrator {
   /** Creates tasks now, in one transaction, and publishes their first steps; each created task comes with its view. */
   async createTasks(inputs: CreateTaskBody[]): Promise<CreateOutcome[]> {
     const { outcomes, outbox } = await createTasks(
-      { db: this.db, registry: this.registry, validator: this.validator, names: this.names, logger: this.logger },
+      {
+        db: this.db,
+        registry: this.registry,
+        validator: this.validator,
+        names: this.names,
+        logger: this.logger,
+        stepsPerMessage: this.config.stepsPerMessage,
+      },
       inputs,
       { views: true },
     );

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { StepMessage } from './messages/step-message.ts';
+import { StepMessage, StepMessages } from './messages/step-message.ts';
 import { StepResult, StepResults } from './messages/step-result.ts';
 import { TaskReply, TaskRequest } from './messages/task-request.ts';
 import { RetryDue } from './messages/retry-due.ts';
@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION } from './version.ts';
 /** The schemas published as JSON Schema files, by file stem. */
 export const PUBLISHED_SCHEMAS = {
   'step-message': StepMessage,
+  'step-messages': StepMessages,
   'step-result': StepResult,
   'step-results': StepResults,
   'task-request': TaskRequest,

@@ -11,6 +11,8 @@ export const Limits = {
   maxMessageBytes: 4 * 1024 * 1024,
   /** Most step results in one `step_results` message. @defaultValue 500 */
   maxResultsPerMessage: 500,
+  /** Most step messages in one `steps` message. @defaultValue 100 */
+  maxStepsPerMessage: 100,
   /** Deepest nesting of arrays and objects in any JSON payload. @defaultValue 64 */
   maxJsonDepth: 64,
 } as const;

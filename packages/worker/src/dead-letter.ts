@@ -12,7 +12,7 @@ export function parkedRoutingKey(namespace: string): string {
 /**
  * Parks a step message the worker cannot run (malformed JSON, wrong schema or protocol
  * version, another namespace) on the dead-letter exchange, body untouched, with why in
- * the headers. Resolves once the broker confirms it; the caller then acks the original.
+ * the headers (one step of a `steps` message goes alone, as its own JSON). Resolves once the broker confirms it; the caller then acks the original.
  */
 export async function parkStepMessage(
   broker: Broker,
@@ -21,10 +21,22 @@ export async function parkStepMessage(
   sourceQueue: string,
   delivery: Delivery,
   reason: TaskerError,
+  /** What to park: the delivery's body unless given (one step of a `steps` message, alone). */
+  body?: Buffer,
 ): Promise<void> {
   const props = delivery.message.properties;
+  // One step taken out of a `steps` message is JSON, a `step`; the envelope's id is not its own.
+  const own = body === undefined
+    ? {
+        // The body may not be JSON at all: keep what the sender said, claim nothing otherwise.
+        contentType: (props.contentType as string | undefined) ?? 'application/octet-stream',
+        ...(props.messageId ? { messageId: props.messageId as string } : {}),
+        ...(props.correlationId ? { correlationId: props.correlationId as string } : {}),
+        ...(props.type ? { type: props.type as string } : {}),
+      }
+    : { contentType: 'application/json', type: 'step' };
   const text = reason.message.length > MAX_REASON_CHARS ? `${reason.message.slice(0, MAX_REASON_CHARS)}…` : reason.message;
-  await broker.publish(n.deadLetterExchange, parkedRoutingKey(namespace), delivery.body, {
+  await broker.publish(n.deadLetterExchange, parkedRoutingKey(namespace), body ?? delivery.body, {
     persistent: true,
     headers: {
       ...(props.headers ?? {}),
@@ -32,10 +44,6 @@ export async function parkStepMessage(
       'x-tasker-code': reason.code,
       'x-tasker-source-queue': sourceQueue,
     },
-    // The body may not be JSON at all: keep what the sender said, claim nothing otherwise.
-    contentType: (props.contentType as string | undefined) ?? 'application/octet-stream',
-    ...(props.messageId ? { messageId: props.messageId as string } : {}),
-    ...(props.correlationId ? { correlationId: props.correlationId as string } : {}),
-    ...(props.type ? { type: props.type as string } : {}),
+    ...own,
   });
 }

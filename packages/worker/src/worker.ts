@@ -1,7 +1,17 @@
 import { installStopOnSignals } from './signals.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { ControlMessage, ErrorCode, StepMessage, TaskerError, decodeMessage, type StepResult } from '@tasker/protocol';
+import {
+  ControlMessage,
+  ErrorCode,
+  STEP_MESSAGES_SHAPE,
+  StepMessage,
+  TaskerError,
+  decodeMessage,
+  decodeOneOrMany,
+  type DecodedPart,
+  type StepResult,
+} from '@tasker/protocol';
 import { Broker, amqpUsername, type Consumer, type Delivery } from '@tasker/transport';
 import { AmqpTaskRequester } from '@tasker/client';
 import { redactUrl, resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './config.ts';
@@ -19,19 +29,26 @@ const PUBLISH_FAILURE_BACKOFF_MS = 1000;
 
 export type WorkerState = 'created' | 'starting' | 'running' | 'stopping' | 'stopped';
 
-/** One delivery being handled, from decoding to the ack. */
+/** One delivery being handled, from decoding to the ack: one step, or several (a `steps` message). */
 interface Job {
   readonly delivery: Delivery;
-  run: StepRun | null;
-  /** The task the step belongs to, once the message is decoded (for cancellations). */
-  taskId: string | null;
+  /** Its steps once decoded, each with its run once started (for cancellations). */
+  readonly steps: Array<{ taskId: string; run: StepRun | null }>;
   /** Given back to the queue at shutdown: nothing more is published or acked for it. */
   handedBack: boolean;
 }
 
 /**
+ * How one step of a delivery ended: answered (its result confirmed, or it was parked),
+ * `failed` (the result or the parking was not confirmed: the delivery goes back after a
+ * pause) or `given_back` (the worker stopped before it started).
+ */
+type StepEnd = 'answered' | 'failed' | 'given_back';
+
+/**
  * The worker runtime of one namespace: consumes the namespace's step queue, runs each step
- * through its handler, publishes the result (confirmed) and only then acks the step.
+ * through its handler, publishes the result (confirmed) and only then acks the step (a
+ * `steps` message once every one of its steps is answered).
  * At-least-once: a step whose result was not confirmed is delivered again, and the
  * orchestrator ignores a second result for the same attempt.
  */
@@ -131,9 +148,11 @@ export class Worker {
         }
         const ids = new Set(decoded.value.task_ids);
         for (const job of this.jobs.keys()) {
-          if (job.taskId && ids.has(job.taskId) && job.run) {
-            this.logger.info({ taskId: job.taskId, reason: decoded.value.reason }, 'task cancelled: aborting its running step');
-            job.run.abort(new TaskerError(ErrorCode.INVALID_STATE, `task ${job.taskId} was cancelled: ${decoded.value.reason}`));
+          for (const step of job.steps) {
+            if (ids.has(step.taskId) && step.run) {
+              this.logger.info({ taskId: step.taskId, reason: decoded.value.reason }, 'task cancelled: aborting its running step');
+              step.run.abort(new TaskerError(ErrorCode.INVALID_STATE, `task ${step.taskId} was cancelled: ${decoded.value.reason}`));
+            }
           }
         }
       }, { noAck: true });
@@ -166,7 +185,7 @@ export class Worker {
       delivery.nack(true);
       return Promise.resolve();
     }
-    const job: Job = { delivery, run: null, handedBack: false, taskId: null };
+    const job: Job = { delivery, steps: [], handedBack: false };
     const done = this.handle(job)
       .catch((err: unknown) => this.logger.error({ err }, 'unexpected failure handling a step delivery'))
       .finally(() => this.jobs.delete(job));
@@ -176,19 +195,49 @@ export class Worker {
 
   private async handle(job: Job): Promise<void> {
     const d = job.delivery;
-    const decoded = decodeMessage(StepMessage, d.body, 'step message');
-    if (!decoded.ok) return this.park(job, decoded.error);
-    const message = decoded.value;
-    job.taskId = message.task_id;
+    // One step, or several in a `steps` message: each is run (or parked) on its own.
+    const decoded = decodeOneOrMany(StepMessage, STEP_MESSAGES_SHAPE, d.body, 'step message');
+    const ends = decoded.ok
+      ? await Promise.all(
+          decoded.value.map((part, i, all) =>
+            this.runPart(job, part, all.length > 1 ? `step message ${i + 1} of ${all.length} in a steps message` : null),
+          ),
+        )
+      : [await this.park(job, decoded.error)];
+    if (job.handedBack) return;
+    if (ends.includes('failed')) {
+      // A lasting fault should not spin: pause before the delivery goes back.
+      await sleep(PUBLISH_FAILURE_BACKOFF_MS, undefined, { signal: this.shutdown.signal }).catch(() => undefined);
+      if (!job.handedBack) d.nack(true);
+    } else if (ends.includes('given_back')) {
+      d.nack(true); // stopping before a step started: give it back (its answered siblings are answered again, harmlessly)
+    } else {
+      // Acked only now: a result that was never confirmed must not lose its step.
+      d.ack();
+    }
+  }
+
+  /**
+   * Runs one step of a delivery (or parks it) and publishes its result. `place` names it
+   * within a `steps` message (null: it came alone).
+   */
+  private async runPart(job: Job, part: DecodedPart<StepMessage>, place: string | null): Promise<StepEnd> {
+    // A step of a `steps` message is parked alone, as its own JSON; a lone one, body untouched.
+    const parkedBody = place === null ? undefined : part.body;
+    if (!part.decoded.ok) return this.park(job, part.decoded.error, parkedBody);
+    const message = part.decoded.value;
     if (message.namespace !== this.namespace) {
       return this.park(
         job,
         new TaskerError(
           ErrorCode.INVALID_MESSAGE,
-          `step message is for namespace '${message.namespace}' but came from ${this.queue}, the queue of '${this.namespace}'`,
+          `${place ?? 'step message'} is for namespace '${message.namespace}' but came from ${this.queue}, the queue of '${this.namespace}'`,
         ),
+        parkedBody,
       );
     }
+    const step: Job['steps'][number] = { taskId: message.task_id, run: null };
+    job.steps.push(step);
 
     if (this.slots.available === 0) {
       this.logger.warn(
@@ -200,9 +249,9 @@ export class Worker {
     try {
       release = await this.slots.acquire(this.shutdown.signal);
     } catch {
-      d.nack(true); // stopping before it started: give it back untouched
-      return;
+      return 'given_back'; // stopping before it started
     }
+    const d = job.delivery;
     // Quorum queues count earlier deliveries in x-delivery-count; classic ones only flag a redelivery.
     const previous = Number(d.message.properties.headers?.['x-delivery-count'] ?? (d.message.fields.redelivered ? 1 : 0));
     const run = runStep(message, {
@@ -215,7 +264,7 @@ export class Worker {
         return this.requester.createTask(req, opts);
       },
     });
-    job.run = run;
+    step.run = run;
     // The slot is free when the handler really returns, not when its step is answered; but
     // a handler that ignores its signal past the deadline frees it after overrunGraceMs, so
     // it can never hold a slot forever (issue: crash safety, guarantee 6).
@@ -233,49 +282,47 @@ export class Worker {
         release();
       }, this.options.overrunGraceMs).unref();
     }
-    if (job.handedBack) return;
-    await this.publishResult(job, message, result);
+    if (job.handedBack) return 'given_back';
+    return this.publishResult(job, message, result);
   }
 
-  private async publishResult(job: Job, message: StepMessage, result: StepResult): Promise<void> {
+  private async publishResult(job: Job, message: StepMessage, result: StepResult): Promise<StepEnd> {
     try {
       // With user_id (RabbitMQ validates it against this connection's user) the orchestrator
       // can check that a result for a namespace came from that namespace's user (issue 6).
       // Results ready together share one message (result-publisher.ts).
       await this.results!.publish(result, message.correlation_id);
+      return 'answered';
     } catch (err) {
-      if (job.handedBack) return;
-      this.logger.error(
-        { err, taskId: message.task_id, step: message.step_name, attempt: message.attempt },
-        'step result not confirmed by the broker; the step message goes back to the queue',
-      );
-      // If the connection is gone, the nack is a no-op and the broker redelivers anyway;
-      // if only the publish failed, this gives the step to a worker that can answer it.
-      await sleep(PUBLISH_FAILURE_BACKOFF_MS, undefined, { signal: this.shutdown.signal }).catch(() => undefined);
-      if (!job.handedBack) job.delivery.nack(true);
-      return;
+      if (!job.handedBack) {
+        // If the connection is gone, the nack is a no-op and the broker redelivers anyway;
+        // if only the publish failed, this gives the step to a worker that can answer it.
+        this.logger.error(
+          { err, taskId: message.task_id, step: message.step_name, attempt: message.attempt },
+          'step result not confirmed by the broker; the step message goes back to the queue',
+        );
+      }
+      return 'failed';
     }
-    // Acked only now: a result that was never confirmed must not lose its step.
-    if (!job.handedBack) job.delivery.ack();
   }
 
-  private async park(job: Job, reason: TaskerError): Promise<void> {
-    const preview = job.delivery.body.subarray(0, 512).toString('utf8');
+  /** Parks what cannot be run: the delivery's body, or `body` (one step of a `steps` message). */
+  private async park(job: Job, reason: TaskerError, body?: string): Promise<StepEnd> {
+    const parked = body === undefined ? undefined : Buffer.from(body);
+    const preview = (parked ?? job.delivery.body).subarray(0, 512).toString('utf8');
     this.logger.error(
       { code: reason.code, reason: reason.message, queue: this.queue, bodyPreview: preview },
       'invalid step message: parked in the dead letters',
     );
     try {
-      await parkStepMessage(this.broker!, this.options.names, this.namespace, this.queue, job.delivery, reason);
+      await parkStepMessage(this.broker!, this.options.names, this.namespace, this.queue, job.delivery, reason, parked);
+      return 'answered';
     } catch (err) {
       // Same as a result that was not confirmed: give it back after a pause and park it on
       // a later delivery (the queue's delivery limit bounds the attempts).
       this.logger.error({ err }, 'could not park the invalid step message; it goes back to the queue');
-      await sleep(PUBLISH_FAILURE_BACKOFF_MS, undefined, { signal: this.shutdown.signal }).catch(() => undefined);
-      if (!job.handedBack) job.delivery.nack(true);
-      return;
+      return 'failed';
     }
-    if (!job.handedBack) job.delivery.ack();
   }
 
   /**
@@ -310,7 +357,7 @@ export class Worker {
         for (const [job] of jobs) {
           if (!this.jobs.has(job)) continue;
           job.handedBack = true;
-          job.run?.abort(reason);
+          for (const step of job.steps) step.run?.abort(reason);
           job.delivery.nack(true);
           handedBack += 1;
         }

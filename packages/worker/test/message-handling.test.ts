@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode } from '@tasker/protocol';
+import { ErrorCode, PROTOCOL_VERSION, type StepMessage } from '@tasker/protocol';
+import type { StepContext } from '../src/index.ts';
 import { FakeOrchestrator, deferred } from './support/fake-orchestrator.ts';
 
 let orch: FakeOrchestrator;
@@ -129,5 +130,86 @@ describe('message handling', () => {
     for (const s of steps) await orch.dispatch(s);
     const results = await Promise.all(steps.map((s) => orch.resultFor(s.step_id)));
     expect(new Set(results.map((r) => r.worker_id))).toEqual(new Set(['worker-a', 'worker-b']));
+  });
+});
+
+/** A `steps` message (several steps in one), as the orchestrator sends it with TASKER_STEPS_PER_MESSAGE above 1. */
+function stepsBody(steps: unknown[]): string {
+  return JSON.stringify({ protocol_version: PROTOCOL_VERSION, message_type: 'steps', steps });
+}
+
+describe('several steps in one message', () => {
+  it('runs and answers each step on its own, parks a bad one alone as its own JSON, and acks the message once', async () => {
+    const ns = await orch.namespace();
+    const ran: string[] = [];
+    await orch.worker({ namespace: ns, handlers: { validate: (ctx: StepContext) => (ran.push(ctx.stepId), `ok ${ctx.stepId}`) } }).start();
+    const good = [orch.step(ns, 'validate'), orch.step(ns, 'validate')];
+    const stranger: StepMessage = orch.step('someone_else', 'validate');
+    await orch.dispatchRaw(ns, stepsBody([good[0], stranger, good[1]]), { messageId: 'three' });
+
+    for (const m of good) expect(await orch.resultFor(m.step_id)).toMatchObject({ status: 'success', result: `ok ${m.step_id}` });
+    const parked = await orch.deadLetters.waitFor((m) => m.content.toString().includes(stranger.step_id));
+    expect(JSON.parse(parked.content.toString())).toEqual(stranger);
+    expect(parked.properties.type).toBe('step');
+    expect(header(parked, 'x-tasker-code')).toBe(ErrorCode.INVALID_MESSAGE);
+    expect(header(parked, 'x-tasker-reason')).toMatch(/^step message 2 of 3 in a steps message .*'someone_else'/);
+    expect(ran.sort()).toEqual(good.map((m) => m.step_id).sort());
+    // Acked once every step was answered: nothing comes back, nothing runs twice.
+    await orch.stopWorkers();
+    expect(await orch.depth(ns)).toBe(0);
+    expect(ran).toHaveLength(2);
+  });
+
+  it('parks a steps message whose envelope is broken whole, body unchanged', async () => {
+    const ns = await orch.namespace();
+    await orch.worker({ namespace: ns, handlers: { validate: () => 'fine' } }).start();
+    const empty = stepsBody([]);
+    await orch.dispatchRaw(ns, empty, { messageId: 'empty' });
+    await orch.dispatchRaw(ns, JSON.stringify({ protocol_version: PROTOCOL_VERSION, message_type: 'steps', steps: orch.step(ns, 'validate') }), { messageId: 'object' });
+
+    const a = await orch.deadLetters.waitFor((m) => m.properties.messageId === 'empty');
+    expect(a.content.toString()).toBe(empty);
+    expect(header(a, 'x-tasker-reason')).toBe('steps message: steps must be an array of 1 to 100 step messages; it has 0');
+    const b = await orch.deadLetters.waitFor((m) => m.properties.messageId === 'object');
+    expect(header(b, 'x-tasker-reason')).toBe('steps message: steps must be an array of 1 to 100 step messages');
+  });
+
+  it('a steps message goes back whole when the worker stops with one of its steps still running; the next worker answers both', async () => {
+    const ns = await orch.namespace();
+    const started = deferred();
+    const first = orch.worker({
+      namespace: ns,
+      shutdownGraceMs: 200,
+      handlers: {
+        quick: () => 'quick',
+        long: async (ctx: StepContext) => {
+          started.resolve();
+          await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
+          throw new Error('aborted');
+        },
+      },
+    });
+    await first.start();
+    const quick = orch.step(ns, 'quick');
+    const long = orch.step(ns, 'long');
+    await orch.dispatchRaw(ns, stepsBody([quick, long]));
+    await started.promise;
+    expect(await orch.resultFor(quick.step_id)).toMatchObject({ status: 'success' });
+    await first.stop();
+    await sleep(100);
+    expect(orch.results.items.some((r) => r.result?.step_id === long.step_id)).toBe(false);
+
+    await orch.worker({ namespace: ns, handlers: { quick: () => 'quick again', long: () => 'long' } }).start();
+    expect(await orch.resultFor(long.step_id)).toMatchObject({ status: 'success', result: 'long' });
+    // The answered sibling came back with it and is answered again (the orchestrator ignores the second).
+    const answers = await (async () => {
+      for (let i = 0; i < 100; i++) {
+        const n = orch.results.items.filter((r) => r.result?.step_id === quick.step_id);
+        if (n.length >= 2) return n;
+        await sleep(50);
+      }
+      return orch.results.items.filter((r) => r.result?.step_id === quick.step_id);
+    })();
+    expect(answers.map((r) => (r.result as { result?: unknown }).result)).toEqual(['quick', 'quick again']);
   });
 });

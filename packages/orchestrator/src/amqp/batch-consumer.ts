@@ -13,8 +13,11 @@ export interface BatchConsumerOptions<S extends z.ZodType> {
   batchSize: number;
   /** Batches processed at once. @defaultValue 2 */
   concurrency?: number;
-  /** Runs one batch. Throwing means nothing of the batch was applied. */
-  process: (items: Array<{ value: z.infer<S>; delivery: Delivery }>) => Promise<void>;
+  /**
+   * Runs one batch. Throwing means nothing of the batch was applied. `part` is set on an
+   * item that came with others in one message (`batch`).
+   */
+  process: (items: Array<{ value: z.infer<S>; delivery: Delivery; part?: DecodedPart<z.infer<S>> }>) => Promise<void>;
   /**
    * Messages may also carry several items in this shape (`step_results`); each item is then
    * checked, processed or parked on its own, and the message is acked once all are settled.

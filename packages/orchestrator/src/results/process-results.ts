@@ -20,7 +20,7 @@ import type { Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import { stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
-import { buildStepMessage, stepOutgoing } from '../tasks/step-messages.ts';
+import { buildStepMessage, packSteps, stepOutgoing } from '../tasks/step-messages.ts';
 import type { recordTransitions, TransitionRow } from '../tasks/transitions.ts';
 import { planBatch, type Change, type StepState } from './batch-plan.ts';
 import { lockAndReadSteps, writePlan } from './batch-store.ts';
@@ -30,6 +30,8 @@ export interface ProcessDeps {
   registry: TemplateRegistry;
   names: Names;
   logger: Logger;
+  /** Most steps in one message (`TASKER_STEPS_PER_MESSAGE`). @defaultValue 1 */
+  stepsPerMessage?: number;
 }
 
 /** Why a result changed nothing; logged, never thrown (a duplicate is normal under at-least-once). */
@@ -136,7 +138,7 @@ export async function processResults(
       const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: errors.get(t.id) ?? null }, finalResults(stepsOf.get(t.id) ?? []))]));
       messages.push(...(await childOutcomeMessages(trx, n, children, outcomes)));
     }
-    return { outbox: await writePlan(trx, plan, messages), applied: changes.length, ignored };
+    return { outbox: await writePlan(trx, plan, packSteps(n, messages, deps.stepsPerMessage ?? 1)), applied: changes.length, ignored };
   });
   return outcome;
 }

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { ErrorCode, type RetryDue } from '@tasker/protocol';
 import { insertTransitionsAndOutbox, type OutboxRow } from '../outbox/outbox.ts';
 import { lockTasks, stepMessagesFor } from '../tasks/dispatch.ts';
+import { packSteps } from '../tasks/step-messages.ts';
 import type { TransitionRow } from '../tasks/transitions.ts';
 import type { ProcessDeps } from './process-results.ts';
 
@@ -44,7 +45,7 @@ export async function processRetries(
       attempt: r.attempt,
       reason: 'retry delay expired',
     }));
-    const messages = await stepMessagesFor(trx, deps.registry, deps.names, tasks, rows);
+    const messages = packSteps(deps.names, await stepMessagesFor(trx, deps.registry, deps.names, tasks, rows), deps.stepsPerMessage ?? 1);
     return { outbox: await insertTransitionsAndOutbox(trx, transitions, messages), applied: rows.length };
   });
   return { ...outcome, ignored };

@@ -14,10 +14,10 @@ import {
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
 import type { Db } from '../db/database.ts';
-import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
+import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
-import { buildStepMessage, stepOutgoing } from './step-messages.ts';
+import { buildStepMessage, packStepGroups, stepOutgoing } from './step-messages.ts';
 import type { TransitionRow } from './transitions.ts';
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
@@ -44,7 +44,15 @@ interface Prepared {
  * and leaves no row; the others go on. A repeated idempotency key returns the existing task.
  */
 export async function createTasks(
-  deps: { db: Db; registry: TemplateRegistry; validator: ContextValidator; names: Names; logger: Logger },
+  deps: {
+    db: Db;
+    registry: TemplateRegistry;
+    validator: ContextValidator;
+    names: Names;
+    logger: Logger;
+    /** Most steps in one message (`TASKER_STEPS_PER_MESSAGE`). @defaultValue 1 */
+    stepsPerMessage?: number;
+  },
   inputs: CreateTaskBody[],
   /** Build each created task's `view` (its steps included): the HTTP API answers with it; a task reply does not. */
   options: { views?: boolean } = {},
@@ -183,6 +191,14 @@ export async function createTasks(
     });
   }
 
+  // The first steps of the new tasks, several to a message when allowed; a message goes out
+  // only if all the tasks it carries steps of were created (see below).
+  const packs = packStepGroups(deps.names, messages, deps.stepsPerMessage ?? 1).map((g) => ({
+    message: g.message,
+    parts: g.parts,
+    task_ids: [...new Set(g.parts.map((m) => m.task_id))],
+  }));
+
   const outbox = await deps.db.transaction().execute(async (trx) => {
     const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create */
       WITH ins AS (
@@ -214,9 +230,9 @@ export async function createTasks(
       ), ob AS (
         INSERT INTO outbox (exchange, routing_key, body, properties)
         SELECT exchange, routing_key, body, properties
-        FROM jsonb_to_recordset(${JSON.stringify(messages.map((m) => ({ task_id: m.task_id, exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })))}::jsonb)
-          AS x(task_id text, exchange text, routing_key text, body text, properties jsonb)
-        WHERE x.task_id IN (SELECT id FROM ins)
+        FROM jsonb_to_recordset(${JSON.stringify(packs.map((p) => ({ task_ids: p.task_ids, exchange: p.message.exchange, routing_key: p.message.routingKey, body: p.message.body, properties: p.message.properties })))}::jsonb)
+          AS x(task_ids text[], exchange text, routing_key text, body text, properties jsonb)
+        WHERE x.task_ids <@ (SELECT array_agg(id) FROM ins)
         RETURNING id
       )
       SELECT (SELECT jsonb_agg(jsonb_build_object('id', id, 'created_at', created_at)) FROM ins) AS created,
@@ -264,8 +280,23 @@ export async function createTasks(
       }
     }
     // The outbox ids only serve to delete the batch's rows once all are confirmed.
-    const sent = messages.filter((m) => createdAt.has(m.task_id));
-    return sent.map(({ task_id: _, ...m }, i): OutboxRow => ({ ...m, id: String(rows[0]!.outbox[i]) }));
+    const sent = new Set(packs.filter((p) => p.task_ids.every((id) => createdAt.has(id))));
+    const written = [...sent].map(({ message: m }, i): OutboxRow => ({
+      exchange: m.exchange,
+      routingKey: m.routingKey,
+      body: m.body,
+      properties: m.properties,
+      id: String(rows[0]!.outbox[i]),
+    }));
+    // A message that also carried a step of a task whose idempotency key was taken meanwhile
+    // was not written: the steps of its created tasks go in messages of their own.
+    const orphans = packs
+      .filter((p) => !sent.has(p))
+      .flatMap((p) => p.parts.filter((m) => createdAt.has(m.task_id)))
+      .map(({ task_id: _, ...m }): OutgoingMessage => m);
+    if (orphans.length === 0) return written;
+    const repacked = packStepGroups(deps.names, orphans, deps.stepsPerMessage ?? 1).map((g) => g.message);
+    return [...written, ...(await insertOutbox(trx, repacked))];
   });
 
   for (const { p, first } of repeats) {

@@ -1,4 +1,4 @@
-import { PROTOCOL_VERSION, type CompiledTemplate, type StepMessage, type Names } from '@tasker/protocol';
+import { Limits, PROTOCOL_VERSION, type CompiledTemplate, type StepMessage, type StepMessages, type Names } from '@tasker/protocol';
 import type { OutgoingMessage } from '../outbox/outbox.ts';
 
 export interface TaskForDispatch {
@@ -56,6 +56,68 @@ export function stepOutgoing(n: Names, message: StepMessage): OutgoingMessage {
       messageId: message.idempotency_key,
       correlationId: message.correlation_id,
       type: 'step',
+      persistent: true,
+      contentType: 'application/json',
+    },
+  };
+}
+
+/** A `steps` message stays under half the message limit, as a worker's `step_results` does. */
+const MAX_PACKED_BYTES = Limits.maxMessageBytes / 2;
+
+/**
+ * Puts the step messages of one namespace together, at most `max` in one `steps` message
+ * and at most half the message limit in bytes (issue 7: each message costs the broker, the
+ * outbox and the worker about as much as a step's database work). Other messages, and a
+ * step that finds no company, go unchanged; with `max` 1 the list comes back as it was.
+ */
+export function packSteps(n: Names, messages: OutgoingMessage[], max: number): OutgoingMessage[] {
+  if (max <= 1) return messages;
+  return packStepGroups(n, messages, max).map((g) => g.message);
+}
+
+/** {@link packSteps}, saying which of the given messages each outgoing one carries. */
+export function packStepGroups<M extends OutgoingMessage>(n: Names, messages: M[], max: number): Array<{ message: OutgoingMessage; parts: M[] }> {
+  const out: Array<{ message: OutgoingMessage; parts: M[] }> = [];
+  const byQueue = new Map<string, M[]>();
+  for (const m of messages) {
+    if (max <= 1 || m.exchange !== n.stepsExchange || m.properties.type !== 'step') {
+      out.push({ message: m, parts: [m] });
+      continue;
+    }
+    let group = byQueue.get(m.routingKey);
+    if (!group) byQueue.set(m.routingKey, (group = []));
+    group.push(m);
+  }
+  for (const group of byQueue.values()) {
+    let i = 0;
+    while (i < group.length) {
+      let bytes = 0;
+      let j = i;
+      while (j < group.length && j - i < max) {
+        bytes += Buffer.byteLength(group[j]!.body) + 1;
+        if (j > i && bytes > MAX_PACKED_BYTES) break;
+        j += 1;
+      }
+      const parts = group.slice(i, j);
+      out.push({ message: parts.length === 1 ? parts[0]! : packed(parts), parts });
+      i = j;
+    }
+  }
+  return out;
+}
+
+/** One `steps` message around step messages already serialized. */
+function packed(steps: OutgoingMessage[]): OutgoingMessage {
+  const head: Omit<StepMessages, 'steps'> = { protocol_version: PROTOCOL_VERSION, message_type: 'steps' };
+  const first = steps[0]!;
+  return {
+    exchange: first.exchange,
+    routingKey: first.routingKey,
+    body: `${JSON.stringify(head).slice(0, -1)},"steps":[${steps.map((s) => s.body).join(',')}]}`,
+    properties: {
+      messageId: `${String(first.properties.messageId)}+${steps.length - 1}`,
+      type: 'steps',
       persistent: true,
       contentType: 'application/json',
     },

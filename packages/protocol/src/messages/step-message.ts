@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Limits } from '../limits.ts';
 import { id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
 
 /**
@@ -35,3 +36,26 @@ export const StepMessage = z
   })
   .describe('A step to run: orchestrator → worker.');
 export type StepMessage = z.infer<typeof StepMessage>;
+
+/**
+ * Orchestrator → worker: several step messages in one message, on the namespace's step
+ * queue (every step of the message in that namespace). Sent only when the orchestrator is
+ * told to (`TASKER_STEPS_PER_MESSAGE` above 1), once every worker of the namespace
+ * understands it. Each step is run and answered on its own, exactly as if it had come
+ * alone; the message is acked once every one of them is answered (or parked).
+ */
+export const StepMessages = z
+  .object({
+    protocol_version: protocolVersion,
+    message_type: z.literal('steps'),
+    steps: z.array(StepMessage).min(1).max(Limits.maxStepsPerMessage),
+  })
+  .describe('Several steps to run in one message: orchestrator → worker.');
+export type StepMessages = z.infer<typeof StepMessages>;
+
+/** How a `steps` message carries its step messages (for `decodeOneOrMany`). */
+export const STEP_MESSAGES_SHAPE = {
+  messageType: 'steps',
+  field: 'steps',
+  max: Limits.maxStepsPerMessage,
+} as const;
