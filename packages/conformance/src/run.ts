@@ -6,6 +6,7 @@ import pg from 'pg';
 import { pino, destination, type Logger } from 'pino';
 import {
   ErrorCode,
+  PROTOCOL_VERSION,
   coreTopology,
   names as amqpNames,
   namespaceTopology,
@@ -81,6 +82,7 @@ export const CASES = {
   timeout: 'handler overrunning its timeout: HANDLER_TIMEOUT at the deadline',
   create_task_and_wait: "creates a task (task request) and waits for it: completes with the child's outcome",
   malformed_parked: 'malformed step messages parked on the dead-letter exchange with x-tasker-* headers',
+  steps_message: 'several steps in one message (steps): each answered; a bad one parked alone',
   redelivery: 'redelivered message (worker killed before ack): same attempt, same idempotency key',
   graceful_shutdown: 'SIGTERM: the running step finishes and is answered, then exit 0',
   one_result_per_attempt: 'exactly one result per attempt (none late, none twice)',
@@ -178,6 +180,8 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       dbSchema: schema,
       amqpPrefix: prefix,
       httpEnabled: false,
+      // Steps released together go in one `steps` message, which every worker must accept.
+      stepsPerMessage: 16,
       outboxSweepMs: 200,
       outboxStaleMs: 1000,
       logger,
@@ -262,6 +266,7 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
       unicode: await create('conformance_unicode', { text: UNICODE_TEXT, payload: structuredClone(UNICODE_PAYLOAD) as unknown as JsonValue }),
       timeout: await create('conformance_timeout', { sleep_ms: 2500 }),
       delegate: await create('conformance_delegate', { value: `child-${sfx}` }),
+      fanOut: await create('conformance_fan_out', { value: 'fan' }),
     };
     const badJsonId = `conformance-bad-json-${sfx}`;
     const badVersionId = `conformance-bad-version-${sfx}`;
@@ -271,6 +276,11 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
     );
     obs.publishStep(namespace, badJson, badJsonId);
     obs.publishStep(namespace, badVersion, badVersionId);
+    // A `steps` message whose second step lacks its required fields: parked alone, as its own JSON.
+    const badItem = { protocol_version: PROTOCOL_VERSION, message_type: 'step', namespace, task_id: `tsk_badstep${sfx}`, future_field: true };
+    const badItemOf = (i: number) => ({ ...badItem, task_id: `${badItem.task_id}${i}` });
+    const badSteps = Buffer.from(JSON.stringify({ protocol_version: PROTOCOL_VERSION, message_type: 'steps', steps: [badItemOf(1), badItemOf(2)] }));
+    obs.publishStep(namespace, badSteps, `conformance-bad-steps-${sfx}`);
 
     await Promise.all([
       run('success', async () => {
@@ -442,6 +452,38 @@ export async function runConformance(options: ConformanceOptions): Promise<Confo
         check(parked[0], badJson, ErrorCode.INVALID_MESSAGE, 'non-JSON body');
         check(parked[1], badVersion, ErrorCode.UNSUPPORTED_PROTOCOL_VERSION, 'protocol_version 99');
         return e.done('INVALID_MESSAGE and UNSUPPORTED_PROTOCOL_VERSION, bodies untouched');
+      }),
+      run('steps_message', async () => {
+        const { task, results } = await settle(ids.fanOut, 3);
+        const e = new Expect();
+        for (const name of ['first', 'left', 'right']) {
+          const r = results.find((x) => body(x)['step_name'] === name);
+          e.envelope(r, envelope(ids.fanOut, name), name);
+          e.that(isDeepStrictEqual(body(r)['result'], { ok: true, value: 'fan' }), `${name} returned ${short(body(r)['result'])}, expected {"ok":true,"value":"fan"}`);
+        }
+        e.that(results.length === 3, `${results.length} results, expected 3 (one per step)`);
+        e.that(task.state === 'complete', `task ${task.state}, expected complete`);
+        const alone = await obs
+          .waitFor(() => {
+            const found = [1, 2].map((i) => obs.parked.find((p) => p.body.toString().includes(`"${badItem.task_id}${i}"`)));
+            return found.every(Boolean) ? found : undefined;
+          }, 10_000, 'both bad steps of the steps message on the dead-letter exchange')
+          .catch(() => [1, 2].map((i) => obs.parked.find((p) => p.body.toString().includes(`"${badItem.task_id}${i}"`))));
+        alone.forEach((p, i) => {
+          const label = `bad step ${i + 1} of the steps message`;
+          if (!e.that(!!p, `${label} was not parked`)) return;
+          const h = (p!.properties.headers ?? {}) as Json;
+          let parsed: unknown = null;
+          try {
+            parsed = JSON.parse(p!.body.toString());
+          } catch {
+            /* checked below */
+          }
+          e.that(isDeepStrictEqual(parsed, badItemOf(i + 1)), `${label}: body ${short(p!.body.toString())}, expected that step alone as JSON`);
+          e.that(h['x-tasker-code'] === ErrorCode.INVALID_MESSAGE, `${label}: x-tasker-code ${String(h['x-tasker-code'])}, expected INVALID_MESSAGE`);
+          e.that(String(h['x-tasker-reason'] ?? '').includes(`${i + 1} of 2`), `${label}: reason ${short(h['x-tasker-reason'])} does not name its place (${i + 1} of 2)`);
+        });
+        return e.done('left and right (one steps message) answered; each bad step of a steps message parked alone');
       }),
     ]);
 

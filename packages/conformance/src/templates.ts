@@ -14,6 +14,7 @@ export const TEMPLATE_NAMES = [
   'conformance_timeout',
   'conformance_slow',
   'conformance_delegate',
+  'conformance_fan_out',
 ] as const;
 export type TemplateName = (typeof TEMPLATE_NAMES)[number];
 
@@ -89,6 +90,12 @@ export function conformanceTemplates(namespace: string): CompiledTemplate[] {
       { name: 'overrun', callable: 'conformance_sleep', timeout_seconds: TIMEOUT_SECONDS, retry: { retryable: false } },
     ]),
     template(namespace, 'conformance_delegate', [{ name: 'delegate', callable: 'conformance_delegate' }]),
+    // One result releases left and right together: they reach the worker in one `steps` message.
+    template(namespace, 'conformance_fan_out', [
+      { name: 'first', callable: 'conformance_succeed' },
+      { name: 'left', callable: 'conformance_succeed', dependencies: ['first'] },
+      { name: 'right', callable: 'conformance_succeed', dependencies: ['first'] },
+    ]),
     template(namespace, 'conformance_slow', [{ name: 'slow', callable: 'conformance_sleep', retry: { max_attempts: 2 } }]),
   ];
 }
