@@ -157,7 +157,7 @@ say(`machine: ${machine.nproc} cores, ${machine.cpu_model}; Node ${machine.node}
 say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
 say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
 say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
-say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE)`);
+say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE=${opts.stepsPerMessage}; the orchestrator's default is 1)`);
 say(`worker concurrency ${opts.concurrency} for every system; run id ${runId}; logs in ${outDir}`);
 if (opts.nodelay) say('WHAT-IF: --nodelay forces TCP_NODELAY on Tasker\'s AMQP sockets (not the code as committed)');
 
@@ -623,7 +623,7 @@ say(
   table(
     ['system (diamond, concurrency 50)', 'durable', 'steps/s', 'tasker ÷ it'],
     [
-      [`tasker (${opts.queueType} queues)`, 'yes', ours, ours ? 1 : null],
+      [`tasker (${opts.queueType} queues, ${opts.stepsPerMessage} steps/message)`, 'yes', ours, ours ? 1 : null],
       ...peerRows,
       [`raw RabbitMQ two hops (${opts.queueType}), msgs/s`, 'yes', limitRate, limitRatio],
     ],

@@ -154,7 +154,8 @@ export const USAGE = `pnpm bench [options]
   --tiny                  a handful of tasks per section (the test suite's smoke run)
   --json FILE             also write the figures as JSON
   --queue-type TYPE       classic or quorum work queues for Tasker (default: TASKER_QUEUE_TYPE, else quorum)
-  --steps-per-message N  TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators (default: that variable, else 1)
+  --steps-per-message N  TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators (default: that variable, else 16;
+                          the orchestrator's own default is 1, for workers that predate 'steps' messages)
   --peers LIST            comma-separated peers, or all / none / bullmq / graphile / pgboss (default: all)
   --only LIST             run only these sections: ${SECTIONS.join(', ')}
   --skip LIST             skip these sections
@@ -178,7 +179,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let mode: Mode = 'full';
   let json: string | null = null;
   let queueType = (process.env.TASKER_QUEUE_TYPE as QueueType | undefined) ?? 'quorum';
-  let stepsPerMessage = Number(process.env.TASKER_STEPS_PER_MESSAGE || 1);
+  let stepsPerMessage = Number(process.env.TASKER_STEPS_PER_MESSAGE || 16);
   let outDir = defaultOutDir;
   let only: Section[] | null = null;
   const skip = new Set<Section>();
