@@ -104,6 +104,11 @@ export function decodeValue<S extends z.ZodType>(
 export interface DecodedPart<T> {
   decoded: Decoded<T>;
   body: string;
+  /**
+   * Where it was, for reasons: `step message 2 of 3 in a steps message`; null when the
+   * message was the item itself (not a batch), which is then parked whole.
+   */
+  place: string | null;
 }
 
 /** How a message carrying several items looks: `{protocol_version, message_type, <field>: [...]}`. */
@@ -130,7 +135,7 @@ export function decodeOneOrMany<S extends z.ZodType>(
   if (!raw.ok) return raw;
   if (raw.value['message_type'] !== shape.messageType) {
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    return { ok: true, value: [{ decoded: decodeValue(schema, raw.value, what, options), body: text }] };
+    return { ok: true, value: [{ decoded: decodeValue(schema, raw.value, what, options), body: text, place: null }] };
   }
   const envelope = `${shape.messageType} message`;
   const unsupported = versionProblem(raw.value, envelope);
@@ -152,6 +157,7 @@ export function decodeOneOrMany<S extends z.ZodType>(
     ok: true,
     value: items.map((item, i) => ({
       decoded: decodeValue(schema, item, `${what} ${i + 1} of ${items.length} in a ${envelope}`, options),
+      place: `${what} ${i + 1} of ${items.length} in a ${envelope}`,
       // Serialized only when asked for (an item parked alone), not for every item.
       get body() {
         return JSON.stringify(item) ?? 'null';

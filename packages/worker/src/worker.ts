@@ -198,11 +198,7 @@ export class Worker {
     // One step, or several in a `steps` message: each is run (or parked) on its own.
     const decoded = decodeOneOrMany(StepMessage, STEP_MESSAGES_SHAPE, d.body, 'step message');
     const ends = decoded.ok
-      ? await Promise.all(
-          decoded.value.map((part, i, all) =>
-            this.runPart(job, part, all.length > 1 ? `step message ${i + 1} of ${all.length} in a steps message` : null),
-          ),
-        )
+      ? await Promise.all(decoded.value.map((part) => this.runPart(job, part)))
       : [await this.park(job, decoded.error)];
     if (job.handedBack) return;
     if (ends.includes('failed')) {
@@ -217,12 +213,10 @@ export class Worker {
     }
   }
 
-  /**
-   * Runs one step of a delivery (or parks it) and publishes its result. `place` names it
-   * within a `steps` message (null: it came alone).
-   */
-  private async runPart(job: Job, part: DecodedPart<StepMessage>, place: string | null): Promise<StepEnd> {
+  /** Runs one step of a delivery (or parks it) and publishes its result. */
+  private async runPart(job: Job, part: DecodedPart<StepMessage>): Promise<StepEnd> {
     // A step of a `steps` message is parked alone, as its own JSON; a lone one, body untouched.
+    const place = part.place;
     const parkedBody = place === null ? undefined : part.body;
     if (!part.decoded.ok) return this.park(job, part.decoded.error, parkedBody);
     const message = part.decoded.value;

@@ -172,6 +172,14 @@ describe('several steps in one message', () => {
     expect(header(a, 'x-tasker-reason')).toBe('steps message: steps must be an array of 1 to 100 step messages; it has 0');
     const b = await orch.deadLetters.waitFor((m) => m.properties.messageId === 'object');
     expect(header(b, 'x-tasker-reason')).toBe('steps message: steps must be an array of 1 to 100 step messages');
+
+    // A valid envelope whose only step is bad: that step is parked alone, as with siblings.
+    const stranger = orch.step('someone_else', 'validate');
+    await orch.dispatchRaw(ns, stepsBody([stranger]), { messageId: 'one' });
+    const c = await orch.deadLetters.waitFor((m) => m.content.toString().includes(stranger.step_id));
+    expect(JSON.parse(c.content.toString())).toEqual(stranger);
+    expect(c.properties.type).toBe('step');
+    expect(header(c, 'x-tasker-reason')).toMatch(/^step message 1 of 1 in a steps message is for namespace 'someone_else'/);
   });
 
   it('a steps message goes back whole when the worker stops with one of its steps still running; the next worker answers both', async () => {

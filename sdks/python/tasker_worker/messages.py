@@ -10,6 +10,8 @@ from typing import Any, Optional
 PROTOCOL_VERSION = 1
 SUPPORTED_PROTOCOL_VERSIONS = (1,)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Step messages in one ``steps`` message (Limits.maxStepsPerMessage).
+MAX_STEPS_PER_MESSAGE = 100
 MAX_RESULT_BYTES = 1024 * 1024
 DEFAULT_PREFIX = "tasker"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672"
@@ -82,29 +84,46 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def decode_step_message(body: bytes) -> dict:
-    """Size, JSON, protocol version, fields, in that order (as the TypeScript runtime).
-    Raises Refused with the code to park the message under."""
+def _parse_object(body: bytes, what: str) -> dict:
+    """Size, then JSON, then "an object": the checks before any field is read."""
     if len(body) > MAX_MESSAGE_BYTES:
-        raise Refused(PAYLOAD_TOO_LARGE, f"step message is {len(body)} bytes; the limit is {MAX_MESSAGE_BYTES} bytes")
+        raise Refused(PAYLOAD_TOO_LARGE, f"{what} is {len(body)} bytes; the limit is {MAX_MESSAGE_BYTES} bytes")
     try:
         raw = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise Refused(INVALID_MESSAGE, f"step message is not valid JSON: {e}") from None
+        raise Refused(INVALID_MESSAGE, f"{what} is not valid JSON: {e}") from None
     if not isinstance(raw, dict):
-        raise Refused(INVALID_MESSAGE, "step message must be a JSON object")
+        raise Refused(INVALID_MESSAGE, f"{what} must be a JSON object")
+    return raw
+
+
+def _check_version(raw: dict, what: str) -> None:
     version = raw.get("protocol_version")
     if _is_int(version) or isinstance(version, float):
         if version not in SUPPORTED_PROTOCOL_VERSIONS:
             raise Refused(
                 UNSUPPORTED_PROTOCOL_VERSION,
-                f"step message has protocol_version {version}; supported: {', '.join(map(str, SUPPORTED_PROTOCOL_VERSIONS))}",
+                f"{what} has protocol_version {version}; supported: {', '.join(map(str, SUPPORTED_PROTOCOL_VERSIONS))}",
             )
+
+
+def decode_step_message(body: bytes) -> dict:
+    """Size, JSON, protocol version, fields, in that order (as the TypeScript runtime).
+    Raises Refused with the code to park the message under."""
+    return check_step_message(_parse_object(body, "step message"), "step message")
+
+
+def check_step_message(raw: Any, what: str = "step message") -> dict:
+    """The checks of a parsed step message: an object, protocol version, fields. ``what``
+    names it in the reason. Raises Refused."""
+    if not isinstance(raw, dict):
+        raise Refused(INVALID_MESSAGE, f"{what} must be a JSON object")
+    _check_version(raw, what)
     problems: list[str] = []
 
-    def need(field: str, ok: bool, what: str) -> None:
+    def need(field: str, ok: bool, rule: str) -> None:
         if not ok:
-            problems.append(f"{field}: {what}")
+            problems.append(f"{field}: {rule}")
 
     g = raw.get
     need("protocol_version", g("protocol_version") == PROTOCOL_VERSION and _is_int(g("protocol_version")), f"must be {PROTOCOL_VERSION}")
@@ -131,8 +150,54 @@ def decode_step_message(body: bytes) -> dict:
     for f in ("input", "dependency_results"):
         need(f, isinstance(g(f), dict), "must be an object")
     if problems:
-        raise Refused(INVALID_MESSAGE, f"step message does not match its schema: {'; '.join(problems)}")
+        raise Refused(INVALID_MESSAGE, f"{what} does not match its schema: {'; '.join(problems)}")
     return raw
+
+
+@dataclass(frozen=True)
+class StepPart:
+    """One step of a delivery: its checked ``message``, or why it is ``refused``. ``what``
+    names it in reasons (``step message``, or ``step message 2 of 3 in a steps message``).
+    ``in_steps``: it came in a ``steps`` message, and is parked alone, as ``body``."""
+
+    what: str
+    message: Optional[dict] = None
+    refused: Optional[Refused] = None
+    in_steps: bool = False
+    item: Any = None
+
+    @property
+    def body(self) -> bytes:
+        """Its own JSON (one step of a ``steps`` message, parked alone)."""
+        return json.dumps(self.item, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def decode_step_messages(body: bytes) -> list[StepPart]:
+    """One step message, or several in a ``steps`` message (docs/protocol.md, section 3).
+    Raises Refused when the whole message is to be parked: a lone step message that fails its
+    checks, or a ``steps`` message whose envelope is broken (not an array, empty, more than
+    ``MAX_STEPS_PER_MESSAGE``, an unknown protocol version). Otherwise each step of a
+    ``steps`` message is checked on its own: a bad one comes back refused, its siblings
+    decoded."""
+    raw = _parse_object(body, "step message")
+    if raw.get("message_type") != "steps":
+        return [StepPart("step message", check_step_message(raw))]
+    envelope = "steps message"
+    _check_version(raw, envelope)
+    if "protocol_version" not in raw:
+        raise Refused(INVALID_MESSAGE, f"{envelope} has no protocol_version")
+    items = raw.get("steps")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_STEPS_PER_MESSAGE:
+        has = f"; it has {len(items)}" if isinstance(items, list) else ""
+        raise Refused(INVALID_MESSAGE, f"{envelope}: steps must be an array of 1 to {MAX_STEPS_PER_MESSAGE} step messages{has}")
+    parts = []
+    for i, item in enumerate(items):
+        what = f"step message {i + 1} of {len(items)} in a {envelope}"
+        try:
+            parts.append(StepPart(what, check_step_message(item, what), in_steps=True, item=item))
+        except Refused as r:
+            parts.append(StepPart(what, refused=r, in_steps=True, item=item))
+    return parts
 
 
 def step_result(message: dict, *, started_at: str, worker_id: str, delivery_count: Optional[int], outcome: dict) -> dict:

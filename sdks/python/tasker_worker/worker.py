@@ -1,5 +1,6 @@
 """The worker runtime on pika: consume the namespace's step queue, run each step's handler on
-a thread, publish its result with publisher confirms and ack the step only then."""
+a thread, publish its result with publisher confirms and ack the step only then (a ``steps``
+message, several steps in one, once every one of its steps is answered)."""
 from __future__ import annotations
 
 import collections
@@ -27,10 +28,12 @@ from .messages import (
     HANDLER_NOT_FOUND,
     HANDLER_TIMEOUT,
     INTERNAL,
+    INVALID_MESSAGE,
     NAMESPACE_PATTERN,
     Names,
     Refused,
-    decode_step_message,
+    StepPart,
+    decode_step_messages,
     dumps,
     encode_result,
     now_iso,
@@ -48,13 +51,36 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 MAX_REASON_CHARS = 4096
 #: How often run() checks for the namespace's queue, and between reconnects.
 POLL_SECONDS = 1.0
-#: Pause before giving back a message whose result could not be published.
+#: Pause before giving back a message whose result (or parking) could not be published.
 PUBLISH_FAILURE_BACKOFF = 1.0
 
 
 @dataclass
-class _Job:
+class _Delivery:
+    """One delivery, from decoding to its ack: one step, or several (a ``steps`` message)."""
+
     tag: int
+    session: int
+    props: Any
+    body: bytes
+    delivery_count: int
+    #: Its steps not answered yet (result confirmed, or parked); acked when none is left.
+    pending: int = 1
+    #: Its steps being run, for cancellations and shutdown.
+    jobs: list = field(default_factory=list)
+    #: A result or a parking was not confirmed: it goes back to the queue after a pause.
+    failed: bool = False
+    #: A step was not started before the worker stopped: it goes back to the queue.
+    given_back: bool = False
+    #: Given back at shutdown, or its connection is gone: nothing more is acked for it.
+    handed_back: bool = False
+
+
+@dataclass
+class _Job:
+    """One step being run."""
+
+    delivery: _Delivery
     session: int
     message: dict
     ctx: Optional[StepContext]
@@ -62,7 +88,6 @@ class _Job:
     delivery_count: int
     cancel: threading.Event = field(default_factory=threading.Event)
     answered: bool = False
-    handed_back: bool = False
     holds_slot: bool = False
     returned: bool = False
     timer: Any = None
@@ -120,7 +145,7 @@ class Worker:
         self.queue = self.names.step_queue(self.namespace)
         self._stop = threading.Event()
         self._session = 0
-        self._jobs: Dict[int, _Job] = {}
+        self._deliveries: Dict[int, _Delivery] = {}
         self._waiting: collections.deque = collections.deque()
         self._slots_in_use = 0
         self._replies: Dict[str, list] = {}
@@ -177,10 +202,11 @@ class Worker:
 
     def _forget_session(self) -> None:
         # The broker gives back whatever the lost channel held: nothing of it may be acked now.
-        for job in self._jobs.values():
-            job.handed_back = True
-            job.cancel.set()
-        self._jobs.clear()
+        for delivery in self._deliveries.values():
+            delivery.handed_back = True
+            for job in delivery.jobs:
+                job.cancel.set()
+        self._deliveries.clear()
         self._waiting.clear()
         self._slots_in_use = 0
         self._conn = None
@@ -236,10 +262,11 @@ class Worker:
         except (ValueError, KeyError, TypeError):
             log.warning("control message ignored: not a cancel message")
             return
-        for job in self._jobs.values():
-            if job.message["task_id"] in ids and not job.cancel.is_set():
-                log.info("task %s cancelled (%s): its running step is told so", job.message["task_id"], message.get("reason"))
-                job.cancel.set()
+        for delivery in self._deliveries.values():
+            for job in delivery.jobs:
+                if job.message["task_id"] in ids and not job.cancel.is_set():
+                    log.info("task %s cancelled (%s): its running step is told so", job.message["task_id"], message.get("reason"))
+                    job.cancel.set()
 
     def _wait_for_queue(self, conn: pika.BlockingConnection) -> bool:
         waited = 0.0
@@ -258,22 +285,22 @@ class Worker:
         return False
 
     def _shutdown(self, conn: pika.BlockingConnection, tag: str) -> None:
-        log.info("worker stopping: %d step(s) running", len(self._jobs))
+        log.info("worker stopping: %d step message(s) in hand", len(self._deliveries))
         self._consume.basic_cancel(tag)
-        for job in list(self._waiting):  # not started: back to the queue untouched
+        for job in list(self._waiting):  # not started: its message goes back once its running siblings end
             self._waiting.remove(job)
-            self._jobs.pop(job.tag, None)
-            self._consume.basic_nack(job.tag, requeue=True)
+            self._step_ended(job.delivery, "given_back")
         deadline = time.monotonic() + self.shutdown_grace
-        while self._jobs and time.monotonic() < deadline:
+        while self._deliveries and time.monotonic() < deadline:
             conn.process_data_events(time_limit=0.05)
-        if self._jobs:
-            log.warning("shutdown grace period over: %d running step(s) cancelled and given back to the queue", len(self._jobs))
-            for job in list(self._jobs.values()):
-                job.handed_back = True
-                job.cancel.set()
-                self._consume.basic_nack(job.tag, requeue=True)
-            self._jobs.clear()
+        if self._deliveries:
+            log.warning("shutdown grace period over: %d step message(s) with steps still running given back to the queue", len(self._deliveries))
+            for delivery in list(self._deliveries.values()):
+                delivery.handed_back = True
+                for job in delivery.jobs:
+                    job.cancel.set()
+                self._consume.basic_nack(delivery.tag, requeue=True)
+            self._deliveries.clear()
         conn.close()
 
     # ── deliveries ───────────────────────────────────────────────────────────────────
@@ -282,24 +309,41 @@ class Worker:
         if self._stop.is_set():
             ch.basic_nack(method.delivery_tag, requeue=True)
             return
-        try:
-            message = decode_step_message(body)
-            if message["namespace"] != self.namespace:
-                raise Refused(
-                    "INVALID_MESSAGE",
-                    f"step message is for namespace '{message['namespace']}' but came from {self.queue}, the queue of '{self.namespace}'",
-                )
-        except Refused as r:
-            self._park(method, props, body, r)
-            return
         headers = props.headers or {}
+        # Quorum queues count earlier deliveries in x-delivery-count; classic ones only flag a redelivery.
         previous = headers.get("x-delivery-count", 1 if method.redelivered else 0)
         try:
             delivery_count = int(previous) + 1
         except (TypeError, ValueError):
             delivery_count = 1
-        job = _Job(tag=method.delivery_tag, session=self._session, message=message, ctx=None, started_at=now_iso(), delivery_count=delivery_count)
-        self._jobs[job.tag] = job
+        delivery = _Delivery(tag=method.delivery_tag, session=self._session, props=props, body=body, delivery_count=delivery_count)
+        self._deliveries[delivery.tag] = delivery
+        try:
+            # One step, or several in a ``steps`` message: each is run (or parked) on its own.
+            parts = decode_step_messages(body)
+        except Refused as r:
+            self._park(delivery, r)  # the whole message, body unchanged
+            return
+        delivery.pending = len(parts)
+        for part in parts:
+            self._take(delivery, part)
+
+    def _take(self, delivery: _Delivery, part: StepPart) -> None:
+        """Starts one step of a delivery (or queues it for a slot), or parks it."""
+        refused = part.refused
+        message = part.message
+        if refused is None and message["namespace"] != self.namespace:  # type: ignore[index]
+            refused = Refused(
+                INVALID_MESSAGE,
+                f"{part.what} is for namespace '{message['namespace']}' but came from {self.queue}, the queue of '{self.namespace}'",  # type: ignore[index]
+            )
+        if refused is not None:
+            # A step of a ``steps`` message is parked alone, as its own JSON; a lone one, body untouched.
+            self._park(delivery, refused, part if part.in_steps else None)
+            return
+        assert message is not None
+        job = _Job(delivery=delivery, session=delivery.session, message=message, ctx=None, started_at=now_iso(), delivery_count=delivery.delivery_count)
+        delivery.jobs.append(job)
         callable_name = message["handler"]["callable"]
         if callable_name not in self.handlers:
             available = ", ".join(sorted(self.handlers)) or "(none)"
@@ -311,7 +355,10 @@ class Worker:
             self._answer(job, {"status": "failure", "error": {"kind": "permanent", "code": HANDLER_NOT_FOUND, "message": text}})
             return
         if self._slots_in_use >= self.concurrency:
-            log.warning("step %s waits for a slot held by a handler that outlived its deadline", message["step_name"])
+            if part.in_steps:
+                log.debug("step %s waits for a free slot", message["step_name"])  # steps beyond the concurrency wait
+            else:
+                log.warning("step %s waits for a slot held by a handler that outlived its deadline", message["step_name"])
             self._waiting.append(job)
             return
         self._start(job)
@@ -364,7 +411,7 @@ class Worker:
         self._answer(job, outcome)
 
     def _on_timeout(self, job: _Job) -> None:
-        if job.answered or job.handed_back:
+        if job.answered or job.delivery.handed_back:
             return
         m = job.message
         text = f"handler for step {m['step_name']} did not finish within its timeout of {m['timeout_ms']} ms"
@@ -385,8 +432,8 @@ class Worker:
             self._start(self._waiting.popleft())
 
     def _answer(self, job: _Job, outcome: dict) -> None:
-        """Publishes the result (confirmed), then acks the step. Runs on the connection's thread."""
-        if job.answered or job.handed_back or job.session != self._session:
+        """Publishes the result (confirmed), then settles the step. Runs on the connection's thread."""
+        if job.answered or job.delivery.handed_back or job.session != self._session:
             return
         job.answered = True
         if job.timer is not None:
@@ -409,41 +456,66 @@ class Worker:
             )
         except pika.exceptions.NackError as e:
             log.error("step result not confirmed by the broker (%s); the step message goes back to the queue", e)
-            self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
-            self._jobs.pop(job.tag, None)
-            self._consume.basic_nack(job.tag, requeue=True)
+            self._step_ended(job.delivery, "failed")
             return
-        # Acked only now: a result that was never confirmed must not lose its step.
-        self._jobs.pop(job.tag, None)
-        self._consume.basic_ack(job.tag)
         if outcome["status"] == "success":
             log.info("step %s succeeded (task %s, attempt %d)", m["step_name"], m["task_id"], m["attempt"])
+        self._step_ended(job.delivery)
 
-    def _park(self, method: Any, props: Any, body: bytes, reason: Refused) -> None:
+    def _step_ended(self, delivery: _Delivery, end: str = "answered") -> None:
+        """Counts one step of the delivery as ended: ``answered`` (result confirmed, or parked),
+        ``failed`` (not confirmed) or ``given_back`` (not started at shutdown). Once every step
+        has ended: acks the delivery, or gives it back whole (after a pause if something was not
+        confirmed: its answered siblings are answered again, which changes nothing)."""
+        if end == "failed":
+            delivery.failed = True
+        elif end == "given_back":
+            delivery.given_back = True
+        delivery.pending -= 1
+        if delivery.pending > 0 or delivery.handed_back or delivery.session != self._session:
+            return
+        self._deliveries.pop(delivery.tag, None)
+        if delivery.failed:
+            # A lasting fault should not spin: pause before the message goes back.
+            self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
+            self._consume.basic_nack(delivery.tag, requeue=True)
+        elif delivery.given_back:
+            self._consume.basic_nack(delivery.tag, requeue=True)
+        else:
+            # Acked only now: a result that was never confirmed must not lose its step.
+            self._consume.basic_ack(delivery.tag)
+
+    def _park(self, delivery: _Delivery, reason: Refused, part: Optional[StepPart] = None) -> None:
+        """Parks what cannot be run on the dead-letter exchange, then settles it: the delivery's
+        body unchanged, with its properties; or ``part`` alone, as its own JSON (one step of a
+        ``steps`` message, its siblings run)."""
         text = reason.reason if len(reason.reason) <= MAX_REASON_CHARS else reason.reason[:MAX_REASON_CHARS] + "…"
         log.error("invalid step message parked in the dead letters: %s %s", reason.code, text)
+        props = delivery.props
         headers = dict(props.headers or {})
         headers.update({"x-tasker-reason": text, "x-tasker-code": reason.code, "x-tasker-source-queue": self.queue})
-        try:
-            self._publish.basic_publish(
-                self.names.dead_letter_exchange,
-                parked_routing_key(self.namespace),
-                body,
-                pika.BasicProperties(
-                    content_type=props.content_type or "application/octet-stream",
-                    delivery_mode=2,
-                    headers=headers,
-                    message_id=props.message_id,
-                    correlation_id=props.correlation_id,
-                    type=props.type,
-                ),
+        if part is None:
+            body = delivery.body
+            properties = pika.BasicProperties(
+                # The body may not be JSON at all: keep what the sender said, claim nothing otherwise.
+                content_type=props.content_type or "application/octet-stream",
+                delivery_mode=2,
+                headers=headers,
+                message_id=props.message_id,
+                correlation_id=props.correlation_id,
+                type=props.type,
             )
+        else:
+            # One step taken out of a ``steps`` message is JSON, a ``step``; the envelope's id is not its own.
+            body = part.body
+            properties = pika.BasicProperties(content_type="application/json", delivery_mode=2, headers=headers, type="step")
+        try:
+            self._publish.basic_publish(self.names.dead_letter_exchange, parked_routing_key(self.namespace), body, properties)
         except pika.exceptions.NackError:
             log.error("could not park the invalid step message; it goes back to the queue")
-            self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
-            self._consume.basic_nack(method.delivery_tag, requeue=True)
+            self._step_ended(delivery, "failed")
             return
-        self._consume.basic_ack(method.delivery_tag)
+        self._step_ended(delivery)
 
     # ── task requests (ctx.create_task) ──────────────────────────────────────────────
 

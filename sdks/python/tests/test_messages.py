@@ -5,7 +5,7 @@ import unittest
 
 from tasker_worker import PermanentError, RetryableError, StepContext, TaskRequestError
 from tasker_worker.errors import to_step_error
-from tasker_worker.messages import Names, Refused, decode_step_message, encode_result, step_result
+from tasker_worker.messages import Names, Refused, decode_step_message, decode_step_messages, encode_result, step_result
 
 
 def step_message(**over):
@@ -60,6 +60,65 @@ class DecodeTest(unittest.TestCase):
         with self.assertRaises(Refused) as cm:
             decode_step_message(b" " * (4 * 1024 * 1024 + 1))
         self.assertEqual(cm.exception.code, "PAYLOAD_TOO_LARGE")
+
+
+def steps_message(steps, **over):
+    m = {"protocol_version": 1, "message_type": "steps", "steps": steps}
+    m.update(over)
+    return m
+
+
+class StepsMessageTest(unittest.TestCase):
+    """Several step messages in one ``steps`` message (docs/protocol.md, section 3)."""
+
+    def test_a_steps_message_decodes_into_its_step_messages(self):
+        steps = [step_message(step_id=f"stp_{i}") for i in range(3)]
+        parts = decode_step_messages(json.dumps(steps_message(steps)).encode())
+        self.assertEqual([p.message["step_id"] for p in parts], ["stp_0", "stp_1", "stp_2"])
+        self.assertEqual([p.refused for p in parts], [None, None, None])
+        self.assertTrue(all(p.in_steps for p in parts))
+        self.assertEqual(parts[1].what, "step message 2 of 3 in a steps message")
+
+    def test_a_lone_step_message_is_one_part_and_refused_whole_when_bad(self):
+        (part,) = decode_step_messages(json.dumps(step_message()).encode())
+        self.assertEqual((part.message["step_id"], part.in_steps, part.what), ("stp_1", False, "step message"))
+        with self.assertRaises(Refused) as cm:
+            decode_step_messages(json.dumps(step_message(step_id=None)).encode())
+        self.assertTrue(cm.exception.reason.startswith("step message does not match its schema: step_id"), cm.exception.reason)
+
+    def test_a_broken_envelope_refuses_the_whole_message_naming_the_problem(self):
+        cases = [
+            ("not an array", steps_message({"a": 1}), "INVALID_MESSAGE", "steps message: steps must be an array of 1 to 100 step messages"),
+            ("no steps", {"protocol_version": 1, "message_type": "steps"}, "INVALID_MESSAGE", "steps message: steps must be an array of 1 to 100 step messages"),
+            ("empty", steps_message([]), "INVALID_MESSAGE", "steps message: steps must be an array of 1 to 100 step messages; it has 0"),
+            ("101 steps", steps_message([step_message()] * 101), "INVALID_MESSAGE", "steps message: steps must be an array of 1 to 100 step messages; it has 101"),
+            ("unknown version", steps_message([step_message()], protocol_version=2), "UNSUPPORTED_PROTOCOL_VERSION", "steps message has protocol_version 2; supported: 1"),
+            ("no version", {"message_type": "steps", "steps": [step_message()]}, "INVALID_MESSAGE", "steps message has no protocol_version"),
+        ]
+        for name, message, code, reason in cases:
+            with self.subTest(name), self.assertRaises(Refused) as cm:
+                decode_step_messages(json.dumps(message).encode())
+            self.assertEqual((cm.exception.code, cm.exception.reason), (code, reason))
+
+    def test_one_bad_step_is_refused_alone_naming_its_place_and_its_siblings_decode(self):
+        bad = step_message(step_id="stp_bad")
+        del bad["handler"]
+        steps = [step_message(step_id="stp_a"), bad, step_message(step_id="stp_c")]
+        parts = decode_step_messages(json.dumps(steps_message(steps)).encode())
+        self.assertEqual([p.message and p.message["step_id"] for p in parts], ["stp_a", None, "stp_c"])
+        self.assertEqual((parts[0].refused, parts[2].refused), (None, None))
+        refused = parts[1].refused
+        self.assertEqual(refused.code, "INVALID_MESSAGE")
+        self.assertEqual(refused.reason, "step message 2 of 3 in a steps message does not match its schema: handler: must be an object")
+        self.assertEqual(json.loads(parts[1].body), bad)
+
+    def test_a_step_that_is_not_an_object_or_of_another_version_is_refused_alone(self):
+        parts = decode_step_messages(json.dumps(steps_message([step_message(), "nope", step_message(protocol_version=9)])).encode())
+        self.assertIsNotNone(parts[0].message)
+        self.assertEqual((parts[1].refused.code, parts[1].refused.reason), ("INVALID_MESSAGE", "step message 2 of 3 in a steps message must be a JSON object"))
+        self.assertEqual(parts[1].body, b'"nope"')
+        self.assertEqual(parts[2].refused.code, "UNSUPPORTED_PROTOCOL_VERSION")
+        self.assertTrue(parts[2].refused.reason.startswith("step message 3 of 3 in a steps message has protocol_version 9"))
 
 
 class ResultTest(unittest.TestCase):

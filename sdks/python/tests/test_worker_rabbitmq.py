@@ -12,7 +12,7 @@ import pika
 
 from tasker_worker import PermanentError, RetryableError, Worker
 from tests.broker_user import BrokerUser
-from tests.test_messages import step_message
+from tests.test_messages import step_message, steps_message
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
 
@@ -43,6 +43,11 @@ class FakeOrchestrator:
 
     def dispatch(self, message, raw=None):
         self.ch.basic_publish(f"{self.prefix}.steps", message["namespace"], raw if raw is not None else json.dumps(message).encode(), pika.BasicProperties(delivery_mode=2, message_id=message["step_id"]))
+
+    def dispatch_steps(self, ns, message, raw=None, message_id="steps", headers=None):
+        """A ``steps`` message: several step messages in one, AMQP type ``steps``."""
+        body = raw if raw is not None else json.dumps(message).encode()
+        self.ch.basic_publish(f"{self.prefix}.steps", ns, body, pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=message_id, type="steps", headers=headers))
 
     def wait(self, queue, predicate, timeout=10.0):
         """The first message on the queue matching the predicate; others are kept for later waits."""
@@ -125,11 +130,26 @@ def until_cancelled(ctx):
     return {"cancelled": True}
 
 
+COUNTING = {"running": 0, "max": 0}
+COUNTING_LOCK = threading.Lock()
+
+
+def counting(ctx):
+    """Counts the handlers running at once."""
+    with COUNTING_LOCK:
+        COUNTING["running"] += 1
+        COUNTING["max"] = max(COUNTING["max"], COUNTING["running"])
+    time.sleep(0.2)
+    with COUNTING_LOCK:
+        COUNTING["running"] -= 1
+    return {"counted": True}
+
+
 def delegate_and_wait(ctx):
     return ctx.wait_for(ctx.create_task("payments", "process_refund", {})["task"]["id"])
 
 
-HANDLERS = {"validate": validate, "busy": busy, "slow": slow, "delegate": delegate, "delegate_and_wait": delegate_and_wait, "until_cancelled": until_cancelled}
+HANDLERS = {"validate": validate, "busy": busy, "slow": slow, "delegate": delegate, "delegate_and_wait": delegate_and_wait, "until_cancelled": until_cancelled, "counting": counting}
 
 
 class WorkerTest(unittest.TestCase):
@@ -193,7 +213,7 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual((err["kind"], err["code"]), ("permanent", "HANDLER_NOT_FOUND"))
         self.assertIn("'nope'", err["message"])
         self.assertIn(ns, err["message"])
-        self.assertIn("busy, delegate, delegate_and_wait, slow, until_cancelled, validate", err["message"])
+        self.assertIn("busy, counting, delegate, delegate_and_wait, slow, until_cancelled, validate", err["message"])
 
     def test_steps_run_concurrently_up_to_the_concurrency(self):
         ns, _, _ = self.start_worker(concurrency=3)
@@ -220,6 +240,106 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(props.headers["x-tasker-code"], "INVALID_MESSAGE")
         self.assertEqual(props.headers["x-tasker-source-queue"], f"{self.orch.prefix}.steps.{ns}")
         self.assertTrue(props.headers["x-tasker-reason"])
+
+    def test_a_steps_message_runs_each_step_parks_a_bad_one_alone_and_is_acked_once(self):
+        ns, w, t = self.start_worker()
+        wrong = step_message(namespace="elsewhere", step_id="stp_s2", idempotency_key="stp_s2:1")
+        steps = [
+            step_message(namespace=ns, step_id="stp_s1", idempotency_key="stp_s1:1"),
+            wrong,
+            step_message(namespace=ns, step_id="stp_s3", idempotency_key="stp_s3:1", input={"ms": 50}, handler={"callable": "slow", "method": None, "initialization": {}}),
+        ]
+        self.orch.dispatch_steps(ns, steps_message(steps), message_id="stp_s1:1+2", headers={"x-test": "kept"})
+        r1, p1, _ = self.orch.result_for("stp_s1")
+        self.assertEqual((r1["status"], r1["result"]["payment_validated"], p1.type, p1.message_id), ("success", True, "step_result", "stp_s1:1"))
+        r3, p3, _ = self.orch.result_for("stp_s3")
+        self.assertEqual((r3["status"], r3["result"]["slept"], p3.message_id), ("success", True, "stp_s3:1"))
+        parked, props, body = self.orch.wait(f"{self.orch.prefix}.dead_letters", lambda d, p, b: d and d.get("step_id") == "stp_s2")
+        self.assertEqual(parked, wrong)  # its own JSON, not the envelope
+        self.assertEqual(body, json.dumps(wrong, separators=(",", ":")).encode())
+        self.assertEqual((props.type, props.content_type, props.delivery_mode), ("step", "application/json", 2))
+        self.assertEqual(props.headers["x-tasker-code"], "INVALID_MESSAGE")
+        self.assertEqual(
+            props.headers["x-tasker-reason"],
+            f"step message 2 of 3 in a steps message is for namespace 'elsewhere' but came from {self.orch.prefix}.steps.{ns}, the queue of '{ns}'",
+        )
+        self.assertEqual(props.headers["x-tasker-source-queue"], f"{self.orch.prefix}.steps.{ns}")
+        self.assertEqual(props.headers["x-test"], "kept")
+        w.stop()
+        t.join(15)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(self.orch.depth(ns), 0)  # acked: not given back at stop
+        with self.assertRaises(AssertionError):  # answered once, not redelivered
+            self.orch.result_for("stp_s1", timeout=0.3)
+
+    def test_a_steps_message_with_a_broken_envelope_is_parked_whole_with_its_body_unchanged(self):
+        ns, w, t = self.start_worker()
+        raw = json.dumps(steps_message([])).encode()
+        self.orch.dispatch_steps(ns, None, raw=raw, message_id="steps_empty")
+        _, props, body = self.orch.wait(f"{self.orch.prefix}.dead_letters", lambda d, p, b: p.message_id == "steps_empty")
+        self.assertEqual(body, raw)
+        self.assertEqual((props.type, props.content_type), ("steps", "application/json"))
+        self.assertEqual(props.headers["x-tasker-code"], "INVALID_MESSAGE")
+        self.assertEqual(props.headers["x-tasker-reason"], "steps message: steps must be an array of 1 to 100 step messages; it has 0")
+        w.stop()
+        t.join(15)
+        self.assertEqual(self.orch.depth(ns), 0)
+
+    def test_a_result_not_confirmed_gives_the_whole_steps_message_back_after_a_pause(self):
+        ns, w, t = self.start_worker()
+        # A queue that refuses every result of this namespace: the broker nacks their publishes.
+        full = f"{self.orch.prefix}.full_{ns}"
+        self.orch.ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        self.addCleanup(lambda: self.orch.ch.queue_delete(full))
+        self.orch.ch.queue_bind(full, f"{self.orch.prefix}.results", ns)
+        steps = [step_message(namespace=ns, step_id=f"stp_r{i}") for i in (1, 2)]
+        self.orch.dispatch_steps(ns, steps_message(steps))
+        first = [self.orch.result_for(f"stp_r{i}")[0] for i in (1, 2)]
+        t0 = time.monotonic()
+        self.orch.ch.queue_unbind(full, f"{self.orch.prefix}.results", ns)
+        again = [self.orch.result_for(f"stp_r{i}")[0] for i in (1, 2)]
+        self.assertGreater(time.monotonic() - t0, 0.7)
+        self.assertEqual([r["delivery_count"] for r in first + again], [1, 1, 2, 2])  # both steps came back
+        w.stop()
+        t.join(15)
+        self.assertEqual(self.orch.depth(ns), 0)
+
+    def test_at_shutdown_a_steps_message_with_a_step_still_running_goes_back_whole(self):
+        ns, w, t = self.start_worker(shutdown_grace=0.3)
+        steps = [
+            step_message(namespace=ns, step_id="stp_g1"),
+            step_message(namespace=ns, step_id="stp_g2", input={"ms": 3000}, handler={"callable": "slow", "method": None, "initialization": {}}),
+        ]
+        self.orch.dispatch_steps(ns, steps_message(steps))
+        self.assertEqual(self.orch.result_for("stp_g1")[0]["status"], "success")
+        w.stop()
+        t.join(15)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(self.orch.depth(ns), 1)  # given back, answered sibling and all
+
+    def test_the_steps_of_a_steps_message_run_at_most_concurrency_at_once(self):
+        ns, _, _ = self.start_worker(concurrency=2)
+        COUNTING.update(running=0, max=0)
+        steps = [step_message(namespace=ns, step_id=f"stp_n{i}", handler={"callable": "counting", "method": None, "initialization": {}}) for i in range(5)]
+        self.orch.dispatch_steps(ns, steps_message(steps))
+        for i in range(5):
+            self.assertEqual(self.orch.result_for(f"stp_n{i}")[0]["status"], "success")
+        self.assertEqual(COUNTING["max"], 2)
+
+    def test_a_cancel_broadcast_reaches_a_running_step_of_a_steps_message(self):
+        ns, _, _ = self.start_worker()
+        CANCELLABLE_STARTED.clear()
+        self.addCleanup(CANCELLABLE_STARTED.clear)  # the other cancel test waits for it to be set again
+        steps = [
+            step_message(namespace=ns, step_id="stp_sok", task_id="tsk_other"),
+            step_message(namespace=ns, step_id="stp_scxl", task_id="tsk_scxl", handler={"callable": "until_cancelled", "method": None, "initialization": {}}),
+        ]
+        self.orch.dispatch_steps(ns, steps_message(steps))
+        self.assertTrue(CANCELLABLE_STARTED.wait(5))
+        self.assertEqual(self.orch.result_for("stp_sok")[0]["status"], "success")
+        cancel = {"protocol_version": 1, "message_type": "cancel", "task_ids": ["tsk_scxl"], "reason": "operator"}
+        self.orch.ch.basic_publish(f"{self.orch.prefix}.control", "", json.dumps(cancel).encode())
+        self.assertEqual(self.orch.result_for("stp_scxl", timeout=5)[0]["result"], {"cancelled": True})
 
     def test_a_handler_creates_a_task_with_a_task_request_and_direct_reply_to(self):
         ns, _, _ = self.start_worker()

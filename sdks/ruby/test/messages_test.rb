@@ -52,6 +52,68 @@ class MessagesTest < Minitest::Test
   end
 end
 
+module StepsMessageFixture
+  def steps_message(steps, **over)
+    { 'protocol_version' => 1, 'message_type' => 'steps', 'steps' => steps }.merge(over.transform_keys(&:to_s))
+  end
+end
+
+# Several step messages in one `steps` message (docs/protocol.md, section 3).
+class StepsMessageTest < Minitest::Test
+  include StepMessageFixture
+  include StepsMessageFixture
+  M = TaskerWorker::Messages
+
+  def test_a_steps_message_decodes_into_its_step_messages
+    parts = M.decode_step_messages(JSON.generate(steps_message((0..2).map { |i| step_message(step_id: "stp_#{i}") })))
+    assert_equal %w[stp_0 stp_1 stp_2], parts.map { |p| p.message['step_id'] }
+    assert_equal [nil, nil, nil], parts.map(&:refused)
+    assert parts.all?(&:in_steps)
+    assert_equal 'step message 2 of 3 in a steps message', parts[1].what
+  end
+
+  def test_a_lone_step_message_is_one_part_and_refused_whole_when_bad
+    parts = M.decode_step_messages(JSON.generate(step_message))
+    assert_equal [['stp_1', false, 'step message']], parts.map { |p| [p.message['step_id'], p.in_steps, p.what] }
+    e = assert_raises(TaskerWorker::Refused) { M.decode_step_messages(JSON.generate(step_message(step_id: nil))) }
+    assert e.message.start_with?('step message does not match its schema: step_id'), e.message
+  end
+
+  def test_a_broken_envelope_refuses_the_whole_message_naming_the_problem
+    one = step_message
+    {
+      'not an array' => [steps_message({ 'a' => 1 }), 'INVALID_MESSAGE', 'steps message: steps must be an array of 1 to 100 step messages'],
+      'no steps' => [{ 'protocol_version' => 1, 'message_type' => 'steps' }, 'INVALID_MESSAGE', 'steps message: steps must be an array of 1 to 100 step messages'],
+      'empty' => [steps_message([]), 'INVALID_MESSAGE', 'steps message: steps must be an array of 1 to 100 step messages; it has 0'],
+      '101 steps' => [steps_message([one] * 101), 'INVALID_MESSAGE', 'steps message: steps must be an array of 1 to 100 step messages; it has 101'],
+      'unknown version' => [steps_message([one], protocol_version: 2), 'UNSUPPORTED_PROTOCOL_VERSION', 'steps message has protocol_version 2; supported: 1'],
+      'no version' => [{ 'message_type' => 'steps', 'steps' => [one] }, 'INVALID_MESSAGE', 'steps message has no protocol_version']
+    }.each do |name, (message, code, reason)|
+      e = assert_raises(TaskerWorker::Refused, name) { M.decode_step_messages(JSON.generate(message)) }
+      assert_equal [code, reason], [e.code, e.message], name
+    end
+  end
+
+  def test_one_bad_step_is_refused_alone_naming_its_place_and_its_siblings_decode
+    bad = step_message(step_id: 'stp_bad').tap { |m| m.delete('handler') }
+    parts = M.decode_step_messages(JSON.generate(steps_message([step_message(step_id: 'stp_a'), bad, step_message(step_id: 'stp_c')])))
+    assert_equal ['stp_a', nil, 'stp_c'], parts.map { |p| p.message && p.message['step_id'] }
+    assert_equal [nil, nil], parts.values_at(0, 2).map(&:refused)
+    assert_equal ['INVALID_MESSAGE', 'step message 2 of 3 in a steps message does not match its schema: handler: must be an object'],
+                 [parts[1].refused.code, parts[1].refused.message]
+    assert_equal bad, JSON.parse(parts[1].body)
+  end
+
+  def test_a_step_that_is_not_an_object_or_of_another_version_is_refused_alone
+    parts = M.decode_step_messages(JSON.generate(steps_message([step_message, 'nope', step_message(protocol_version: 9)])))
+    refute_nil parts[0].message
+    assert_equal ['INVALID_MESSAGE', 'step message 2 of 3 in a steps message must be a JSON object'], [parts[1].refused.code, parts[1].refused.message]
+    assert_equal '"nope"', parts[1].body
+    assert_equal 'UNSUPPORTED_PROTOCOL_VERSION', parts[2].refused.code
+    assert parts[2].refused.message.start_with?('step message 3 of 3 in a steps message has protocol_version 9'), parts[2].refused.message
+  end
+end
+
 class ErrorMappingTest < Minitest::Test
   E = TaskerWorker::ErrorMapping
 

@@ -43,6 +43,14 @@ class FakeOrchestrator
     @ch.basic_publish(raw || JSON.generate(message), "#{@prefix}.steps", message['namespace'], persistent: true, message_id: message['step_id'])
   end
 
+  # A `steps` message: several step messages in one, AMQP type `steps`.
+  def dispatch_steps(ns, message, raw: nil, message_id: 'steps', headers: nil)
+    @ch.basic_publish(raw || JSON.generate(message), "#{@prefix}.steps", ns, persistent: true, content_type: 'application/json',
+                                                                            message_id: message_id, type: 'steps', headers: headers)
+  end
+
+  attr_reader :ch
+
   # The first message on the queue that matches; the others are kept for later waits.
   def wait(queue, timeout: 10)
     deadline = Time.now + timeout
@@ -150,6 +158,22 @@ class UntilCancelled < TaskerWorker::StepHandler
   end
 end
 
+# Counts the handlers running at once.
+class Counting < TaskerWorker::StepHandler
+  LOCK = Mutex.new
+  COUNTS = { running: 0, max: 0 }
+
+  def call(_context)
+    LOCK.synchronize do
+      COUNTS[:running] += 1
+      COUNTS[:max] = [COUNTS[:max], COUNTS[:running]].max
+    end
+    sleep 0.2
+    LOCK.synchronize { COUNTS[:running] -= 1 }
+    { counted: true }
+  end
+end
+
 class DelegateAndWait < TaskerWorker::StepHandler
   def call(context)
     context.wait_for(context.create_task(namespace: 'payments', name: 'process_refund', context: {})['id'])
@@ -158,12 +182,13 @@ end
 
 class WorkerRabbitMQTest < Minitest::Test
   include StepMessageFixture
+  include StepsMessageFixture
   ORCH = FakeOrchestrator.new
   Minitest.after_run { ORCH.close }
 
   def start_worker(**options)
     ns = ORCH.namespace
-    w = TaskerWorker::Worker.new(namespace: ns, handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled], prefix: ORCH.prefix,
+    w = TaskerWorker::Worker.new(namespace: ns, handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled, Counting], prefix: ORCH.prefix,
                                  logger: Logger.new(nil), **{ amqp_url: AMQP_URL }.merge(options))
     t = Thread.new { w.run(install_signal_handlers: false) }
     @cleanup = lambda {
@@ -221,7 +246,7 @@ class WorkerRabbitMQTest < Minitest::Test
     assert_equal %w[permanent HANDLER_NOT_FOUND], err.values_at('kind', 'code')
     assert_includes err['message'], "'Nope'"
     assert_includes err['message'], ns
-    assert_includes err['message'], 'Busy, Delegate, DelegateAndWait, Slow, UntilCancelled, Validate'
+    assert_includes err['message'], 'Busy, Counting, Delegate, DelegateAndWait, Slow, UntilCancelled, Validate'
   end
 
   def test_steps_run_concurrently_up_to_the_concurrency
@@ -249,6 +274,94 @@ class WorkerRabbitMQTest < Minitest::Test
     assert_equal 'INVALID_MESSAGE', props[:headers]['x-tasker-code']
     assert_equal "#{ORCH.prefix}.steps.#{ns}", props[:headers]['x-tasker-source-queue']
     refute_empty props[:headers]['x-tasker-reason']
+  end
+
+  def test_a_steps_message_runs_each_step_parks_a_bad_one_alone_and_is_acked_once
+    ns, w, t = start_worker
+    wrong = step_message(namespace: 'elsewhere', step_id: 'stp_s2', idempotency_key: 'stp_s2:1')
+    steps = [step_message(namespace: ns, step_id: 'stp_s1', idempotency_key: 'stp_s1:1'), wrong,
+             step_message(namespace: ns, step_id: 'stp_s3', idempotency_key: 'stp_s3:1', input: { 'ms' => 50 }, handler: handler('Slow'))]
+    ORCH.dispatch_steps(ns, steps_message(steps), message_id: 'stp_s1:1+2', headers: { 'x-test' => 'kept' })
+    r1, p1, = ORCH.result_for('stp_s1')
+    assert_equal ['success', true, 'step_result', 'stp_s1:1'], [r1['status'], r1['result']['validated'], p1[:type], p1[:message_id]]
+    r3, p3, = ORCH.result_for('stp_s3')
+    assert_equal ['success', true, 'stp_s3:1'], [r3['status'], r3['result']['slept'], p3[:message_id]]
+    parked, props, body = ORCH.wait('dead_letters') { |d, _p, _b| d.is_a?(Hash) && d['step_id'] == 'stp_s2' }
+    assert_equal wrong, parked # its own JSON, not the envelope
+    assert_equal JSON.generate(wrong), body
+    assert_equal ['step', 'application/json', 2], props.values_at(:type, :content_type, :delivery_mode)
+    assert_equal 'INVALID_MESSAGE', props[:headers]['x-tasker-code']
+    assert_equal "step message 2 of 3 in a steps message is for namespace 'elsewhere' but came from #{ORCH.prefix}.steps.#{ns}, the queue of '#{ns}'",
+                 props[:headers]['x-tasker-reason']
+    assert_equal "#{ORCH.prefix}.steps.#{ns}", props[:headers]['x-tasker-source-queue']
+    assert_equal 'kept', props[:headers]['x-test']
+    w.stop
+    t.join(15)
+    refute t.alive?
+    assert_equal 0, ORCH.depth(ns) # acked: not given back at stop
+    assert_raises(Minitest::Assertion) { ORCH.result_for('stp_s1', timeout: 0.3) } # answered once, not redelivered
+  end
+
+  def test_a_steps_message_with_a_broken_envelope_is_parked_whole_with_its_body_unchanged
+    ns, w, t = start_worker
+    raw = JSON.generate(steps_message([]))
+    ORCH.dispatch_steps(ns, nil, raw: raw, message_id: 'steps_empty')
+    _d, props, body = ORCH.wait('dead_letters') { |_d, p, _b| p[:message_id] == 'steps_empty' }
+    assert_equal raw, body
+    assert_equal %w[steps application/json], props.values_at(:type, :content_type)
+    assert_equal 'INVALID_MESSAGE', props[:headers]['x-tasker-code']
+    assert_equal 'steps message: steps must be an array of 1 to 100 step messages; it has 0', props[:headers]['x-tasker-reason']
+    w.stop
+    t.join(15)
+    assert_equal 0, ORCH.depth(ns)
+  end
+
+  def test_a_result_not_confirmed_gives_the_whole_steps_message_back_after_a_pause
+    ns, w, t = start_worker
+    # A queue that refuses every result of this namespace: the broker nacks their publishes.
+    full = ORCH.ch.queue("#{ORCH.prefix}.full_#{ns}", arguments: { 'x-max-length' => 0, 'x-overflow' => 'reject-publish' })
+    full.bind("#{ORCH.prefix}.results", routing_key: ns)
+    ORCH.dispatch_steps(ns, steps_message([1, 2].map { |i| step_message(namespace: ns, step_id: "stp_r#{i}") }))
+    first = [1, 2].map { |i| ORCH.result_for("stp_r#{i}")[0] }
+    t0 = Time.now
+    full.unbind("#{ORCH.prefix}.results", routing_key: ns)
+    again = [1, 2].map { |i| ORCH.result_for("stp_r#{i}")[0] }
+    assert_operator Time.now - t0, :>, 0.7
+    assert_equal [1, 1, 2, 2], (first + again).map { |r| r['delivery_count'] } # both steps came back
+    w.stop
+    t.join(15)
+    assert_equal 0, ORCH.depth(ns)
+  ensure
+    full&.delete
+  end
+
+  def test_at_shutdown_a_steps_message_with_a_step_still_running_goes_back_whole
+    ns, w, t = start_worker(shutdown_grace: 0.3)
+    ORCH.dispatch_steps(ns, steps_message([step_message(namespace: ns, step_id: 'stp_g1'),
+                                           step_message(namespace: ns, step_id: 'stp_g2', input: { 'ms' => 3000 }, handler: handler('Slow'))]))
+    assert_equal 'success', ORCH.result_for('stp_g1')[0]['status']
+    w.stop
+    t.join(15)
+    refute t.alive?
+    assert_equal 1, ORCH.depth(ns) # given back, answered sibling and all
+  end
+
+  def test_the_steps_of_a_steps_message_run_at_most_concurrency_at_once
+    ns, = start_worker(concurrency: 2)
+    Counting::LOCK.synchronize { Counting::COUNTS.merge!(running: 0, max: 0) }
+    ORCH.dispatch_steps(ns, steps_message((0..4).map { |i| step_message(namespace: ns, step_id: "stp_n#{i}", handler: handler('Counting')) }))
+    5.times { |i| assert_equal 'success', ORCH.result_for("stp_n#{i}")[0]['status'] }
+    assert_equal 2, Counting::COUNTS[:max]
+  end
+
+  def test_a_cancel_broadcast_reaches_a_running_step_of_a_steps_message
+    ns, = start_worker
+    ORCH.dispatch_steps(ns, steps_message([step_message(namespace: ns, step_id: 'stp_sok', task_id: 'tsk_other'),
+                                           step_message(namespace: ns, step_id: 'stp_scxl', task_id: 'tsk_scxl', handler: handler('UntilCancelled'))]))
+    Timeout.timeout(5) { UntilCancelled::STARTED.pop }
+    assert_equal 'success', ORCH.result_for('stp_sok')[0]['status']
+    ORCH.broadcast({ 'protocol_version' => 1, 'message_type' => 'cancel', 'task_ids' => ['tsk_scxl'], 'reason' => 'operator' })
+    assert_equal({ 'cancelled' => true }, ORCH.result_for('stp_scxl', timeout: 5)[0]['result'])
   end
 
   def test_a_handler_creates_a_task_with_a_task_request_and_direct_reply_to

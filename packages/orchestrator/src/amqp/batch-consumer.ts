@@ -95,7 +95,7 @@ export class BatchConsumer<S extends z.ZodType> {
     const options = { allowNul: this.o.allowNul ?? false };
     if (this.o.batch) return decodeOneOrMany(this.o.schema, this.o.batch, d.body, this.o.what, options);
     const decoded = decodeMessage(this.o.schema, d.body, this.o.what, options);
-    return decoded.ok ? { ok: true, value: [{ decoded, body: '' }] } : decoded;
+    return decoded.ok ? { ok: true, value: [{ decoded, body: '', place: null }] } : decoded;
   }
 
   private async runBatch(batch: Delivery[]): Promise<void> {
@@ -124,7 +124,7 @@ export class BatchConsumer<S extends z.ZodType> {
           error = { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be checked: ${(err as Error).message}` };
         }
         if (error || !part.decoded.ok) {
-          await this.parkAndAck(d, error!, parts.length > 1 ? part.body : undefined);
+          await this.parkAndAck(d, error!, part.place !== null ? part.body : undefined);
           continue;
         }
         items.push({ value: part.decoded.value, delivery: d, ...(parts.length > 1 ? { part } : {}) });

@@ -7,6 +7,8 @@ module TaskerWorker
   PROTOCOL_VERSION = 1
   SUPPORTED_PROTOCOL_VERSIONS = [1].freeze
   MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+  # Step messages in one `steps` message (Limits.maxStepsPerMessage).
+  MAX_STEPS_PER_MESSAGE = 100
   MAX_RESULT_BYTES = 1024 * 1024
   DEFAULT_PREFIX = 'tasker'
   DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672'
@@ -42,6 +44,13 @@ module TaskerWorker
     def control_exchange = "#{prefix}.control"
   end
 
+  # One step of a delivery: its checked `message`, or why it is `refused`. `what` names it in
+  # reasons ('step message', or 'step message 2 of 3 in a steps message'). `in_steps`: it came
+  # in a `steps` message, and is parked alone, as its own JSON (`body`).
+  StepPart = Struct.new(:what, :message, :refused, :in_steps, :item, keyword_init: true) do
+    def body = JSON.generate(item)
+  end
+
   # The wire format (docs/protocol.md): step message checks and step results.
   module Messages
     module_function
@@ -54,27 +63,73 @@ module TaskerWorker
 
     # Size, JSON, protocol version, fields, in that order. Raises Refused.
     def decode_step_message(body)
-      raise Refused.new('PAYLOAD_TOO_LARGE', "step message is #{body.bytesize} bytes; the limit is #{MAX_MESSAGE_BYTES} bytes") if body.bytesize > MAX_MESSAGE_BYTES
+      check_step_message(parse_object(body, 'step message'))
+    end
+
+    # One step message, or several in a `steps` message (docs/protocol.md, section 3): an
+    # Array of StepPart. Raises Refused when the whole message is to be parked: a lone step
+    # message that fails its checks, or a `steps` message whose envelope is broken (not an
+    # array, empty, more than MAX_STEPS_PER_MESSAGE, an unknown protocol version). Otherwise
+    # each step of a `steps` message is checked on its own: a bad one comes back refused, its
+    # siblings decoded.
+    def decode_step_messages(body)
+      raw = parse_object(body, 'step message')
+      return [StepPart.new(what: 'step message', message: check_step_message(raw), in_steps: false)] unless raw['message_type'] == 'steps'
+
+      envelope = 'steps message'
+      check_version(raw, envelope)
+      raise Refused.new('INVALID_MESSAGE', "#{envelope} has no protocol_version") unless raw.key?('protocol_version')
+
+      items = raw['steps']
+      unless items.is_a?(Array) && items.size.between?(1, MAX_STEPS_PER_MESSAGE)
+        has = items.is_a?(Array) ? "; it has #{items.size}" : ''
+        raise Refused.new('INVALID_MESSAGE', "#{envelope}: steps must be an array of 1 to #{MAX_STEPS_PER_MESSAGE} step messages#{has}")
+      end
+
+      items.each_with_index.map do |item, i|
+        what = "step message #{i + 1} of #{items.size} in a #{envelope}"
+        begin
+          StepPart.new(what: what, message: check_step_message(item, what), in_steps: true, item: item)
+        rescue Refused => e
+          StepPart.new(what: what, refused: e, in_steps: true, item: item)
+        end
+      end
+    end
+
+    # The checks of a parsed step message: an object, protocol version, fields. `what` names
+    # it in the reason. Raises Refused.
+    def check_step_message(raw, what = 'step message')
+      raise Refused.new('INVALID_MESSAGE', "#{what} must be a JSON object") unless raw.is_a?(Hash)
+
+      check_version(raw, what)
+      problems = check_fields(raw)
+      raise Refused.new('INVALID_MESSAGE', "#{what} does not match its schema: #{problems.join('; ')}") unless problems.empty?
+
+      raw
+    end
+
+    # Size, then JSON, then "an object": the checks before any field is read.
+    def parse_object(body, what)
+      raise Refused.new('PAYLOAD_TOO_LARGE', "#{what} is #{body.bytesize} bytes; the limit is #{MAX_MESSAGE_BYTES} bytes") if body.bytesize > MAX_MESSAGE_BYTES
 
       text = body.dup.force_encoding(Encoding::UTF_8)
-      raise Refused.new('INVALID_MESSAGE', 'step message is not valid JSON: not UTF-8') unless text.valid_encoding?
+      raise Refused.new('INVALID_MESSAGE', "#{what} is not valid JSON: not UTF-8") unless text.valid_encoding?
 
       begin
         raw = JSON.parse(text)
       rescue JSON::ParserError => e
-        raise Refused.new('INVALID_MESSAGE', "step message is not valid JSON: #{e.message[0, 200]}")
+        raise Refused.new('INVALID_MESSAGE', "#{what} is not valid JSON: #{e.message[0, 200]}")
       end
-      raise Refused.new('INVALID_MESSAGE', 'step message must be a JSON object') unless raw.is_a?(Hash)
-
-      version = raw['protocol_version']
-      if version.is_a?(Numeric) && !SUPPORTED_PROTOCOL_VERSIONS.include?(version)
-        raise Refused.new('UNSUPPORTED_PROTOCOL_VERSION',
-                          "step message has protocol_version #{version}; supported: #{SUPPORTED_PROTOCOL_VERSIONS.join(', ')}")
-      end
-      problems = check_fields(raw)
-      raise Refused.new('INVALID_MESSAGE', "step message does not match its schema: #{problems.join('; ')}") unless problems.empty?
+      raise Refused.new('INVALID_MESSAGE', "#{what} must be a JSON object") unless raw.is_a?(Hash)
 
       raw
+    end
+
+    def check_version(raw, what)
+      version = raw['protocol_version']
+      return unless version.is_a?(Numeric) && !SUPPORTED_PROTOCOL_VERSIONS.include?(version)
+
+      raise Refused.new('UNSUPPORTED_PROTOCOL_VERSION', "#{what} has protocol_version #{version}; supported: #{SUPPORTED_PROTOCOL_VERSIONS.join(', ')}")
     end
 
     def check_fields(raw)

@@ -8,8 +8,9 @@ require 'socket'
 
 module TaskerWorker
   # The worker of one namespace: consumes the namespace's step queue, runs each step's
-  # handler (on the channel's consumer pool, `concurrency` at once), publishes the result
-  # with publisher confirms and only then acks the step.
+  # handler (`concurrency` at once), publishes the result with publisher confirms and only
+  # then acks the step (a `steps` message, several steps in one, once every one of its steps
+  # is answered).
   #
   #   TaskerWorker::Worker.new(namespace: 'customer_success', handlers: [ValidateRefundRequestHandler]).run
   #
@@ -25,7 +26,12 @@ module TaskerWorker
     MAX_REASON_CHARS = 4096
     PUBLISH_FAILURE_BACKOFF = 1.0
 
-    Job = Struct.new(:tag, :message, :ctx, :started_at, :delivery_count, :answered, :handed_back, keyword_init: true)
+    # One delivery, from decoding to its ack: one step, or several (a `steps` message).
+    # `unanswered`: its steps whose result (or parking) is not under way yet; `settled`: its
+    # ack or nack is decided; `handed_back`: given back at shutdown, nothing more is acked.
+    Delivery = Struct.new(:tag, :props, :delivery_count, :jobs, :unanswered, :settled, :handed_back, keyword_init: true)
+    # One step being run.
+    Job = Struct.new(:delivery, :message, :ctx, :started_at, :answered, keyword_init: true)
 
     attr_reader :namespace, :worker_id, :handlers, :queue_name, :logger
 
@@ -59,8 +65,11 @@ module TaskerWorker
       @logger = logger || Logger.new($stderr, level: (ENV['TASKER_LOG_LEVEL'] || 'info').to_sym, progname: "tasker_worker #{@namespace}")
       @stop = false
       @stopping = false
-      @jobs = {}
+      @deliveries = {}
       @mutex = Mutex.new
+      # Handlers running at once: at most `concurrency` (the steps of a `steps` message too).
+      @slots = concurrency
+      @slots_cv = ConditionVariable.new
       @publish_mutex = Mutex.new
       @request_mutex = Mutex.new
       @replies = {}
@@ -156,7 +165,7 @@ module TaskerWorker
       q.subscribe(manual_ack: false) do |_d, _p, body|
         message = JSON.parse(body)
         ids = message['message_type'] == 'cancel' ? Array(message['task_ids']) : []
-        @mutex.synchronize { @jobs.values.select { |j| ids.include?(j.message['task_id']) } }.each do |j|
+        @mutex.synchronize { @deliveries.values.flat_map(&:jobs).select { |j| ids.include?(j.message['task_id']) } }.each do |j|
           @logger.info("task #{j.message['task_id']} cancelled (#{message['reason']}): its running step is told so")
           j.ctx&.cancel!
         end
@@ -169,22 +178,24 @@ module TaskerWorker
 
     def shutdown
       @stopping = true
-      @logger.info("worker stopping: #{@jobs.size} step(s) running")
+      @mutex.synchronize { @slots_cv.broadcast } # steps waiting for a slot are given back
+      @logger.info("worker stopping: #{@deliveries.size} step message(s) in hand")
       @consumer&.cancel
       deadline = monotonic + @shutdown_grace
-      sleep 0.02 while !@jobs.empty? && monotonic < deadline
-      # Jobs publishing their result right now finish that; the others go back to the queue.
+      sleep 0.02 while !@deliveries.empty? && monotonic < deadline
+      # Messages whose every step is being answered right now finish that; the others (a step
+      # still running) go back to the queue whole.
       back = @mutex.synchronize do
-        @jobs.values.reject(&:answered).each { |j| j.handed_back = true }
+        @deliveries.values.select { |d| !d.settled && d.unanswered.positive? }.each { |d| d.handed_back = true }
       end
       unless back.empty?
-        @logger.warn("shutdown grace period over: #{back.size} running step(s) cancelled and given back to the queue")
-        back.each do |j|
-          j.ctx&.cancel!
-          @consume_ch.nack(j.tag, false, true)
+        @logger.warn("shutdown grace period over: #{back.size} step message(s) with steps still running given back to the queue")
+        back.each do |d|
+          d.jobs.each { |j| j.ctx&.cancel! }
+          @consume_ch.nack(d.tag, false, true)
         end
       end
-      sleep 0.02 while @mutex.synchronize { @jobs.values.any?(&:answered) } && monotonic < deadline + 5
+      sleep 0.02 while @mutex.synchronize { @deliveries.values.any? { |d| !d.handed_back } } && monotonic < deadline + 5
     end
 
     def close
@@ -197,24 +208,58 @@ module TaskerWorker
       Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
 
-    # ── deliveries (on the consumer pool's threads) ──────────────────────────────────
+    # ── deliveries (each handled on a thread of its own) ─────────────────────────────
 
-    def on_delivery(delivery, props, body)
-      tag = delivery.delivery_tag
+    def on_delivery(delivery_info, props, body)
+      tag = delivery_info.delivery_tag
       return @consume_ch.nack(tag, false, true) if @stopping
 
-      begin
-        message = Messages.decode_step_message(body)
-        if message['namespace'] != @namespace
-          raise Refused.new('INVALID_MESSAGE',
-                            "step message is for namespace '#{message['namespace']}' but came from #{@queue_name}, the queue of '#{@namespace}'")
+      # Quorum queues count earlier deliveries in x-delivery-count; classic ones only flag a redelivery.
+      previous = (props.headers || {})['x-delivery-count'] || (delivery_info.redelivered? ? 1 : 0)
+      delivery = Delivery.new(tag: tag, props: props, delivery_count: previous.to_i + 1, jobs: [], unanswered: 1, settled: false, handed_back: false)
+      @mutex.synchronize { @deliveries[tag] = delivery }
+      # Handled on a thread of its own, not on the consumer pool: cancelling the consumer at
+      # shutdown waits for the pool's threads, and must not wait for running steps.
+      Thread.new { handle(delivery, body) }
+    rescue StandardError => e
+      @logger.error("unexpected failure receiving a step delivery: #{e.class}: #{e.message}")
+    end
+
+    def handle(delivery, body)
+      ends = begin
+        # One step, or several in a `steps` message: each is run (or parked) on its own.
+        parts = Messages.decode_step_messages(body)
+        @mutex.synchronize { delivery.unanswered = parts.size }
+        if parts.size == 1
+          [run_part(delivery, parts[0], body)]
+        else
+          parts.map { |part| Thread.new { run_part(delivery, part, body) } }.map(&:value)
         end
       rescue Refused => e
-        return park(tag, props, body, e)
+        [park(delivery, body, e)] # the whole message, body unchanged
       end
-      previous = (props.headers || {})['x-delivery-count'] || (delivery.redelivered? ? 1 : 0)
-      job = Job.new(tag: tag, message: message, started_at: Messages.now_iso, delivery_count: previous.to_i + 1, answered: false, handed_back: false)
-      @mutex.synchronize { @jobs[tag] = job }
+      settle(delivery, ends)
+    rescue StandardError => e
+      @logger.error("unexpected failure handling a step delivery: #{e.class}: #{e.message}")
+    ensure
+      @mutex.synchronize { @deliveries.delete(delivery.tag) }
+    end
+
+    # Runs one step of a delivery (or parks it) and publishes its result. Returns how it ended:
+    # :answered (result confirmed, or parked), :failed (not confirmed) or :given_back (the
+    # worker stopped before it started, or the delivery was given back meanwhile).
+    def run_part(delivery, part, body)
+      refused = part.refused
+      message = part.message
+      if refused.nil? && message['namespace'] != @namespace
+        refused = Refused.new('INVALID_MESSAGE',
+                              "#{part.what} is for namespace '#{message['namespace']}' but came from #{@queue_name}, the queue of '#{@namespace}'")
+      end
+      # A step of a `steps` message is parked alone, as its own JSON; a lone one, body untouched.
+      return park(delivery, part.in_steps ? part.body : body, refused, alone: part.in_steps) if refused
+
+      job = Job.new(delivery: delivery, message: message, started_at: Messages.now_iso, answered: false)
+      @mutex.synchronize { delivery.jobs << job }
       callable = message['handler']['callable']
       handler = @handlers[callable]
       unless handler
@@ -224,30 +269,57 @@ module TaskerWorker
         @logger.error(text)
         return answer(job, { 'status' => 'failure', 'error' => { 'kind' => 'permanent', 'code' => 'HANDLER_NOT_FOUND', 'message' => text } })
       end
+      return :given_back unless acquire_slot
+
+      job.started_at = Messages.now_iso
       run_job(job, handler)
     rescue StandardError => e
-      @logger.error("unexpected failure handling a step delivery: #{e.class}: #{e.message}")
+      @logger.error("unexpected failure running a step: #{e.class}: #{e.message}")
+      :failed
     end
 
+    # Waits for a free slot; false when the worker stops first.
+    def acquire_slot
+      @mutex.synchronize do
+        @slots_cv.wait(@mutex, 0.5) until @slots.positive? || @stopping
+        next false if @stopping
+
+        @slots -= 1
+        true
+      end
+    end
+
+    def release_slot
+      @mutex.synchronize do
+        @slots += 1
+        @slots_cv.signal
+      end
+    end
+
+    # Runs the handler (holding a slot, freed when it returns) and answers. A handler past
+    # its step's timeout is answered HANDLER_TIMEOUT at the deadline; its slot comes free
+    # when it returns, or after the overrun grace period.
     def run_job(job, handler)
       m = job.message
-      ctx = StepContext.new(m, request_task: method(:request_task), logger: @logger, delivery_count: job.delivery_count)
+      ctx = StepContext.new(m, request_task: method(:request_task), logger: @logger, delivery_count: job.delivery.delivery_count)
       job.ctx = ctx
       thread = Thread.new { invoke(handler, ctx) }
       thread.report_on_exception = false
       timeout = m['timeout_ms'] && m['timeout_ms'] / 1000.0
       if thread.join(timeout)
-        answer(job, thread.value)
-        return
+        release_slot
+        return answer(job, thread.value)
       end
       ctx.cancel!
+      Thread.new do
+        unless thread.join(@overrun_grace)
+          @logger.warn("handler of step #{m['step_name']} still running after its deadline and the grace period: its slot is freed")
+        end
+        release_slot
+      end
       text = "handler for step #{m['step_name']} did not finish within its timeout of #{m['timeout_ms']} ms"
       @logger.warn("step timed out: result sent now; the handler keeps running until it returns (#{text})")
       answer(job, { 'status' => 'failure', 'error' => { 'kind' => 'retryable', 'code' => 'HANDLER_TIMEOUT', 'message' => text } })
-      # The slot (this pool thread) comes free when the handler returns, or after the overrun grace period.
-      return if thread.join(@overrun_grace)
-
-      @logger.warn("handler of step #{m['step_name']} still running after its deadline and the grace period: its slot is freed")
     end
 
     def invoke(handler, ctx)
@@ -266,34 +338,58 @@ module TaskerWorker
       { 'status' => 'failure', 'error' => error }
     end
 
-    # Publishes the result, waits for the broker's confirm, then acks the step.
+    # Publishes the result and waits for the broker's confirm: :answered, or :failed.
     def answer(job, outcome)
-      proceed = @mutex.synchronize do
-        next false if job.answered || job.handed_back
-
-        job.answered = true
-      end
-      return unless proceed
+      return :given_back unless start_answer(job.delivery, job)
 
       m = job.message
-      result = Messages.step_result(m, started_at: job.started_at, worker_id: @worker_id, delivery_count: job.delivery_count, outcome: outcome)
+      result = Messages.step_result(m, started_at: job.started_at, worker_id: @worker_id, delivery_count: job.delivery.delivery_count, outcome: outcome)
       confirmed = publish(@names.results_exchange, m['namespace'], JSON.generate(result),
                           content_type: 'application/json', persistent: true, message_id: "#{m['step_id']}:#{m['attempt']}",
                           correlation_id: m['correlation_id'], type: 'step_result',
                           # RabbitMQ checks user_id is this connection's user: the orchestrator can
                           # then check a namespace's results come from that namespace's user.
                           user_id: @credentials[:user])
-      if confirmed
-        # Acked only now: a result that was never confirmed must not lose its step.
-        @consume_ch.ack(job.tag)
-        @logger.info("step #{m['step_name']} succeeded (task #{m['task_id']}, attempt #{m['attempt']})") if outcome['status'] == 'success'
-      else
+      unless confirmed
         @logger.error('step result not confirmed by the broker; the step message goes back to the queue')
-        sleep PUBLISH_FAILURE_BACKOFF
-        @consume_ch.nack(job.tag, false, true)
+        return :failed
       end
-    ensure
-      @mutex.synchronize { @jobs.delete(job.tag) } if proceed
+      @logger.info("step #{m['step_name']} succeeded (task #{m['task_id']}, attempt #{m['attempt']})") if outcome['status'] == 'success'
+      :answered
+    end
+
+    # A step's result (or parking) gets under way, unless its delivery was given back.
+    def start_answer(delivery, job = nil)
+      @mutex.synchronize do
+        next false if delivery.handed_back || job&.answered
+
+        job.answered = true if job
+        delivery.unanswered -= 1
+        true
+      end
+    end
+
+    # Once every step of a delivery has ended: acks it, or gives it back whole (after a pause
+    # if a result or a parking was not confirmed: its answered siblings are answered again,
+    # which changes nothing).
+    def settle(delivery, ends)
+      decided = @mutex.synchronize do
+        next false if delivery.handed_back
+
+        delivery.settled = true
+      end
+      return unless decided
+
+      if ends.include?(:failed)
+        # A lasting fault should not spin: pause before the message goes back.
+        sleep PUBLISH_FAILURE_BACKOFF
+        @consume_ch.nack(delivery.tag, false, true)
+      elsif ends.include?(:given_back)
+        @consume_ch.nack(delivery.tag, false, true)
+      else
+        # Acked only now: a result that was never confirmed must not lose its step.
+        @consume_ch.ack(delivery.tag)
+      end
     end
 
     def publish(exchange, routing_key, payload, **props)
@@ -306,20 +402,30 @@ module TaskerWorker
       false
     end
 
-    def park(tag, props, body, reason)
+    # Parks what cannot be run on the dead-letter exchange: the delivery's body unchanged,
+    # with its properties; or (`alone`) one step of a `steps` message, as its own JSON.
+    def park(delivery, body, reason, alone: false)
+      return :given_back unless start_answer(delivery)
+
       text = reason.message.length > MAX_REASON_CHARS ? "#{reason.message[0, MAX_REASON_CHARS]}…" : reason.message
       @logger.error("invalid step message parked in the dead letters: #{reason.code} #{text}")
+      props = delivery.props
       headers = (props.headers || {}).merge('x-tasker-reason' => text, 'x-tasker-code' => reason.code, 'x-tasker-source-queue' => @queue_name)
-      opts = { persistent: true, headers: headers, content_type: props.content_type || 'application/octet-stream' }
-      opts[:message_id] = props.message_id if props.message_id
-      opts[:correlation_id] = props.correlation_id if props.correlation_id
-      opts[:type] = props.type if props.type
-      if publish(@names.dead_letter_exchange, Messages.parked_routing_key(@namespace), body, **opts)
-        @consume_ch.ack(tag)
+      opts = { persistent: true, headers: headers }
+      if alone
+        # One step taken out of a `steps` message is JSON, a `step`; the envelope's id is not its own.
+        opts.merge!(content_type: 'application/json', type: 'step')
       else
-        sleep PUBLISH_FAILURE_BACKOFF
-        @consume_ch.nack(tag, false, true)
+        # The body may not be JSON at all: keep what the sender said, claim nothing otherwise.
+        opts[:content_type] = props.content_type || 'application/octet-stream'
+        opts[:message_id] = props.message_id if props.message_id
+        opts[:correlation_id] = props.correlation_id if props.correlation_id
+        opts[:type] = props.type if props.type
       end
+      return :answered if publish(@names.dead_letter_exchange, Messages.parked_routing_key(@namespace), body, **opts)
+
+      @logger.error('could not park the invalid step message; it goes back to the queue')
+      :failed
     end
 
     # ── task requests (context.create_task, on a handler's thread) ───────────────────
