@@ -280,6 +280,9 @@ function startOrchestrator(name: string, port: number): Child {
       TASKER_OUTBOX_SWEEP_MS: '500',
       TASKER_REDISPATCH_AFTER_MS: '15000',
       TASKER_WATCHDOG_INTERVAL_MS: '2000',
+      // The second orchestrator packs steps released together (`steps` messages), the first
+      // sends each alone: the workers get both kinds, through every fault.
+      TASKER_STEPS_PER_MESSAGE: process.env['TASKER_STEPS_PER_MESSAGE'] ?? (name.endsWith('-b') ? '16' : '1'),
       TASKER_LOG_LEVEL: process.env['CHAOS_LOG_LEVEL'] ?? 'info',
     },
   });
