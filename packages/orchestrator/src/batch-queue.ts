@@ -1,8 +1,10 @@
 import { oncePerTurn } from '@tasker/transport';
 
 export interface BatchQueueOptions<T> {
-  /** Most items in one batch. */
+  /** Most items in one batch (counted by `weight`). */
   batchSize: number;
+  /** What an item counts for against `batchSize` (a message carrying several results counts each). @defaultValue 1 */
+  weight?: (item: T) => number;
   /** Batches running at once. */
   concurrency: number;
   /** Runs one batch. */
@@ -40,9 +42,21 @@ export class BatchQueue<T> {
     if (this.running > 0 || this.pending.length > 0) await new Promise<void>((r) => this.idle.push(r));
   }
 
+  /** How many pending items the next batch takes: at least one, at most `batchSize` by weight. */
+  private take(): number {
+    const weight = this.o.weight;
+    if (!weight) return this.o.batchSize;
+    let n = 0;
+    for (let total = 0; n < this.pending.length; n++) {
+      total += weight(this.pending[n]!);
+      if (n > 0 && total > this.o.batchSize) break;
+    }
+    return n;
+  }
+
   private pump(): void {
     while (this.pending.length > 0 && this.running < this.o.concurrency) {
-      const batch = this.pending.splice(0, this.o.batchSize);
+      const batch = this.pending.splice(0, this.take());
       this.running++;
       this.o
         .run(batch)

@@ -41,7 +41,7 @@ export const OrchestratorConfigSchema = z.object({
   templatesDir: z.string().nullable().default(null),
   /** Which `environments.<name>` overrides of templates apply. @defaultValue none */
   environment: z.string().nullable().default(null),
-  /** Most results (or requests) processed in one transaction. @defaultValue 200 */
+  /** Most results (or requests) processed in one transaction; a message carrying several counts each. @defaultValue 200 */
   batchSize: z.coerce.number().int().min(1).max(5000).default(200),
   /** Batches of one queue processed at once (each its own transaction). @defaultValue 4 */
   batchConcurrency: z.coerce.number().int().min(1).max(64).default(4),

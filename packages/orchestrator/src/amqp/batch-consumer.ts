@@ -1,4 +1,4 @@
-import { decodeMessage, decodeOneOrMany, type BatchShape, type Decoded, type DecodedPart, type TaskerError } from '@tasker/protocol';
+import { ErrorCode, TaskerError, decodeMessage, decodeOneOrMany, type BatchShape, type Decoded, type DecodedPart } from '@tasker/protocol';
 import type { Broker, Consumer, Delivery } from '@tasker/transport';
 import { BatchQueue } from '../batch-queue.ts';
 import type { Logger } from 'pino';
@@ -35,6 +35,12 @@ export interface BatchConsumerOptions<S extends z.ZodType> {
   logger: Logger;
 }
 
+/** A message as it arrived, decoded. */
+interface Received<T> {
+  delivery: Delivery;
+  decoded: Decoded<Array<DecodedPart<T>>>;
+}
+
 /** Errors that mean "the database (or broker) is away", not "this message is bad". */
 export function isTransientError(err: unknown): boolean {
   const e = err as { code?: string; message?: string };
@@ -59,14 +65,16 @@ export function isTransientError(err: unknown): boolean {
  */
 export class BatchConsumer<S extends z.ZodType> {
   private consumer: Consumer | null = null;
-  private readonly queue: BatchQueue<Delivery>;
+  /** Messages decoded on arrival, so that a batch counts the items they carry, not the messages. */
+  private readonly queue: BatchQueue<Received<z.infer<S>>>;
 
   constructor(
     private readonly broker: Broker,
     private readonly o: BatchConsumerOptions<S>,
   ) {
-    this.queue = new BatchQueue<Delivery>({
+    this.queue = new BatchQueue<Received<z.infer<S>>>({
       batchSize: o.batchSize,
+      weight: (r) => (r.decoded.ok ? r.decoded.value.length : 1),
       concurrency: o.concurrency ?? 2,
       run: (batch) => this.runBatch(batch),
       onError: (err) => o.logger.error({ err, queue: o.queue }, 'batch failed unexpectedly'),
@@ -74,7 +82,7 @@ export class BatchConsumer<S extends z.ZodType> {
   }
 
   async start(): Promise<void> {
-    this.consumer = await this.broker.consume(this.o.queue, { prefetch: this.o.prefetch }, (d) => this.queue.push(d));
+    this.consumer = await this.broker.consume(this.o.queue, { prefetch: this.o.prefetch }, (d) => this.queue.push({ delivery: d, decoded: this.decode(d) }));
   }
 
   /** Items of a message carrying several that are not settled yet; the message is acked at 0. */
@@ -93,28 +101,25 @@ export class BatchConsumer<S extends z.ZodType> {
 
   private decode(d: Delivery): Decoded<Array<DecodedPart<z.infer<S>>>> {
     const options = { allowNul: this.o.allowNul ?? false };
-    if (this.o.batch) return decodeOneOrMany(this.o.schema, this.o.batch, d.body, this.o.what, options);
-    const decoded = decodeMessage(this.o.schema, d.body, this.o.what, options);
-    return decoded.ok ? { ok: true, value: [{ decoded, body: '', place: null }] } : decoded;
+    try {
+      if (this.o.batch) return decodeOneOrMany(this.o.schema, this.o.batch, d.body, this.o.what, options);
+      const decoded = decodeMessage(this.o.schema, d.body, this.o.what, options);
+      return decoded.ok ? { ok: true, value: [{ decoded, body: '', place: null }] } : decoded;
+    } catch (err) {
+      // One message must never take its batch down with it.
+      return { ok: false, error: new TaskerError(ErrorCode.INVALID_MESSAGE, `${this.o.what} could not be decoded: ${(err as Error).message}`) };
+    }
   }
 
-  private async runBatch(batch: Delivery[]): Promise<void> {
+  private async runBatch(batch: Array<Received<z.infer<S>>>): Promise<void> {
     // `part`: an item of a message carrying several (its own JSON, made only to park it alone).
     const items: Array<{ value: z.infer<S>; delivery: Delivery; part?: DecodedPart<z.infer<S>> }> = [];
-    for (const d of batch) {
-      let parts: Array<DecodedPart<z.infer<S>>>;
-      try {
-        const decoded = this.decode(d);
-        if (!decoded.ok) {
-          await this.parkAndAck(d, decoded.error);
-          continue;
-        }
-        parts = decoded.value;
-      } catch (err) {
-        // One message must never take its batch down with it.
-        await this.parkAndAck(d, { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be decoded: ${(err as Error).message}` });
+    for (const { delivery: d, decoded } of batch) {
+      if (!decoded.ok) {
+        await this.parkAndAck(d, decoded.error);
         continue;
       }
+      const parts = decoded.value;
       if (parts.length > 1) this.unsettled.set(d, parts.length);
       for (const part of parts) {
         let error: { code: string; message: string } | null;
@@ -130,8 +135,11 @@ export class BatchConsumer<S extends z.ZodType> {
         items.push({ value: part.decoded.value, delivery: d, ...(parts.length > 1 ? { part } : {}) });
       }
     }
-    if (items.length === 0) return;
-    await this.processWithRecovery(items);
+    // Messages may carry many items each (`step_results`): a transaction takes at most
+    // `batchSize` items, so its size (and the memory it needs) does not grow with them.
+    for (let i = 0; i < items.length; i += this.o.batchSize) {
+      await this.processWithRecovery(items.slice(i, i + this.o.batchSize));
+    }
   }
 
   private async processWithRecovery(items: Array<{ value: z.infer<S>; delivery: Delivery; part?: DecodedPart<z.infer<S>> }>): Promise<void> {
