@@ -1,8 +1,9 @@
 /**
  * Counts handlers that are running. The consumer's prefetch equals the slot count, so a
- * delivery waits here only while a slot is held by a handler that outlived its deadline:
- * its step was answered and acked, but the function still runs. Such a slot is freed when
- * the function returns, or after the worker's overrun grace period, whichever comes first.
+ * lone step message waits here only while a slot is held by a handler that outlived its
+ * deadline (its step was answered and acked, but the function still runs; such a slot is
+ * freed when the function returns, or after the worker's overrun grace period, whichever
+ * comes first); the steps of a `steps` message beyond the slot count wait here too.
  */
 export class Slots {
   private busy = 0;

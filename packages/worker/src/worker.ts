@@ -1,4 +1,5 @@
 import { installStopOnSignals } from './signals.ts';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import {
@@ -61,6 +62,8 @@ export class Worker {
   /** The connection's broker user, which RabbitMQ validates as each result's user_id (parsed once, not per step). */
   private readonly userId: string;
   private readonly slots: Slots;
+  /** Handlers answered as timed out that still hold their slot (until they return, or the overrun grace ends). */
+  private overrunning = 0;
   private readonly jobs = new Map<Job, Promise<void>>();
   /** Aborted by stop(): ends the wait for the queue and the waits for a slot. */
   private readonly shutdown = new AbortController();
@@ -80,6 +83,9 @@ export class Worker {
     this.queue = this.options.names.stepQueue(this.namespace);
     this.userId = amqpUsername(this.options.amqpUrl);
     this.slots = new Slots(this.options.concurrency);
+    // Every step waiting for a slot listens for the shutdown: with `steps` messages there may
+    // be hundreds (prefetch × steps per message), not a leak.
+    setMaxListeners(0, this.shutdown.signal);
   }
 
   get state(): WorkerState {
@@ -233,7 +239,9 @@ export class Worker {
     const step: Job['steps'][number] = { taskId: message.task_id, run: null };
     job.steps.push(step);
 
-    if (this.slots.available === 0) {
+    // Steps of `steps` messages beyond the concurrency simply wait for a slot; what is worth
+    // a warning is a slot still held by a handler answered as timed out.
+    if (this.slots.available === 0 && this.overrunning > 0) {
       this.logger.warn(
         { taskId: message.task_id, step: message.step_name, busy: this.slots.inUse },
         'step waits for a slot held by a handler that outlived its deadline',
@@ -266,13 +274,20 @@ export class Worker {
     const result = await run.result;
     if (result.status === 'failure' && result.error.code === ErrorCode.HANDLER_TIMEOUT) {
       let returned = false;
-      void run.settled.then(() => (returned = true));
+      this.overrunning += 1;
+      const over = (): void => {
+        if (returned) return;
+        returned = true;
+        this.overrunning -= 1;
+      };
+      void run.settled.then(over);
       setTimeout(() => {
         if (returned) return;
         this.logger.warn(
           { taskId: message.task_id, step: message.step_name, attempt: message.attempt, overrunGraceMs: this.options.overrunGraceMs },
           'handler still running after its deadline and the grace period: its slot is freed; the function keeps running unobserved',
         );
+        over();
         release();
       }, this.options.overrunGraceMs).unref();
     }

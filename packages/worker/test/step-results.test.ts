@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, Limits, StepResult } from '@tasker/protocol';
+import pino from 'pino';
+import { ErrorCode, Limits, PROTOCOL_VERSION, StepResult } from '@tasker/protocol';
 import { PermanentError, RetryableError, type StepContext } from '../src/index.ts';
 import { FakeOrchestrator, deferred } from './support/fake-orchestrator.ts';
 
@@ -290,5 +291,27 @@ describe('step results', () => {
     expect(await orch.resultFor(b.step_id)).toMatchObject({ status: 'success' });
     // The slot came free at the deadline plus the grace period, not earlier.
     expect(nextAt - t0).toBeGreaterThanOrEqual(390);
+  });
+
+  it('a step waiting for a slot is a warning only while a handler that outlived its deadline holds one', async () => {
+    const ns = await orch.namespace();
+    const lines: Array<{ msg: string; taskId?: string }> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const warned = () => lines.filter((l) => l.msg === 'step waits for a slot held by a handler that outlived its deadline');
+    const handlers = { quick: async () => sleep(20), hung: () => new Promise<never>(() => undefined) };
+    await orch.worker({ namespace: ns, handlers, concurrency: 1, overrunGraceMs: 400, logger }).start();
+    // Three steps in one message with one slot: two wait, which is normal.
+    const three = [0, 1, 2].map(() => orch.step(ns, 'quick'));
+    await orch.dispatchRaw(ns, JSON.stringify({ protocol_version: PROTOCOL_VERSION, message_type: 'steps', steps: three }));
+    for (const m of three) expect(await orch.resultFor(m.step_id)).toMatchObject({ status: 'success' });
+    expect(warned()).toHaveLength(0);
+    // A handler past its deadline keeps the slot: the next step's wait is worth a warning.
+    const hung = orch.step(ns, 'hung', { timeout_ms: 100 });
+    await orch.dispatch(hung);
+    expect(await orch.resultFor(hung.step_id)).toMatchObject({ error: { code: ErrorCode.HANDLER_TIMEOUT } });
+    const after = orch.step(ns, 'quick');
+    await orch.dispatch(after);
+    expect(await orch.resultFor(after.step_id)).toMatchObject({ status: 'success' });
+    expect(warned().map((l) => l.taskId)).toEqual([after.task_id]);
   });
 });
