@@ -29,6 +29,7 @@ from .messages import (
     HANDLER_TIMEOUT,
     INTERNAL,
     INVALID_MESSAGE,
+    MAX_MESSAGE_BYTES,
     NAMESPACE_PATTERN,
     Names,
     Refused,
@@ -53,6 +54,10 @@ MAX_REASON_CHARS = 4096
 POLL_SECONDS = 1.0
 #: Pause before giving back a message whose result (or parking) could not be published.
 PUBLISH_FAILURE_BACKOFF = 1.0
+#: Results in one ``step_results`` message at most (docs/protocol.md, section 4).
+MAX_RESULTS_PER_MESSAGE = 500
+#: A ``step_results`` message stays under half the message limit (each result is at most 1 MiB).
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2
 
 
 @dataclass
@@ -148,6 +153,10 @@ class Worker:
         self._deliveries: Dict[int, _Delivery] = {}
         self._waiting: collections.deque = collections.deque()
         self._slots_in_use = 0
+        #: Results waiting to be published: (job, outcome, serialized result).
+        self._results: list = []
+        #: A results message waits for its confirm, or the next one is about to go.
+        self._results_busy = False
         self._replies: Dict[str, list] = {}
         self._replies_lock = threading.Lock()
         self._conn: Optional[pika.BlockingConnection] = None
@@ -209,6 +218,8 @@ class Worker:
         self._deliveries.clear()
         self._waiting.clear()
         self._slots_in_use = 0
+        self._results = []
+        self._results_busy = False
         self._conn = None
 
     def _run_session(self) -> None:
@@ -432,7 +443,8 @@ class Worker:
             self._start(self._waiting.popleft())
 
     def _answer(self, job: _Job, outcome: dict) -> None:
-        """Publishes the result (confirmed), then settles the step. Runs on the connection's thread."""
+        """Queues the result for publishing; the step is settled when its message is confirmed.
+        Runs on the connection's thread."""
         if job.answered or job.delivery.handed_back or job.session != self._session:
             return
         job.answered = True
@@ -440,50 +452,108 @@ class Worker:
             self._conn.remove_timeout(job.timer)  # type: ignore[union-attr]
         m = job.message
         result = step_result(m, started_at=job.started_at, worker_id=self.worker_id, delivery_count=job.delivery_count, outcome=outcome)
+        self._results.append((job, outcome, dumps(result)))
+        if not self._results_busy:
+            self._publish_results()
+
+    def _publish_results(self) -> None:
+        """Publishes the waiting results: one alone as a plain ``step_result``, several as one
+        ``step_results`` message (docs/protocol.md, section 4), and settles their steps once
+        it is confirmed. Results that become ready meanwhile are held: their callbacks run
+        after this one, then the next message takes them all."""
+        if not self._results:
+            self._results_busy = False
+            return
+        batch = self._take_results()
+        self._results_busy = True
+        confirmed = self._send_results(batch)
+        # The next message goes once the callbacks already waiting (results that became ready
+        # during the confirm) have added their results.
+        self._conn.call_later(0, self._publish_results)  # type: ignore[union-attr]
+        if not confirmed:
+            paused = False
+            for job, _, _ in batch:
+                paused = self._step_ended(job.delivery, "failed", pause=not paused) or paused
+            return
+        for job, outcome, _ in batch:
+            m = job.message
+            if outcome["status"] == "success":
+                log.info("step %s succeeded (task %s, attempt %d)", m["step_name"], m["task_id"], m["attempt"])
+            self._step_ended(job.delivery)
+
+    def _take_results(self) -> list:
+        """The next message's results: as many as fit, at least one."""
+        size = 0
+        n = 0
+        while n < len(self._results) and n < MAX_RESULTS_PER_MESSAGE:
+            size += len(self._results[n][2]) + 1
+            if n > 0 and size > MAX_BATCH_BYTES:
+                break
+            n += 1
+        batch = self._results[:n]
+        del self._results[:n]
+        return batch
+
+    def _send_results(self, batch: list) -> bool:
+        """Publishes one message carrying the batch's results: True once the broker confirmed it."""
+        first = batch[0][0].message
+        if len(batch) == 1:
+            body = batch[0][2]
+            message_id = f"{first['step_id']}:{first['attempt']}"
+            correlation_id = first.get("correlation_id") or None
+            kind = "step_result"
+        else:
+            # The results are already serialized: the envelope is written around them.
+            body = b'{"protocol_version":1,"message_type":"step_results","results":[' + b",".join(r for _, _, r in batch) + b"]}"
+            message_id = f"{first['step_id']}:{first['attempt']}+{len(batch) - 1}"
+            correlation_id = None
+            kind = "step_results"
         try:
             self._publish.basic_publish(
                 self.names.results_exchange,
-                m["namespace"],
-                dumps(result),
+                first["namespace"],
+                body,
                 pika.BasicProperties(
                     content_type="application/json",
                     delivery_mode=2,
-                    message_id=f"{m['step_id']}:{m['attempt']}",
-                    correlation_id=m.get("correlation_id") or None,
-                    type="step_result",
+                    message_id=message_id,
+                    correlation_id=correlation_id,
+                    type=kind,
                     user_id=self._user,
                 ),
             )
         except pika.exceptions.NackError as e:
-            log.error("step result not confirmed by the broker (%s); the step message goes back to the queue", e)
-            self._step_ended(job.delivery, "failed")
-            return
-        if outcome["status"] == "success":
-            log.info("step %s succeeded (task %s, attempt %d)", m["step_name"], m["task_id"], m["attempt"])
-        self._step_ended(job.delivery)
+            what = "step result" if len(batch) == 1 else f"step_results message ({len(batch)} results)"
+            log.error("%s not confirmed by the broker (%s); the step message(s) go back to the queue", what, e)
+            return False
+        return True
 
-    def _step_ended(self, delivery: _Delivery, end: str = "answered") -> None:
+    def _step_ended(self, delivery: _Delivery, end: str = "answered", pause: bool = True) -> bool:
         """Counts one step of the delivery as ended: ``answered`` (result confirmed, or parked),
         ``failed`` (not confirmed) or ``given_back`` (not started at shutdown). Once every step
         has ended: acks the delivery, or gives it back whole (after a pause if something was not
-        confirmed: its answered siblings are answered again, which changes nothing)."""
+        confirmed: its answered siblings are answered again, which changes nothing). Returns
+        whether it paused (``pause=False``: the caller already did, for a whole results message)."""
         if end == "failed":
             delivery.failed = True
         elif end == "given_back":
             delivery.given_back = True
         delivery.pending -= 1
         if delivery.pending > 0 or delivery.handed_back or delivery.session != self._session:
-            return
+            return False
         self._deliveries.pop(delivery.tag, None)
         if delivery.failed:
             # A lasting fault should not spin: pause before the message goes back.
-            self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
+            if pause:
+                self._conn.sleep(PUBLISH_FAILURE_BACKOFF)  # type: ignore[union-attr]
             self._consume.basic_nack(delivery.tag, requeue=True)
+            return pause
         elif delivery.given_back:
             self._consume.basic_nack(delivery.tag, requeue=True)
         else:
             # Acked only now: a result that was never confirmed must not lose its step.
             self._consume.basic_ack(delivery.tag)
+        return False
 
     def _park(self, delivery: _Delivery, reason: Refused, part: Optional[StepPart] = None) -> None:
         """Parks what cannot be run on the dead-letter exchange, then settles it: the delivery's

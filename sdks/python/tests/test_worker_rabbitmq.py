@@ -32,6 +32,8 @@ class FakeOrchestrator:
             self.ch.queue_bind(q, ex, "#")
         self.namespaces = []
         self.seen = {}
+        #: Every message read from each queue, as received (a step_results message whole).
+        self.received = {}
 
     def namespace(self):
         ns = f"ns_{uuid.uuid4().hex[:8]}"
@@ -50,7 +52,8 @@ class FakeOrchestrator:
         self.ch.basic_publish(f"{self.prefix}.steps", ns, body, pika.BasicProperties(content_type="application/json", delivery_mode=2, message_id=message_id, type="steps", headers=headers))
 
     def wait(self, queue, predicate, timeout=10.0):
-        """The first message on the queue matching the predicate; others are kept for later waits."""
+        """The first message on the queue matching the predicate; others are kept for later waits.
+        The results of a ``step_results`` message are seen one by one, with its properties."""
         seen = self.seen.setdefault(queue, [])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -63,7 +66,11 @@ class FakeOrchestrator:
                     decoded = json.loads(body)
                 except ValueError:
                     decoded = None
-                seen.append((decoded, props, body))
+                self.received.setdefault(queue, []).append((decoded, props, body))
+                if isinstance(decoded, dict) and decoded.get("message_type") == "step_results":
+                    seen.extend((r, props, json.dumps(r).encode()) for r in decoded["results"])
+                else:
+                    seen.append((decoded, props, body))
                 continue
             self.conn.sleep(0.02)
         raise AssertionError(f"nothing matching on {queue} within {timeout} s")
@@ -300,6 +307,92 @@ class WorkerTest(unittest.TestCase):
         again = [self.orch.result_for(f"stp_r{i}")[0] for i in (1, 2)]
         self.assertGreater(time.monotonic() - t0, 0.7)
         self.assertEqual([r["delivery_count"] for r in first + again], [1, 1, 2, 2])  # both steps came back
+        w.stop()
+        t.join(15)
+        self.assertEqual(self.orch.depth(ns), 0)
+
+    def result_messages(self, ns):
+        """The result messages of the namespace read so far: (decoded, props), as received."""
+        def of_ns(d):
+            results = d["results"] if d.get("message_type") == "step_results" else [d]
+            return any(r.get("namespace") == ns for r in results)
+        return [(d, p) for d, p, _ in self.orch.received.get(f"{self.orch.prefix}.results", []) if isinstance(d, dict) and of_ns(d)]
+
+    def assert_valid_result(self, r, ns):
+        self.assertEqual((r["protocol_version"], r["message_type"], r["namespace"], r["task_id"]), (1, "step_result", ns, "tsk_1"))
+        self.assertIsInstance(r["attempt"], int)
+        self.assertIn(r["status"], ("success", "failure", "waiting"))
+        for key in ("step_id", "step_name", "started_at", "finished_at", "worker_id"):
+            self.assertIsInstance(r[key], str)
+
+    def test_results_ready_together_go_in_step_results_messages_and_every_step_is_acked(self):
+        ns, w, t = self.start_worker(concurrency=10)
+        ids = [f"stp_b{i}" for i in range(40)]
+        for i, step_id in enumerate(ids):
+            self.orch.dispatch(step_message(namespace=ns, step_id=step_id, idempotency_key=f"{step_id}:1", input={"refund_amount": i + 1}))
+        for i, step_id in enumerate(ids):
+            r = self.orch.result_for(step_id)[0]
+            self.assertEqual((r["status"], r["result"]["amount"]), ("success", i + 1))
+        with self.assertRaises(AssertionError):  # each answered once: nothing more comes
+            self.orch.wait(f"{self.orch.prefix}.results", lambda d, p, b: d and d.get("namespace") == ns, timeout=0.5)
+        messages = self.result_messages(ns)
+        carried = []
+        batches = 0
+        user = pika.URLParameters(AMQP_URL).credentials.username
+        for d, props in messages:
+            if props.type == "step_result":
+                self.assertEqual(props.message_id, f"{d['step_id']}:{d['attempt']}")
+                self.assertEqual(props.correlation_id, "corr_1")
+                results = [d]
+            else:
+                self.assertEqual(props.type, "step_results")
+                self.assertEqual(sorted(d), ["message_type", "protocol_version", "results"])
+                self.assertEqual((d["protocol_version"], d["message_type"]), (1, "step_results"))
+                results = d["results"]
+                self.assertTrue(2 <= len(results) <= 500)
+                self.assertEqual(props.message_id, f"{results[0]['step_id']}:{results[0]['attempt']}+{len(results) - 1}")
+                self.assertIsNone(props.correlation_id)
+                batches += 1
+            self.assertEqual((props.content_type, props.delivery_mode, props.user_id), ("application/json", 2, user))
+            for r in results:
+                self.assert_valid_result(r, ns)
+            carried += [r["step_id"] for r in results]
+        self.assertEqual(sorted(carried), sorted(ids))  # every result exactly once
+        self.assertLess(len(messages), len(ids))
+        self.assertGreaterEqual(batches, 1)
+        w.stop()
+        t.join(15)
+        self.assertEqual(self.orch.depth(ns), 0)  # all acked
+
+    def test_a_lone_result_goes_alone_as_a_plain_step_result(self):
+        ns, w, t = self.start_worker(concurrency=10)
+        m = step_message(namespace=ns, step_id="stp_lone", idempotency_key="stp_lone:1", attempt=2)
+        self.orch.dispatch(m)
+        r, props, body = self.orch.result_for("stp_lone")
+        self.assertEqual((props.type, props.message_id, props.correlation_id), ("step_result", "stp_lone:2", "corr_1"))
+        self.assertEqual(json.loads(body), r)  # the result itself, no envelope
+        self.assert_valid_result(r, ns)
+        self.assertEqual([p.type for _, p in self.result_messages(ns)], ["step_result"])
+        w.stop()
+        t.join(15)
+        self.assertEqual(self.orch.depth(ns), 0)
+
+    def test_a_step_results_message_not_confirmed_gives_back_every_step_it_carried(self):
+        ns, w, t = self.start_worker(concurrency=20)
+        full = f"{self.orch.prefix}.full_{ns}"
+        self.orch.ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        self.addCleanup(lambda: self.orch.ch.queue_delete(full))
+        self.orch.ch.queue_bind(full, f"{self.orch.prefix}.results", ns)
+        ids = [f"stp_x{i}" for i in range(20)]
+        for step_id in ids:
+            self.orch.dispatch(step_message(namespace=ns, step_id=step_id))
+        first = [self.orch.result_for(step_id)[0] for step_id in ids]
+        self.orch.ch.queue_unbind(full, f"{self.orch.prefix}.results", ns)
+        self.assertEqual({r["delivery_count"] for r in first}, {1})
+        batched = {r["step_id"] for d, p in self.result_messages(ns) if p.type == "step_results" for r in d["results"]}
+        self.assertTrue(batched)  # some results went, and were refused, together
+        again = [self.orch.wait(f"{self.orch.prefix}.results", lambda d, p, b, s=step_id: d and d.get("step_id") == s and d["delivery_count"] >= 2, timeout=15)[0] for step_id in ids]
+        self.assertEqual({r["status"] for r in again}, {"success"})  # every step came back
         w.stop()
         t.join(15)
         self.assertEqual(self.orch.depth(ns), 0)

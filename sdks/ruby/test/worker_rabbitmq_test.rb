@@ -12,7 +12,7 @@ require_relative 'broker_user'
 AMQP_URL = ENV['TASKER_AMQP_URL'] || 'amqp://guest:guest@127.0.0.1:5672'
 
 class FakeOrchestrator
-  attr_reader :prefix, :requests
+  attr_reader :prefix, :requests, :received
 
   def initialize
     @prefix = "rbtest#{SecureRandom.hex(4)}"
@@ -27,6 +27,8 @@ class FakeOrchestrator
     end
     @namespaces = []
     @seen = Hash.new { |h, k| h[k] = [] }
+    # Every message read from each queue, as received (a step_results message whole).
+    @received = Hash.new { |h, k| h[k] = [] }
     @requests = []
     @answering = true
     @answerer = Thread.new { answer_task_requests }
@@ -51,7 +53,8 @@ class FakeOrchestrator
 
   attr_reader :ch
 
-  # The first message on the queue that matches; the others are kept for later waits.
+  # The first message on the queue that matches; the others are kept for later waits. The
+  # results of a `step_results` message are seen one by one, with its properties.
   def wait(queue, timeout: 10)
     deadline = Time.now + timeout
     seen = @seen[queue]
@@ -66,7 +69,12 @@ class FakeOrchestrator
         rescue JSON::ParserError
           nil
         end
-        seen << [decoded, props, body]
+        @received[queue] << [decoded, props, body]
+        if decoded.is_a?(Hash) && decoded['message_type'] == 'step_results'
+          decoded['results'].each { |r| seen << [r, props, JSON.generate(r)] }
+        else
+          seen << [decoded, props, body]
+        end
       else
         sleep 0.02
       end
@@ -328,6 +336,94 @@ class WorkerRabbitMQTest < Minitest::Test
     again = [1, 2].map { |i| ORCH.result_for("stp_r#{i}")[0] }
     assert_operator Time.now - t0, :>, 0.7
     assert_equal [1, 1, 2, 2], (first + again).map { |r| r['delivery_count'] } # both steps came back
+    w.stop
+    t.join(15)
+    assert_equal 0, ORCH.depth(ns)
+  ensure
+    full&.delete
+  end
+
+  # The result messages of the namespace read so far: [decoded, props], as received.
+  def result_messages(ns)
+    ORCH.received['results'].select do |d, _p, _b|
+      d.is_a?(Hash) && (d['message_type'] == 'step_results' ? d['results'] : [d]).any? { |r| r['namespace'] == ns }
+    end.map { |d, p, _b| [d, p] }
+  end
+
+  def assert_valid_result(r, ns)
+    assert_equal [1, 'step_result', ns, 'tsk_1'], r.values_at('protocol_version', 'message_type', 'namespace', 'task_id')
+    assert_kind_of Integer, r['attempt']
+    assert_includes %w[success failure waiting], r['status']
+    %w[step_id step_name started_at finished_at worker_id].each { |k| assert_kind_of String, r[k] }
+  end
+
+  def test_results_ready_together_go_in_step_results_messages_and_every_step_is_acked
+    ns, w, t = start_worker(concurrency: 10)
+    ids = (0...40).map { |i| "stp_b#{i}" }
+    ids.each_with_index { |id, i| ORCH.dispatch(step_message(namespace: ns, step_id: id, idempotency_key: "#{id}:1", input: { 'refund_amount' => i + 1 })) }
+    ids.each_with_index do |id, i|
+      r = ORCH.result_for(id)[0]
+      assert_equal ['success', i + 1], [r['status'], r['result']['amount']]
+    end
+    # Each answered once: nothing more comes.
+    assert_raises(Minitest::Assertion) { ORCH.wait('results', timeout: 0.5) { |d, _p, _b| d && d['namespace'] == ns } }
+    messages = result_messages(ns)
+    user = URI(AMQP_URL).user || 'guest'
+    carried = []
+    batches = 0
+    messages.each do |d, props|
+      if props[:type] == 'step_result'
+        assert_equal "#{d['step_id']}:#{d['attempt']}", props[:message_id]
+        assert_equal 'corr_1', props[:correlation_id]
+        results = [d]
+      else
+        assert_equal 'step_results', props[:type]
+        assert_equal %w[message_type protocol_version results], d.keys.sort
+        assert_equal [1, 'step_results'], d.values_at('protocol_version', 'message_type')
+        results = d['results']
+        assert_includes 2..500, results.size
+        assert_equal "#{results[0]['step_id']}:#{results[0]['attempt']}+#{results.size - 1}", props[:message_id]
+        assert_nil props[:correlation_id]
+        batches += 1
+      end
+      assert_equal ['application/json', 2, user], props.values_at(:content_type, :delivery_mode, :user_id)
+      results.each { |r| assert_valid_result(r, ns) }
+      carried.concat(results.map { |r| r['step_id'] })
+    end
+    assert_equal ids.sort, carried.sort # every result exactly once
+    assert_operator messages.size, :<, ids.size
+    assert_operator batches, :>=, 1
+    w.stop
+    t.join(15)
+    assert_equal 0, ORCH.depth(ns) # all acked
+  end
+
+  def test_a_lone_result_goes_alone_as_a_plain_step_result
+    ns, w, t = start_worker(concurrency: 10)
+    ORCH.dispatch(step_message(namespace: ns, step_id: 'stp_lone', idempotency_key: 'stp_lone:1', attempt: 2))
+    r, props, body = ORCH.result_for('stp_lone')
+    assert_equal %w[step_result stp_lone:2 corr_1], props.values_at(:type, :message_id, :correlation_id)
+    assert_equal r, JSON.parse(body) # the result itself, no envelope
+    assert_valid_result(r, ns)
+    assert_equal ['step_result'], result_messages(ns).map { |_d, p| p[:type] }
+    w.stop
+    t.join(15)
+    assert_equal 0, ORCH.depth(ns)
+  end
+
+  def test_a_step_results_message_not_confirmed_gives_back_every_step_it_carried
+    ns, w, t = start_worker(concurrency: 20)
+    full = ORCH.ch.queue("#{ORCH.prefix}.full_#{ns}", arguments: { 'x-max-length' => 0, 'x-overflow' => 'reject-publish' })
+    full.bind("#{ORCH.prefix}.results", routing_key: ns)
+    ids = (0...20).map { |i| "stp_x#{i}" }
+    ids.each { |id| ORCH.dispatch(step_message(namespace: ns, step_id: id)) }
+    first = ids.map { |id| ORCH.result_for(id)[0] }
+    full.unbind("#{ORCH.prefix}.results", routing_key: ns)
+    assert_equal [1], first.map { |r| r['delivery_count'] }.uniq
+    batched = result_messages(ns).select { |_d, p| p[:type] == 'step_results' }.flat_map { |d, _p| d['results'].map { |r| r['step_id'] } }
+    refute_empty batched # some results went, and were refused, together
+    again = ids.map { |id| ORCH.wait('results', timeout: 15) { |d, _p, _b| d && d['step_id'] == id && d['delivery_count'] >= 2 }[0] }
+    assert_equal ['success'], again.map { |r| r['status'] }.uniq # every step came back
     w.stop
     t.join(15)
     assert_equal 0, ORCH.depth(ns)

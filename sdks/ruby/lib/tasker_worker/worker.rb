@@ -25,6 +25,10 @@ module TaskerWorker
     DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to'
     MAX_REASON_CHARS = 4096
     PUBLISH_FAILURE_BACKOFF = 1.0
+    # Results in one `step_results` message at most (docs/protocol.md, section 4).
+    MAX_RESULTS_PER_MESSAGE = 500
+    # A `step_results` message stays under half the message limit (each result is at most 1 MiB).
+    MAX_BATCH_BYTES = MAX_MESSAGE_BYTES / 2
 
     # One delivery, from decoding to its ack: one step, or several (a `steps` message).
     # `unanswered`: its steps whose result (or parking) is not under way yet; `settled`: its
@@ -32,6 +36,8 @@ module TaskerWorker
     Delivery = Struct.new(:tag, :props, :delivery_count, :jobs, :unanswered, :settled, :handed_back, keyword_init: true)
     # One step being run.
     Job = Struct.new(:delivery, :message, :ctx, :started_at, :answered, keyword_init: true)
+    # One result waiting to be published, and whether the message carrying it was confirmed.
+    PendingResult = Struct.new(:message, :body, :done, :confirmed, keyword_init: true)
 
     attr_reader :namespace, :worker_id, :handlers, :queue_name, :logger
 
@@ -71,6 +77,11 @@ module TaskerWorker
       @slots = concurrency
       @slots_cv = ConditionVariable.new
       @publish_mutex = Mutex.new
+      # Results waiting to be published; `@results_in_flight`: a results message awaits its confirm.
+      @results = []
+      @results_in_flight = false
+      @results_mutex = Mutex.new
+      @results_cv = ConditionVariable.new
       @request_mutex = Mutex.new
       @replies = {}
       @replies_mutex = Mutex.new
@@ -344,13 +355,7 @@ module TaskerWorker
 
       m = job.message
       result = Messages.step_result(m, started_at: job.started_at, worker_id: @worker_id, delivery_count: job.delivery.delivery_count, outcome: outcome)
-      confirmed = publish(@names.results_exchange, m['namespace'], JSON.generate(result),
-                          content_type: 'application/json', persistent: true, message_id: "#{m['step_id']}:#{m['attempt']}",
-                          correlation_id: m['correlation_id'], type: 'step_result',
-                          # RabbitMQ checks user_id is this connection's user: the orchestrator can
-                          # then check a namespace's results come from that namespace's user.
-                          user_id: @credentials[:user])
-      unless confirmed
+      unless publish_result(m, JSON.generate(result))
         @logger.error('step result not confirmed by the broker; the step message goes back to the queue')
         return :failed
       end
@@ -390,6 +395,67 @@ module TaskerWorker
         # Acked only now: a result that was never confirmed must not lose its step.
         @consume_ch.ack(delivery.tag)
       end
+    end
+
+    # Publishes a result and waits for the confirm of the message carrying it: true, or false.
+    # A result ready while no results message is in flight goes out at once, alone; results
+    # ready while one waits for its confirm are held, and go out together once it is
+    # confirmed, as one `step_results` message (docs/protocol.md, section 4), sent by one of
+    # the threads whose result is held.
+    def publish_result(message, body)
+      mine = PendingResult.new(message: message, body: body, done: false, confirmed: false)
+      @results_mutex.synchronize { @results << mine }
+      loop do
+        batch = @results_mutex.synchronize do
+          @results_cv.wait(@results_mutex) while @results_in_flight && !mine.done
+          next nil if mine.done
+
+          @results_in_flight = true
+          take_results
+        end
+        return mine.confirmed unless batch
+
+        confirmed = send_results(batch)
+        @results_mutex.synchronize do
+          batch.each do |r|
+            r.confirmed = confirmed
+            r.done = true
+          end
+          @results_in_flight = false
+          @results_cv.broadcast
+        end
+      end
+    end
+
+    # The next message's results (under @results_mutex): as many as fit, at least one.
+    def take_results
+      bytes = 0
+      n = 0
+      while n < @results.size && n < MAX_RESULTS_PER_MESSAGE
+        bytes += @results[n].body.bytesize + 1
+        break if n.positive? && bytes > MAX_BATCH_BYTES
+
+        n += 1
+      end
+      @results.shift(n)
+    end
+
+    def send_results(batch)
+      first = batch[0].message
+      # RabbitMQ checks user_id is this connection's user: the orchestrator can then check a
+      # namespace's results come from that namespace's user.
+      props = { content_type: 'application/json', persistent: true, user_id: @credentials[:user] }
+      if batch.size == 1
+        return publish(@names.results_exchange, first['namespace'], batch[0].body,
+                       **props, message_id: "#{first['step_id']}:#{first['attempt']}", correlation_id: first['correlation_id'], type: 'step_result')
+      end
+
+      # The results are already serialized: the envelope is written around them.
+      body = %({"protocol_version":1,"message_type":"step_results","results":[#{batch.map(&:body).join(',')}]})
+      confirmed = publish(@names.results_exchange, first['namespace'], body,
+                          **props, message_id: "#{first['step_id']}:#{first['attempt']}+#{batch.size - 1}", type: 'step_results')
+      @logger.error("step_results message (#{batch.size} results) not confirmed by the broker") unless confirmed
+      confirmed
     end
 
     def publish(exchange, routing_key, payload, **props)
