@@ -1,7 +1,7 @@
 import type { z } from 'zod';
 import { ErrorCode, TaskerError, type FieldIssue } from './errors.ts';
 import { Limits } from './limits.ts';
-import { SUPPORTED_PROTOCOL_VERSIONS } from './version.ts';
+import { PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from './version.ts';
 
 /** Turns zod issues into `{path, message}` pairs that name every failing field. */
 export function zodIssues(error: z.ZodError): FieldIssue[] {
@@ -116,6 +116,16 @@ export interface BatchShape {
   messageType: string;
   field: string;
   max: number;
+}
+
+/**
+ * The body of a message carrying several items in `shape` (`step_results`, `steps`), written
+ * around items already serialized, so that none is serialized twice. The sender keeps within
+ * `shape.max` items and the message limit.
+ */
+export function encodeBatch(shape: BatchShape, items: readonly string[]): string {
+  const head = JSON.stringify({ protocol_version: PROTOCOL_VERSION, message_type: shape.messageType });
+  return `${head.slice(0, -1)},${JSON.stringify(shape.field)}:[${items.join(',')}]}`;
 }
 
 /**

@@ -4,6 +4,7 @@ import {
   canTaskTransition,
   decodeMessage,
   decodeOneOrMany,
+  encodeBatch,
   STEP_RESULTS_SHAPE,
   StepResults,
   ErrorCode,
@@ -256,6 +257,15 @@ describe('step_results: several results in one message', () => {
     // The failing part's own JSON, to park it without its siblings.
     expect(JSON.parse(d.value[1]!.body)).toEqual(broken);
     expect(StepResults.safeParse(JSON.parse(batch([examples.stepResultSuccess, examples.stepResultFailure]))).success).toBe(true);
+  });
+
+  it('encodeBatch writes the envelope around serialized results: it is what a step_results message is', () => {
+    const items = [examples.stepResultSuccess, examples.stepResultFailure];
+    const text = encodeBatch(STEP_RESULTS_SHAPE, items.map((r) => JSON.stringify(r)));
+    expect(JSON.parse(text)).toEqual({ protocol_version: 1, message_type: 'step_results', results: items });
+    expect(StepResults.safeParse(JSON.parse(text)).success).toBe(true);
+    const d = decode(text);
+    expect(d.ok && d.value.map((p) => p.decoded.ok && p.decoded.value)).toEqual(items);
   });
 
   it('a broken envelope fails whole: not an array, empty, too many, unknown version, no version', () => {

@@ -1,4 +1,4 @@
-import { Limits, PROTOCOL_VERSION, type StepResult, type StepResults } from '@tasker/protocol';
+import { Limits, STEP_RESULTS_SHAPE, encodeBatch, type StepResult } from '@tasker/protocol';
 import type { Broker } from '@tasker/transport';
 
 /** A `step_results` message stays under half the message limit (each result is at most 1 MiB). */
@@ -78,9 +78,7 @@ export class ResultPublisher {
         type: 'step_result',
       });
     }
-    // The results are already serialized: the envelope is written around them.
-    const head: Omit<StepResults, 'results'> = { protocol_version: PROTOCOL_VERSION, message_type: 'step_results' };
-    const body = `${JSON.stringify(head).slice(0, -1)},"results":[${batch.map((p) => p.body).join(',')}]}`;
+    const body = encodeBatch(STEP_RESULTS_SHAPE, batch.map((p) => p.body));
     const first = batch[0]!.result;
     return this.broker.publish(this.options.exchange, this.options.routingKey, Buffer.from(body), {
       ...common,

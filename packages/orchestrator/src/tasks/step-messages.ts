@@ -1,4 +1,4 @@
-import { Limits, PROTOCOL_VERSION, type CompiledTemplate, type StepMessage, type StepMessages, type Names } from '@tasker/protocol';
+import { Limits, PROTOCOL_VERSION, STEP_MESSAGES_SHAPE, encodeBatch, type CompiledTemplate, type StepMessage, type Names } from '@tasker/protocol';
 import type { OutgoingMessage } from '../outbox/outbox.ts';
 
 export interface TaskForDispatch {
@@ -109,12 +109,11 @@ export function packStepGroups<M extends OutgoingMessage>(n: Names, messages: M[
 
 /** One `steps` message around step messages already serialized. */
 function packed(steps: OutgoingMessage[]): OutgoingMessage {
-  const head: Omit<StepMessages, 'steps'> = { protocol_version: PROTOCOL_VERSION, message_type: 'steps' };
   const first = steps[0]!;
   return {
     exchange: first.exchange,
     routingKey: first.routingKey,
-    body: `${JSON.stringify(head).slice(0, -1)},"steps":[${steps.map((s) => s.body).join(',')}]}`,
+    body: encodeBatch(STEP_MESSAGES_SHAPE, steps.map((s) => s.body)),
     properties: {
       messageId: `${String(first.properties.messageId)}+${steps.length - 1}`,
       type: 'steps',
