@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createWorker } from '@tasker/worker';
-import { PROTOCOL_VERSION, type StepMessage, type StepResult } from '@tasker/protocol';
-import { ManualWorker } from '../support/manual-worker.ts';
+import type { StepMessage, StepResult } from '@tasker/protocol';
+import { ManualWorker, resultFor } from '../support/manual-worker.ts';
 import { eventually, startStack, testLogger, type Stack } from '../support/stack.ts';
 
 const FAN = (ns: string) => `
@@ -95,19 +95,7 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
         return;
       }
       for (const s of steps) {
-        const r: StepResult = {
-          protocol_version: PROTOCOL_VERSION,
-          message_type: 'step_result',
-          task_id: s.task_id,
-          step_id: s.step_id,
-          namespace: s.namespace,
-          step_name: s.step_name,
-          attempt: s.attempt,
-          started_at: new Date().toISOString(),
-          finished_at: new Date().toISOString(),
-          status: 'success',
-          result: { ok: s.step_name },
-        };
+        const r = resultFor(s, { result: { ok: s.step_name } });
         results.push(r);
         await o.broker.publish(o.names.resultsExchange, s.namespace, Buffer.from(JSON.stringify(r)));
       }

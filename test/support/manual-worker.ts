@@ -43,21 +43,8 @@ export class ManualWorker {
     return this.received.slice(0, count);
   }
 
-  result(m: StepMessage, outcome: { result: unknown } | { error: Extract<StepResult, { status: 'failure' }>['error'] }): StepResult {
-    const base = {
-      protocol_version: PROTOCOL_VERSION,
-      message_type: 'step_result' as const,
-      task_id: m.task_id,
-      step_id: m.step_id,
-      namespace: m.namespace,
-      step_name: m.step_name,
-      attempt: m.attempt,
-      started_at: new Date().toISOString(),
-      finished_at: new Date().toISOString(),
-    };
-    return 'error' in outcome
-      ? { ...base, status: 'failure', error: outcome.error }
-      : { ...base, status: 'success', result: outcome.result as never };
+  result(m: StepMessage, outcome: Outcome): StepResult {
+    return resultFor(m, outcome);
   }
 
   /** Publishes a result (or any raw body) to the results exchange. */
@@ -70,4 +57,24 @@ export class ManualWorker {
   succeed(m: StepMessage, result: unknown = { ok: true }): Promise<void> {
     return this.publish(this.result(m, { result }));
   }
+}
+
+type Outcome = { result: unknown } | { error: Extract<StepResult, { status: 'failure' }>['error'] };
+
+/** A worker's result for a step message, as a test wants it to be. */
+export function resultFor(m: StepMessage, outcome: Outcome): StepResult {
+  const base = {
+    protocol_version: PROTOCOL_VERSION,
+    message_type: 'step_result' as const,
+    task_id: m.task_id,
+    step_id: m.step_id,
+    namespace: m.namespace,
+    step_name: m.step_name,
+    attempt: m.attempt,
+    started_at: new Date().toISOString(),
+    finished_at: new Date().toISOString(),
+  };
+  return 'error' in outcome
+    ? { ...base, status: 'failure', error: outcome.error }
+    : { ...base, status: 'success', result: outcome.result as never };
 }
