@@ -4,7 +4,7 @@ import pino from 'pino';
 import { createDb } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { lockAndReadSteps, PlanConflict, writePlan } from '../src/results/batch-store.ts';
+import { batchTransaction } from '../src/results/batch-store.ts';
 
 const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
 const schema = `store_${Math.random().toString(36).slice(2, 10)}`;
@@ -35,15 +35,15 @@ describe('result batch store', () => {
     error: null, started_at: new Date().toISOString(), finished_at: new Date().toISOString(), retry_in_ms: null, reason: 'result: success',
   });
 
-  it('reads the locked tasks and all their steps, and writes the plan (steps, audit, outbox) in one statement', async () => {
+  it('reads the locked tasks and all their steps, and writes the plan (steps, audit, outbox) and commits in one round trip', async () => {
     await task('t_ok');
-    const outbox = await db.transaction().execute(async (trx) => {
-      const { tasks, steps } = await lockAndReadSteps(trx, ['t_ok', 't_ok', 't_missing']);
+    const outbox = await batchTransaction(db, async (tx) => {
+      const { tasks, steps } = await tx.lockAndReadSteps(['t_ok', 't_ok', 't_missing']);
       expect([...tasks.keys()]).toEqual(['t_ok']);
       expect(tasks.get('t_ok')).toMatchObject({ state: 'in_progress', template_id: expect.any(String), context: { x: 1 } });
       expect([...steps.keys()].sort()).toEqual(['t_ok_a', 't_ok_b']);
       const plan = planBatch(tasks, steps, [done('t_ok')]);
-      return writePlan(trx, plan, [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: { persistent: true } }]);
+      return tx.writePlanAndCommit(plan, [{ exchange: 'ex', routingKey: 'ns', body: '{"quote":"it\'s \\\\ fine"}', properties: { persistent: true } }]);
     });
     expect(outbox).toHaveLength(1);
     const { rows } = await sql<{ name: string; state: string; attempt: number; deps_pending: number; result: unknown; enqueued: boolean }>`
@@ -54,23 +54,50 @@ describe('result batch store', () => {
     ]);
     const { rows: audit } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = 't_ok'`.execute(db);
     expect(audit[0]!.n).toBe(2);
-    const { rows: ob } = await sql<{ id: string }>`SELECT id::text FROM outbox`.execute(db);
+    const { rows: ob } = await sql<{ id: string; body: string }>`SELECT id::text, body FROM outbox`.execute(db);
     expect(ob.map((r) => r.id)).toEqual(outbox.map((o) => o.id));
+    // Values travel as literals in the statement's text: quotes and backslashes arrive intact.
+    expect(ob[0]!.body).toBe('{"quote":"it\'s \\\\ fine"}');
   });
 
   it('a row changed after it was read aborts the whole write: nothing of the plan lands', async () => {
     await task('t_race');
-    const attempt = db.transaction().execute(async (trx) => {
-      const { tasks, steps } = await lockAndReadSteps(trx, ['t_race']);
+    const attempt = batchTransaction(db, async (tx) => {
+      const { tasks, steps } = await tx.lockAndReadSteps(['t_race']);
       // Another writer that ignores the task lock (none does; this is the safety net).
       await sql`UPDATE steps SET deps_pending = 0 WHERE id = 't_race_b'`.execute(db);
-      return writePlan(trx, planBatch(tasks, steps, [done('t_race')]), []);
+      return tx.writePlanAndCommit(planBatch(tasks, steps, [done('t_race')]), []);
     });
-    await expect(attempt).rejects.toBeInstanceOf(PlanConflict);
-    await expect(attempt).rejects.toMatchObject({ code: '40001' });
+    // serialization_failure, which the batch consumer retries.
+    await expect(attempt).rejects.toMatchObject({ code: '40001', message: expect.stringContaining('1 of 2 step rows') });
     const { rows } = await sql<{ state: string }>`SELECT state FROM steps WHERE id = 't_race_a'`.execute(db);
     expect(rows[0]!.state).toBe('enqueued');
     const { rows: audit } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = 't_race'`.execute(db);
     expect(audit[0]!.n).toBe(0);
+  });
+
+  it('a batch that ends without writing, or throws, rolls back and leaves its connection out of any transaction', async () => {
+    await task('t_quiet');
+    const one = createDb(url, schema, 1);
+    try {
+      expect(await batchTransaction(one.db, async (tx) => (await tx.lockAndReadSteps(['t_quiet'])).steps.size)).toBe(2);
+      await expect(
+        batchTransaction(one.db, async (tx) => {
+          await tx.lockAndReadSteps(['t_quiet']);
+          throw new Error('template gone');
+        }),
+      ).rejects.toThrow('template gone');
+      // The pool's only connection is back, in no transaction, and the task lock is free.
+      const { rows } = await sql<{ xid: string | null }>`SELECT txid_current_if_assigned()::text AS xid`.execute(one.db);
+      expect(rows[0]!.xid).toBeNull();
+      const free = await db.transaction().execute(async (trx) =>
+        (await sql<{ id: string }>`SELECT id FROM tasks WHERE id = 't_quiet' FOR UPDATE NOWAIT`.execute(trx)).rows.length,
+      );
+      expect(free).toBe(1);
+      const { rows: steps } = await sql<{ state: string }>`SELECT state FROM steps WHERE task_id = 't_quiet' ORDER BY name`.execute(db);
+      expect(steps.map((r) => r.state)).toEqual(['enqueued', 'pending']);
+    } finally {
+      await one.db.destroy();
+    }
   });
 });

@@ -133,11 +133,27 @@ export function createDb(databaseUrl: string, schema: string, poolSize: number):
  */
 const PREPARED = /^\s*\/\* prepared:([a-z0-9_]+) \*\//;
 
+/**
+ * A text of several statements sent in one round trip (`BEGIN; SELECT …`, `SELECT …; COMMIT`)
+ * starts with `/* pipelined *\/`, takes no parameters, and answers with the one statement
+ * that returns rows (pg answers such a text with a result per statement, which kysely would
+ * take for none).
+ */
+const PIPELINED = /^\s*\/\* pipelined \*\//;
+
 function prepareMarkedStatements(client: pg.PoolClient): void {
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   client.query = ((text: unknown, values?: unknown, ...rest: unknown[]) => {
-    const name = typeof text === 'string' ? PREPARED.exec(text)?.[1] : undefined;
-    if (name && rest.length === 0) return query({ name, text, values });
+    if (typeof text === 'string' && rest.length === 0) {
+      const name = PREPARED.exec(text)?.[1];
+      if (name) return query({ name, text, values });
+      if (PIPELINED.test(text)) {
+        if (Array.isArray(values) && values.length > 0) throw new Error('a pipelined statement takes no parameters');
+        return (query(text) as Promise<pg.QueryResult | pg.QueryResult[]>).then((r) =>
+          Array.isArray(r) ? (r.find((x) => x.fields.length > 0) ?? r[r.length - 1]!) : r,
+        );
+      }
+    }
     return query(text, values, ...rest);
   }) as typeof client.query;
 }

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import {
   ErrorCode,
   Limits,
@@ -16,14 +16,14 @@ import {
   type StepResult,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.ts';
+import type { Database, Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import { stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
 import { buildStepMessage, packSteps, stepOutgoing } from '../tasks/step-messages.ts';
 import type { recordTransitions, TransitionRow } from '../tasks/transitions.ts';
 import { planBatch, type Change, type StepState } from './batch-plan.ts';
-import { lockAndReadSteps, writePlan } from './batch-store.ts';
+import { batchTransaction } from './batch-store.ts';
 
 export interface ProcessDeps {
   db: Db;
@@ -60,10 +60,11 @@ export async function processResults(
 ): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
   const { db, registry, names: n } = deps;
 
-  const outcome = await db.transaction().execute(async (trx) => {
+  const outcome = await batchTransaction(db, async (tx) => {
+    const trx = tx.db;
     // Set afresh on each run: a conflicting batch is rolled back and run again.
     const ignored: IgnoredResult[] = [];
-    const { tasks, steps } = await lockAndReadSteps(trx, results.map((r) => r.task_id));
+    const { tasks, steps } = await tx.lockAndReadSteps(results.map((r) => r.task_id));
 
     const changes: Change[] = [];
     const waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }> = [];
@@ -138,7 +139,7 @@ export async function processResults(
       const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: errors.get(t.id) ?? null }, finalResults(stepsOf.get(t.id) ?? []))]));
       messages.push(...(await childOutcomeMessages(trx, n, children, outcomes)));
     }
-    return { outbox: await writePlan(trx, plan, packSteps(n, messages, deps.stepsPerMessage ?? 1)), applied: changes.length, ignored };
+    return { outbox: await tx.writePlanAndCommit(plan, packSteps(n, messages, deps.stepsPerMessage ?? 1)), applied: changes.length, ignored };
   });
   return outcome;
 }
@@ -312,7 +313,7 @@ export async function finishTasks(
  * child's outcome arrives as a result when the child finishes (see childOutcomeMessages).
  */
 async function decideWaits(
-  trx: Parameters<typeof recordTransitions>[0],
+  trx: Kysely<Database>,
   waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }>,
   ignore: (r: StepResult, code: string, reason: string) => void,
 ): Promise<Change[]> {
@@ -350,7 +351,7 @@ interface ChildOutcome {
 }
 
 /** What a finished task hands to a step that waits for it. */
-async function childOutcomes(trx: Parameters<typeof recordTransitions>[0], ids: string[]): Promise<Map<string, ChildOutcome>> {
+async function childOutcomes(trx: Kysely<Database>, ids: string[]): Promise<Map<string, ChildOutcome>> {
   if (ids.length === 0) return new Map();
   const { rows } = await sql<{ id: string; namespace: string; name: string; state: string; error: unknown; finals: Record<string, unknown> | null }>`
     SELECT t.id, t.namespace, t.name, t.state, t.error,
@@ -387,7 +388,7 @@ function outcomeOf(
  * in flight; whichever comes second finds the other's effect.
  */
 export async function childOutcomeMessages(
-  trx: Parameters<typeof recordTransitions>[0],
+  trx: Kysely<Database>,
   n: Names,
   finished: LockedTask[],
   /** Their outcomes when the caller has them (else read from the database). */
