@@ -4,7 +4,7 @@ import pino from 'pino';
 import { createDb } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { batchTransaction } from '../src/results/batch-store.ts';
+import { batchTransaction, jsonLiteral, PINNED_PLAN_TASKS } from '../src/results/batch-store.ts';
 
 const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
 const schema = `store_${Math.random().toString(36).slice(2, 10)}`;
@@ -90,6 +90,9 @@ describe('result batch store', () => {
       // The pool's only connection is back, in no transaction, and the task lock is free.
       const { rows } = await sql<{ xid: string | null }>`SELECT txid_current_if_assigned()::text AS xid`.execute(one.db);
       expect(rows[0]!.xid).toBeNull();
+      // The small batch's kept plans were the transaction's setting only.
+      const { rows: mode } = await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(one.db);
+      expect(mode[0]!.plan_cache_mode).toBe('force_custom_plan');
       const free = await db.transaction().execute(async (trx) =>
         (await sql<{ id: string }>`SELECT id FROM tasks WHERE id = 't_quiet' FOR UPDATE NOWAIT`.execute(trx)).rows.length,
       );
@@ -99,5 +102,24 @@ describe('result batch store', () => {
     } finally {
       await one.db.destroy();
     }
+  });
+
+  it('a JSON literal reaches Postgres as the same value, whatever quotes, backslashes or dollar tags it holds', async () => {
+    const value = { a: "it's", b: 'back\\slash', c: '$j$ and $j0$', d: ['$$', "''"], e: 'é \u2028' };
+    const { rows } = await sql<{ v: unknown }>`SELECT ${sql.raw(jsonLiteral(value))} AS v`.execute(db);
+    expect(rows[0]!.v).toEqual(value);
+  });
+
+  it('a batch of more tasks than run on kept plans is planned for its size and written the same way', async () => {
+    const ids = Array.from({ length: PINNED_PLAN_TASKS + 4 }, (_, i) => `t_big${i}`);
+    for (const id of ids) await task(id);
+    const outbox = await batchTransaction(db, async (tx) => {
+      const { tasks, steps } = await tx.lockAndReadSteps(ids);
+      expect(steps.size).toBe(ids.length * 2);
+      return tx.writePlanAndCommit(planBatch(tasks, steps, ids.map(done)), []);
+    });
+    expect(outbox).toEqual([]);
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM steps WHERE task_id = ANY(${ids}::text[]) AND state = 'enqueued' AND name = 'b'`.execute(db);
+    expect(rows[0]!.n).toBe(ids.length);
   });
 });

@@ -7,7 +7,7 @@ import * as m0002 from './migrations/0002_operator_surface.ts';
 import * as m0003 from './migrations/0003_result_batches.ts';
 import * as m0004 from './migrations/0004_index_paths.ts';
 import * as m0005 from './migrations/0005_statement_reference_checks.ts';
-import * as m0006 from './migrations/0006_pinned_batch_plans.ts';
+import * as m0006 from './migrations/0006_result_batch_write.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -16,7 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_result_batches': m0003,
   '0004_index_paths': m0004,
   '0005_statement_reference_checks': m0005,
-  '0006_pinned_batch_plans': m0006,
+  '0006_result_batch_write': m0006,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -2,28 +2,17 @@ import { sql, type Kysely } from 'kysely';
 
 // Append-only: never edit a migration that has landed; add the next number instead.
 //
-// A result batch's two statements keep their plans (issue 7, per-step overhead). The
-// orchestrator's connections plan every execution (plan_cache_mode=force_custom_plan, see
-// createDb), which cost the write statement 0.22 ms of planning at each batch (server log,
-// bind p50) against 0.27 ms of execution. Both statements look rows up by primary key from a
-// batch of at most a few hundred ids, for which an index path is always right, so their
-// plans can be made once per connection, without sequential scans, whatever the statistics
-// say at the time (a generic plan made on a fresh installation's small tables must not scan
-// them once they have grown; see 0004).
-//
-// write_result_batch is the statement that writes a batch's plan (it was sent as one
-// statement from batch-store.ts): every step row as a compare-and-set on the values the plan
-// was made from, the tasks it finished, the audit rows and the outbox rows. It raises
-// serialization_failure (40001, which the batch consumer retries) when a row changed under
-// the lock after all, so the caller can send COMMIT in the same round trip.
+// write_result_batch writes a result batch's plan (the statement batch-store.ts sent until
+// now, unchanged): every step row as a compare-and-set on the values the plan was made from,
+// the tasks it finished, the audit rows and the outbox rows. It raises serialization_failure
+// (40001, which the batch consumer retries) when a row changed under the lock after all, so
+// that the caller can send COMMIT in the same round trip (issue 7, per-step overhead).
+// How it is planned is the caller's choice (see BatchTransaction in batch-store.ts).
 export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`ALTER FUNCTION lock_tasks_read_steps(text[]) SET plan_cache_mode = force_generic_plan`.execute(db);
   await sql`
     CREATE FUNCTION write_result_batch(p_steps jsonb, p_tasks jsonb, p_transitions jsonb, p_outbox jsonb)
     RETURNS bigint[]
     LANGUAGE plpgsql VOLATILE
-    SET plan_cache_mode = force_generic_plan
-    SET enable_seqscan = off
     AS $fn$
     DECLARE
       v_steps int;
