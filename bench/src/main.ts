@@ -203,7 +203,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
     cleanups.set('tasker main run', () => stack.stop());
     if (wants('throughput') && stack.worker) {
       throughput = await attempt('throughput', async () => {
-        await warmUp(stack, opts.sizes.warmupTasks, deadlineFor());
+        await warmUp(stack, opts.sizes.warmupTasks, deadlineFor(), 'amqp');
         const t0 = performance.now();
         const { r, before, after, steps } = await measured('throughput', async () => {
           await stack.mark();
@@ -239,9 +239,10 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         };
       });
       if (opts.sizes.throughputOverHttp) {
-        throughputHttp = await attempt('throughput over HTTP', () =>
-          measured('throughput_http', () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'http')),
-        );
+        throughputHttp = await attempt('throughput over HTTP', async () => {
+          await warmUp(stack, opts.sizes.warmupTasks, deadlineFor(), 'http');
+          return measured('throughput_http', () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'http'));
+        });
       }
       memory.orchestrator_throughput_run = stack.orchestrators[0]?.peakMemoryMb() ?? null;
       memory.worker_throughput_run = stack.worker?.peakMemoryMb() ?? null;
@@ -478,7 +479,7 @@ if (wants('scale')) {
   if (stack) {
     cleanups.set('tasker scale run', () => stack.stop());
     scale2 = await attempt('two orchestrators', async () => {
-      await warmUp(stack, opts.sizes.warmupTasks, deadlineFor());
+      await warmUp(stack, opts.sizes.warmupTasks, deadlineFor(), 'amqp');
       return measured('two_orchestrators', () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp'));
     });
     memory.orchestrator_two_run = Math.max(...stack.orchestrators.map((c) => c.peakMemoryMb() ?? 0));

@@ -154,9 +154,13 @@ export async function diamondThroughput(stack: TaskerStack, count: number, deadl
   };
 }
 
-/** Warm-up: a few tasks through the whole path (JIT, pools, prepared plans), not measured. */
-export async function warmUp(stack: TaskerStack, count: number, deadline: number): Promise<void> {
-  await createOverHttp(stack, 'bench', 'diamond', count, deadline);
+/**
+ * Warm-up: a few tasks through the whole path (JIT, pools, prepared plans), not measured,
+ * created the way the measured tasks will be (as the peers warm up with their own producer).
+ */
+export async function warmUp(stack: TaskerStack, count: number, deadline: number, via: Via): Promise<void> {
+  if (via === 'amqp') await createOverAmqp(stack, 'bench', 'diamond', count, deadline);
+  else await createOverHttp(stack, 'bench', 'diamond', count, deadline);
   await waitNoneLive(stack, deadline, 20);
 }
 
