@@ -62,7 +62,7 @@ describe('result batch plan', () => {
   it('the last step completing completes the task', () => {
     const { tasks, steps } = diamond('in_progress', { a: 'complete', b: 'complete', c: 'complete', d: 'enqueued' });
     const plan = planBatch(tasks, steps, [change('s_d', 'complete')]);
-    expect(plan.tasks).toEqual([{ id: 't1', state: 'complete', error: null }]);
+    expect(plan.tasks).toEqual([{ id: 't1', from_state: 'in_progress', state: 'complete', error: null }]);
     expect(plan.finished.map((t) => t.id)).toEqual(['t1']);
     expect(tasks.get('t1')!.state).toBe('complete');
   });
@@ -75,7 +75,7 @@ describe('result batch plan', () => {
     s2.get('s_c')!.finished_at = at(50);
     s2.get('s_c')!.error = { code: 'C_FAILED' };
     const second = planBatch(t2, s2, [change('s_b', 'error', { finished_at: at(80), error: { code: 'B_FAILED' } })]);
-    expect(second.tasks).toEqual([{ id: 't1', state: 'error', error: { step: 'c', error: { code: 'C_FAILED' } } }]);
+    expect(second.tasks).toEqual([{ id: 't1', from_state: 'in_progress', state: 'error', error: { step: 'c', error: { code: 'C_FAILED' } } }]);
   });
 
   it('a retry keeps the task in flight and releases nothing', () => {

@@ -122,4 +122,45 @@ describe('result batch store', () => {
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM steps WHERE task_id = ANY(${ids}::text[]) AND state = 'enqueued' AND name = 'b'`.execute(db);
     expect(rows[0]!.n).toBe(ids.length);
   });
+
+  it("a small batch's kept plan, made while the tables are empty, finds every row it writes by primary key", async () => {
+    // A plan kept from an empty table must not scan the table once it has grown: auto_explain
+    // shows the plans the write runs on (made here, on a fresh installation's empty tables).
+    const fresh = `${schema}_fresh`;
+    const one = createDb(url, fresh, 1);
+    const plans: string[] = [];
+    one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
+    try {
+      await migrate(one.db, fresh, logger);
+      await sql`INSERT INTO namespaces (name) VALUES ('ns');
+        INSERT INTO templates (namespace, name, version, major, minor, patch, definition) VALUES ('ns', 'one', '1.0.0', 1, 0, 0, '{}');
+        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id)
+          SELECT 't_fresh', 'ns', 'one', '1.0.0', id, 'in_progress', '{}', 'corr' FROM templates;
+        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents)
+          VALUES ('t_fresh_a', 't_fresh', 'a', 0, 'enqueued', 1, 3, 0, '{}')`.execute(one.db);
+      await sql`LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+        SET auto_explain.log_level = notice`.execute(one.db);
+      await batchTransaction(one.db, async (tx) => {
+        const { tasks, steps } = await tx.lockAndReadSteps(['t_fresh']);
+        const plan = planBatch(tasks, steps, [done('t_fresh')]);
+        expect(plan.tasks).toHaveLength(1);
+        return tx.writePlanAndCommit(plan, []);
+      });
+      // The plan's nodes (the query text above them is left out).
+      const write = plans
+        .find((p) => p.includes('Update on steps'))
+        ?.split('\n')
+        .filter((l) => l.includes('(cost='))
+        .join('\n');
+      expect(write).toBeDefined();
+      expect(write).toMatch(/Index Scan using steps_pkey on steps/);
+      expect(write).toMatch(/Index Scan using tasks_pkey on tasks/);
+      expect(write).not.toMatch(/Seq Scan|tasks_live_idx|Hash Join|Merge Join/);
+      const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(one.db);
+      expect(rows[0]!.state).toBe('complete');
+    } finally {
+      await one.db.schema.dropSchema(fresh).ifExists().cascade().execute();
+      await one.db.destroy();
+    }
+  });
 });

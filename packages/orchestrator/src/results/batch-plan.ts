@@ -55,6 +55,8 @@ export interface StepWrite {
 
 export interface TaskWrite {
   id: string;
+  /** The state the compare-and-set expects: a task finishes from in_progress only. */
+  from_state: 'in_progress';
   state: 'complete' | 'error';
   error: unknown;
 }
@@ -143,14 +145,14 @@ export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, Ste
     const failed = list.filter((s) => s.state === 'error');
     if (list.every((s) => s.state === 'complete')) {
       task.state = 'complete';
-      taskWrites.push({ id, state: 'complete', error: null });
+      taskWrites.push({ id, from_state: 'in_progress', state: 'complete', error: null });
       transitions.push({ task_id: id, step_id: null, from_state: 'in_progress', to_state: 'complete', attempt: null, reason: 'all steps complete' });
       finished.push(task);
     } else if (failed.length > 0 && !list.some((s) => IN_FLIGHT.has(s.state))) {
       // The task's error names the step that failed first.
       const first = failed.reduce((a, b) => (time(b.finished_at) < time(a.finished_at) ? b : a));
       task.state = 'error';
-      taskWrites.push({ id, state: 'error', error: { step: first.name, error: first.error } });
+      taskWrites.push({ id, from_state: 'in_progress', state: 'error', error: { step: first.name, error: first.error } });
       transitions.push({ task_id: id, step_id: null, from_state: 'in_progress', to_state: 'error', attempt: null, reason: `step '${first.name}' failed and no other step can progress` });
       finished.push(task);
     }

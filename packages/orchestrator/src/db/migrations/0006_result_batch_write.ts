@@ -7,7 +7,8 @@ import { sql, type Kysely } from 'kysely';
 // the tasks it finished, the audit rows and the outbox rows. It raises serialization_failure
 // (40001, which the batch consumer retries) when a row changed under the lock after all, so
 // that the caller can send COMMIT in the same round trip (issue 7, per-step overhead).
-// How it is planned is the caller's choice (see BatchTransaction in batch-store.ts).
+// How it is planned is the caller's choice (see BatchTransaction in batch-store.ts); every
+// table it writes is found by primary key from the batch's rows whatever the statistics say.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE FUNCTION write_result_batch(p_steps jsonb, p_tasks jsonb, p_transitions jsonb, p_outbox jsonb)
@@ -42,8 +43,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         RETURNING 1
       ), tk AS (
         UPDATE tasks t SET state = x.state, error = x.error, updated_at = now(), completed_at = now()
-        FROM jsonb_to_recordset(p_tasks) AS x(id text, state text, error jsonb)
-        WHERE t.id = x.id AND t.state = 'in_progress'
+        FROM jsonb_to_recordset(p_tasks) AS x(id text, from_state text, state text, error jsonb)
+        -- A compare-and-set on the state read, like the steps' (not a constant: a plan kept
+        -- from a small table would find every live task through tasks_live_idx instead).
+        WHERE t.id = x.id AND t.state = x.from_state
         RETURNING 1
       ), tr AS (
         INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason, actor)
