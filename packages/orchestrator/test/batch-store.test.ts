@@ -156,6 +156,11 @@ describe('result batch store', () => {
       expect(write).toMatch(/Index Scan using steps_pkey on steps/);
       expect(write).toMatch(/Index Scan using tasks_pkey on tasks/);
       expect(write).not.toMatch(/Seq Scan|tasks_live_idx|Hash Join|Merge Join/);
+      // And the lock-and-read's statements look their rows up by key too.
+      const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost=')));
+      expect(nodes.join('\n')).toMatch(/Index Scan on tasks_pkey/);
+      expect(nodes.join('\n')).toMatch(/Index Scan on steps_task_id_name_key/);
+      expect(nodes.join('\n')).not.toMatch(/Seq Scan|Hash Join|Merge Join/);
       const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(one.db);
       expect(rows[0]!.state).toBe('complete');
     } finally {
