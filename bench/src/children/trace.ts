@@ -27,9 +27,14 @@ function record(key: string, ms: number): void {
   if (t.samples.length < MAX_SAMPLES) t.samples.push(ms);
 }
 
-/** A statement's identity: its text without parameters, whitespace collapsed, cut short. */
+/**
+ * A statement's identity: its text without parameters, whitespace collapsed, cut short.
+ * Values written into the text (dollar-quoted JSON of the result batch's pipelined
+ * statements) are left out, so that the same statement counts as one.
+ */
 function fingerprint(text: string): string {
-  return text.replace(/\s+/g, ' ').trim().slice(0, 110);
+  const shape = text.replace(/\$(j\d*)\$[\s\S]*?\$\1\$/g, '$$$1$$…');
+  return shape.replace(/\s+/g, ' ').trim().slice(0, 110);
 }
 
 /** Times every query of every pg client in this process (kysely uses pg.Client underneath). */
