@@ -49,10 +49,10 @@ type StepRow = Pick<StepState, 'id' | 'task_id' | 'name' | 'state' | 'attempt' |
  * readiness of dependents, retries, task completion, the audit, and the outbox rows for
  * every message this implies. Returns the rows to publish after commit.
  *
- * Round trips (issue 7): lock the tasks and read their steps (one function call), work the
- * batch out in memory (batch-plan.ts), write it in one statement; plus BEGIN and COMMIT.
- * Only results that wait for a child task, and finished tasks that a parent step waits
- * for, read more.
+ * Two round trips (issue 7; see batch-store.ts): BEGIN with the lock-and-read of the tasks
+ * and their steps, then, the batch worked out in memory (batch-plan.ts), the write with
+ * COMMIT. Only results that wait for a child task, and finished tasks that a parent step
+ * waits for, read more in between.
  */
 export async function processResults(
   deps: ProcessDeps,
