@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { PROTOCOL_VERSION, TaskReply } from '@tasker/protocol';
+import pino from 'pino';
+import { createDb } from '@tasker/orchestrator';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { createTasks } from '../../packages/orchestrator/src/tasks/create-tasks.ts';
+import { ContextValidator } from '../../packages/orchestrator/src/tasks/context-validator.ts';
 
 const V1 = `
 name: order
@@ -143,5 +147,28 @@ describe('task creation', () => {
     expect(good.ok && good.task.namespace).toBe('shop');
     const bad = TaskReply.parse(replies.get('bad'));
     expect(!bad.ok && bad.error.code).toBe('INVALID_CONTEXT');
+  });
+
+  it('a small batch is created on kept plans that find what it references by key, and the setting ends with it', async () => {
+    // auto_explain shows the plans the creation runs on, on this installation's tables that
+    // were never analyzed: a plan kept from small tables must not scan them once they grow.
+    const one = createDb(stack.databaseUrl, stack.schema, 1);
+    const plans: string[] = [];
+    one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
+    try {
+      await sql`LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+        SET auto_explain.log_level = notice`.execute(one.db);
+      const deps = { db: one.db, registry: stack.orchestrator.registry, validator: new ContextValidator(), names: stack.orchestrator.names, logger: pino({ level: 'silent' }) };
+      const { outcomes } = await createTasks(deps, [{ namespace: 'shop', name: 'order', context: { order_id: 'o-kept', amount: 1 } }]);
+      expect(outcomes[0]!.ok).toBe(true);
+      const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost='))).join('\n');
+      expect(nodes).toMatch(/Insert on tasks/);
+      expect(nodes).toMatch(/Insert on steps/);
+      expect(nodes).not.toMatch(/Seq Scan|Hash Join|Merge Join/);
+      const { rows } = await sql<{ plan_cache_mode: string }>`SHOW plan_cache_mode`.execute(one.db);
+      expect(rows[0]!.plan_cache_mode).toBe('force_custom_plan');
+    } finally {
+      await one.db.destroy();
+    }
   });
 });

@@ -4,7 +4,7 @@ import pino from 'pino';
 import { createDb } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { batchTransaction, jsonLiteral, PINNED_PLAN_TASKS } from '../src/results/batch-store.ts';
+import { batchTransaction, jsonLiteral, KEPT_PLAN_TASKS } from '../src/results/batch-store.ts';
 
 const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
 const schema = `store_${Math.random().toString(36).slice(2, 10)}`;
@@ -111,7 +111,7 @@ describe('result batch store', () => {
   });
 
   it('a batch of more tasks than run on kept plans is planned for its size and written the same way', async () => {
-    const ids = Array.from({ length: PINNED_PLAN_TASKS + 4 }, (_, i) => `t_big${i}`);
+    const ids = Array.from({ length: KEPT_PLAN_TASKS + 4 }, (_, i) => `t_big${i}`);
     for (const id of ids) await task(id);
     const outbox = await batchTransaction(db, async (tx) => {
       const { tasks, steps } = await tx.lockAndReadSteps(ids);

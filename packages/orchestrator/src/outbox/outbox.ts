@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AmqpOptions as Options, Broker } from '@tasker/transport';
 import type { Logger } from 'pino';
 import type { Database, Db } from '../db/database.ts';
@@ -17,7 +17,7 @@ export interface OutboxRow extends OutgoingMessage {
 }
 
 /** Inserts messages into the outbox inside the caller's transaction. */
-export async function insertOutbox(trx: Transaction<Database>, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
+export async function insertOutbox(trx: Kysely<Database>, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
   if (messages.length === 0) return [];
   const payload = JSON.stringify(
     messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })),

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Database, Db } from '../db/database.ts';
+import { KEPT_PLANS, type Database, type Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
@@ -28,11 +28,8 @@ export async function batchTransaction<T>(db: Db, fn: (tx: BatchTransaction) => 
   });
 }
 
-/** Batches of at most this many tasks run on plans kept for the connection (see lockAndReadSteps). */
-export const PINNED_PLAN_TASKS = 8;
-const PINNED_PLANS =
-  'SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off; ' +
-  'SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; ';
+/** Result batches of at most this many tasks run on plans kept for the connection (KEPT_PLANS). */
+export const KEPT_PLAN_TASKS = 8;
 
 export class BatchTransaction {
   begun = false;
@@ -47,19 +44,14 @@ export class BatchTransaction {
    * Begins, locks the tasks (in id order) and reads them and all their steps, in one round
    * trip (`lock_tasks_read_steps`, migration 0003: the read takes its snapshot after the locks).
    *
-   * A small batch (at most PINNED_PLAN_TASKS tasks: one task at a time, the latency case)
-   * runs on plans kept for the connection: planning the write on every execution (the
-   * connection's plan_cache_mode=force_custom_plan, see createDb) was 0.22 ms of its 0.49 ms
-   * (server log, bind vs execute). Those plans are made with index lookups and nested loops
-   * only, so that a plan made while the tables were small never scans them once they are big.
-   * A big batch is planned for its size each time: its lookups of hundreds of ids took 1.5–2×
-   * as long on the kept plan (EXPLAIN ANALYZE, 200 tasks), and Postgres's CPU per step in the
-   * throughput run rose by a tenth.
+   * A small batch (at most KEPT_PLAN_TASKS tasks: one task at a time, the latency case) runs
+   * on plans kept for the connection (KEPT_PLANS). A big one is planned for its size: on kept
+   * plans Postgres's CPU per step in the throughput run rose by a tenth.
    */
   async lockAndReadSteps(taskIds: string[]): Promise<{ tasks: Map<string, LockedTask>; steps: Map<string, StepState> }> {
     if (this.begun) throw new Error('lockAndReadSteps: the batch has read its rows already');
     const ids = [...new Set(taskIds)];
-    const plans = ids.length <= PINNED_PLAN_TASKS ? PINNED_PLANS : '';
+    const plans = ids.length <= KEPT_PLAN_TASKS ? `${KEPT_PLANS} ` : '';
     this.begun = true;
     const { rows } = await sql
       .raw<BatchRow>(`/* pipelined */ BEGIN; ${plans}SELECT * FROM lock_tasks_read_steps(ARRAY(SELECT jsonb_array_elements_text(${jsonLiteral(ids)})))`)

@@ -13,12 +13,19 @@ import {
   type TaskView,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.ts';
+import { inTransaction, type Db } from '../db/database.ts';
 import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
 import { buildStepMessage, packStepGroups, stepOutgoing } from './step-messages.ts';
 import type { TransitionRow } from './transitions.ts';
+
+/**
+ * Creation batches of at most this many tasks (HTTP requests under load come in batches of a
+ * few dozen) run on plans kept for the connection (KEPT_PLANS). Creation inserts, and finds
+ * only the rows it references by key, so a bigger limit than result batches' is right.
+ */
+export const KEPT_PLAN_NEW_TASKS = 64;
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
 const nano = customAlphabet(alphabet, 20);
@@ -199,7 +206,8 @@ export async function createTasks(
     task_ids: [...new Set(g.parts.map((m) => m.task_id))],
   }));
 
-  const outbox = await deps.db.transaction().execute(async (trx) => {
+  // A small batch (HTTP requests, one at a time or a few dozen) runs on kept plans (KEPT_PLANS).
+  const outbox = await inTransaction(deps.db, { keptPlans: taskRows.length <= KEPT_PLAN_NEW_TASKS }, async (trx) => {
     const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create */
       WITH ins AS (
         INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key,
