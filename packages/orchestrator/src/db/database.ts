@@ -179,8 +179,9 @@ export const KEPT_PLANS =
 export async function inTransaction<T>(db: Db, options: { keptPlans: boolean }, fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
   if (!options.keptPlans) return db.transaction().execute(fn);
   return db.connection().execute(async (conn) => {
-    await sql.raw(`/* pipelined */ BEGIN; ${KEPT_PLANS}`).execute(conn);
     try {
+      // Inside the try: whatever fails after BEGIN, the connection goes back out of a transaction.
+      await sql.raw(`/* pipelined */ BEGIN; ${KEPT_PLANS}`).execute(conn);
       const out = await fn(conn);
       await sql`COMMIT`.execute(conn);
       return out;
