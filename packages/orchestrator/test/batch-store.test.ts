@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pino from 'pino';
-import { createDb } from '../src/db/database.ts';
+import { createDb, jsonLiteral } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { batchTransaction, jsonLiteral, KEPT_PLAN_TASKS } from '../src/results/batch-store.ts';
+import { batchTransaction, KEPT_PLAN_TASKS } from '../src/results/batch-store.ts';
 
 const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
 const schema = `store_${Math.random().toString(36).slice(2, 10)}`;

@@ -173,21 +173,85 @@ export const KEPT_PLANS =
   'SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;';
 
 /**
+ * A transaction whose BEGIN and COMMIT travel with other statements, saving their round
+ * trips (issue 7): `begin(statements)` sends `BEGIN; statements`, `commit(statements)` sends
+ * `statements; COMMIT`, each as one query. Such a query goes by Postgres's simple query
+ * protocol, which takes no parameters: values go into the text as literals (jsonLiteral).
+ * Statements in between run on `db`, the transaction's connection, as usual.
+ */
+export class PipelinedTransaction {
+  private begun = false;
+  private ended = false;
+
+  constructor(
+    /** The transaction's connection. */
+    readonly db: Kysely<Database>,
+  ) {}
+
+  /** Sends `BEGIN; statements`; answers with the rows of the statement that returns rows. */
+  async begin<R>(statements = ''): Promise<R[]> {
+    if (this.begun) throw new Error('the transaction has begun already');
+    this.begun = true;
+    return (await sql.raw<R>(`/* pipelined */ BEGIN; ${statements}`).execute(this.db)).rows;
+  }
+
+  /** Sends `statements; COMMIT`; answers with the rows of the statement that returns rows. */
+  async commit<R>(statements = ''): Promise<R[]> {
+    if (!this.begun || this.ended) throw new Error('no transaction to commit');
+    const { rows } = await sql.raw<R>(`/* pipelined */ ${statements} COMMIT`).execute(this.db);
+    this.ended = true;
+    return rows;
+  }
+
+  /** Rolls back what was begun and not committed (also after a failed commit: it did not run). */
+  async rollback(): Promise<void> {
+    if (!this.begun || this.ended) return;
+    this.ended = true;
+    await sql`ROLLBACK`.execute(this.db);
+  }
+}
+
+/**
+ * Runs `fn` with a PipelinedTransaction on a connection of its own. Whatever `fn` began and
+ * did not commit, because it returned early or threw, is rolled back before the connection
+ * goes back to the pool.
+ */
+export async function pipelinedTransaction<T>(db: Db, fn: (tx: PipelinedTransaction) => Promise<T>): Promise<T> {
+  return db.connection().execute(async (conn) => {
+    const tx = new PipelinedTransaction(conn);
+    try {
+      const out = await fn(tx);
+      await tx.rollback();
+      return out;
+    } catch (err) {
+      await tx.rollback().catch(() => undefined);
+      throw err;
+    }
+  });
+}
+
+/**
  * A transaction as kysely's, on plans kept for the connection when `keptPlans` (see
  * KEPT_PLANS; set with BEGIN in one round trip, and for this transaction only).
  */
 export async function inTransaction<T>(db: Db, options: { keptPlans: boolean }, fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
   if (!options.keptPlans) return db.transaction().execute(fn);
-  return db.connection().execute(async (conn) => {
-    try {
-      // Inside the try: whatever fails after BEGIN, the connection goes back out of a transaction.
-      await sql.raw(`/* pipelined */ BEGIN; ${KEPT_PLANS}`).execute(conn);
-      const out = await fn(conn);
-      await sql`COMMIT`.execute(conn);
-      return out;
-    } catch (err) {
-      await sql`ROLLBACK`.execute(conn).catch(() => undefined);
-      throw err;
-    }
+  return pipelinedTransaction(db, async (tx) => {
+    await tx.begin(KEPT_PLANS);
+    const out = await fn(tx.db);
+    await tx.commit();
+    return out;
   });
+}
+
+/**
+ * A value as a `jsonb` literal to write into a statement's text: dollar-quoted, so the JSON
+ * goes in as it is, with a tag it does not contain (pg's `escapeLiteral` would copy a batch's
+ * hundreds of kilobytes a character at a time).
+ */
+export function jsonLiteral(value: unknown): string {
+  const json = JSON.stringify(value);
+  let tag = '$j$';
+  for (let i = 0; json.includes(tag); i++) tag = `$j${i}$`;
+  return `${tag}${json}${tag}::jsonb`;
 }

@@ -1,44 +1,30 @@
-import { sql, type Kysely } from 'kysely';
-import { KEPT_PLANS, type Database, type Db } from '../db/database.ts';
+import type { Kysely } from 'kysely';
+import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
 
 /**
  * A result batch's transaction in two round trips instead of four (issue 7, per-step
- * overhead): `BEGIN` travels with the lock-and-read and `COMMIT` with the write, each pair as
- * one query of two statements. Such a query goes by Postgres's simple query protocol, which
- * takes no parameters, so the values are written into its text as literals (JSON,
- * dollar-quoted). Other statements of the batch (the rare reads of waits and child
+ * overhead): `BEGIN` travels with the lock-and-read and `COMMIT` with the write
+ * (PipelinedTransaction). Other statements of the batch (the rare reads of waits and child
  * tasks) run on `tx.db`, the same connection. A callback that ends without writing, or
  * throws, rolls the transaction back.
  */
 export async function batchTransaction<T>(db: Db, fn: (tx: BatchTransaction) => Promise<T>): Promise<T> {
-  return db.connection().execute(async (conn) => {
-    const tx = new BatchTransaction(conn);
-    try {
-      const out = await fn(tx);
-      if (tx.begun && !tx.committed) await sql`ROLLBACK`.execute(conn);
-      return out;
-    } catch (err) {
-      // Also after a failed write: its COMMIT did not run, and the transaction is aborted.
-      if (tx.begun && !tx.committed) await sql`ROLLBACK`.execute(conn).catch(() => undefined);
-      throw err;
-    }
-  });
+  return pipelinedTransaction(db, (tx) => fn(new BatchTransaction(tx)));
 }
 
 /** Result batches of at most this many tasks run on plans kept for the connection (KEPT_PLANS). */
 export const KEPT_PLAN_TASKS = 8;
 
 export class BatchTransaction {
-  begun = false;
-  committed = false;
+  constructor(private readonly tx: PipelinedTransaction) {}
 
-  constructor(
-    /** The batch's connection, for statements between the read and the write. */
-    readonly db: Kysely<Database>,
-  ) {}
+  /** The batch's connection, for statements between the read and the write. */
+  get db(): Kysely<Database> {
+    return this.tx.db;
+  }
 
   /**
    * Begins, locks the tasks (in id order) and reads them and all their steps, in one round
@@ -49,14 +35,11 @@ export class BatchTransaction {
    * plans Postgres's CPU per step in the throughput run rose by a tenth.
    */
   async lockAndReadSteps(taskIds: string[]): Promise<{ tasks: Map<string, LockedTask>; steps: Map<string, StepState> }> {
-    if (this.begun) throw new Error('lockAndReadSteps: the batch has read its rows already');
     const ids = [...new Set(taskIds)];
     const plans = ids.length <= KEPT_PLAN_TASKS ? `${KEPT_PLANS} ` : '';
-    this.begun = true;
-    const { rows } = await sql
-      .raw<BatchRow>(`/* pipelined */ BEGIN; ${plans}SELECT * FROM lock_tasks_read_steps(ARRAY(SELECT jsonb_array_elements_text(${jsonLiteral(ids)})))`)
-      .execute(this.db);
-    return toMaps(rows);
+    return toMaps(
+      await this.tx.begin<BatchRow>(`${plans}SELECT * FROM lock_tasks_read_steps(ARRAY(SELECT jsonb_array_elements_text(${jsonLiteral(ids)})))`),
+    );
   }
 
   /**
@@ -67,7 +50,6 @@ export class BatchTransaction {
    * publish now that they are committed.
    */
   async writePlanAndCommit(plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
-    if (!this.begun || this.committed) throw new Error('writePlanAndCommit: no transaction to write in');
     const steps = plan.steps.map((w) => {
       const c = w.outcome;
       return {
@@ -90,27 +72,12 @@ export class BatchTransaction {
     });
     const outbox = messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties }));
     const args = [steps, plan.tasks, plan.transitions, outbox].map(jsonLiteral).join(', ');
-    const { rows } = await sql
-      .raw<{ outbox: string[] }>(`/* pipelined */ SELECT write_result_batch(${args}) AS outbox; COMMIT`)
-      .execute(this.db);
-    this.committed = true;
+    const rows = await this.tx.commit<{ outbox: string[] }>(`SELECT write_result_batch(${args}) AS outbox;`);
     // Ids only serve to delete the rows once the broker confirms them, so their order
     // relative to `messages` does not matter.
     const ids = rows[0]!.outbox;
     return messages.map((m, i) => ({ ...m, id: String(ids[i]) }));
   }
-}
-
-/**
- * A value as a `jsonb` literal to write into a statement's text: dollar-quoted, so the JSON
- * goes in as it is, with a tag it does not contain (pg's `escapeLiteral` would copy a batch's
- * hundreds of kilobytes a character at a time).
- */
-export function jsonLiteral(value: unknown): string {
-  const json = JSON.stringify(value);
-  let tag = '$j$';
-  for (let i = 0; json.includes(tag); i++) tag = `$j${i}$`;
-  return `${tag}${json}${tag}::jsonb`;
 }
 
 function toMaps(rows: BatchRow[]): { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } {
