@@ -24,3 +24,19 @@ export const isoTime = z.iso.datetime({ offset: true });
 export const jsonObject = z.record(z.string(), z.json());
 
 export const errorCodeString = z.string().min(1).max(64);
+
+/**
+ * A message carrying several items of one kind, `{protocol_version, message_type, <field>:
+ * [1 to max items]}`, built from the same shape the decoder and encoder use
+ * (`decodeOneOrMany`, `encodeBatch`), so the schema and the shape cannot disagree.
+ */
+export function batchMessage<const M extends string, const F extends string, T extends z.ZodType>(
+  shape: { messageType: M; field: F; max: number },
+  item: T,
+) {
+  return z.object({
+    protocol_version: protocolVersion,
+    message_type: z.literal(shape.messageType),
+    [shape.field]: z.array(item).min(1).max(shape.max),
+  } as { protocol_version: typeof protocolVersion; message_type: z.ZodLiteral<M> } & { [K in F]: z.ZodArray<T> });
+}

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Limits } from '../limits.ts';
-import { id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
+import { batchMessage, id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
 
 /**
  * Orchestrator → worker, on the namespace's step queue. Carries everything a handler needs:
@@ -37,6 +37,13 @@ export const StepMessage = z
   .describe('A step to run: orchestrator → worker.');
 export type StepMessage = z.infer<typeof StepMessage>;
 
+/** How a `steps` message carries its step messages (for `decodeOneOrMany`). */
+export const STEP_MESSAGES_SHAPE = {
+  messageType: 'steps',
+  field: 'steps',
+  max: Limits.maxStepsPerMessage,
+} as const;
+
 /**
  * Orchestrator → worker: several step messages in one message, on the namespace's step
  * queue (every step of the message in that namespace). Sent only when the orchestrator is
@@ -44,18 +51,7 @@ export type StepMessage = z.infer<typeof StepMessage>;
  * understands it. Each step is run and answered on its own, exactly as if it had come
  * alone; the message is acked once every one of them is answered (or parked).
  */
-export const StepMessages = z
-  .object({
-    protocol_version: protocolVersion,
-    message_type: z.literal('steps'),
-    steps: z.array(StepMessage).min(1).max(Limits.maxStepsPerMessage),
-  })
-  .describe('Several steps to run in one message: orchestrator → worker.');
+export const StepMessages = batchMessage(STEP_MESSAGES_SHAPE, StepMessage).describe(
+  'Several steps to run in one message: orchestrator → worker.',
+);
 export type StepMessages = z.infer<typeof StepMessages>;
-
-/** How a `steps` message carries its step messages (for `decodeOneOrMany`). */
-export const STEP_MESSAGES_SHAPE = {
-  messageType: 'steps',
-  field: 'steps',
-  max: Limits.maxStepsPerMessage,
-} as const;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Limits } from '../limits.ts';
-import { errorCodeString, id, identifier, isoTime, namespaceName, protocolVersion } from './common.ts';
+import { batchMessage, errorCodeString, id, identifier, isoTime, namespaceName, protocolVersion } from './common.ts';
 
 export const StepError = z.object({
   kind: z
@@ -60,24 +60,20 @@ export const StepResult = z
   .describe('The outcome of one attempt of a step: worker → orchestrator.');
 export type StepResult = z.infer<typeof StepResult>;
 
-/**
- * Worker → orchestrator: several results in one message, to the results exchange with
- * their namespace as routing key (every result of the message in that namespace). Optional:
- * a worker may always send results one by one. Each result is applied (or refused) on its
- * own, exactly as if it had come alone; the message is acked once all of them are.
- */
-export const StepResults = z
-  .object({
-    protocol_version: protocolVersion,
-    message_type: z.literal('step_results'),
-    results: z.array(StepResult).min(1).max(Limits.maxResultsPerMessage),
-  })
-  .describe('Several step results in one message (a worker answering many steps at once): worker → orchestrator.');
-export type StepResults = z.infer<typeof StepResults>;
-
 /** How a `step_results` message carries its results (for `decodeOneOrMany`). */
 export const STEP_RESULTS_SHAPE = {
   messageType: 'step_results',
   field: 'results',
   max: Limits.maxResultsPerMessage,
 } as const;
+
+/**
+ * Worker → orchestrator: several results in one message, to the results exchange with
+ * their namespace as routing key (every result of the message in that namespace). Optional:
+ * a worker may always send results one by one. Each result is applied (or refused) on its
+ * own, exactly as if it had come alone; the message is acked once all of them are.
+ */
+export const StepResults = batchMessage(STEP_RESULTS_SHAPE, StepResult).describe(
+  'Several step results in one message (a worker answering many steps at once): worker → orchestrator.',
+);
+export type StepResults = z.infer<typeof StepResults>;
