@@ -1,4 +1,4 @@
-import { PROTOCOL_VERSION, type StepMessage, type StepResult } from '@tasker/protocol';
+import { answering, type StepMessage, type StepResult } from '@tasker/protocol';
 import type { Orchestrator } from '@tasker/orchestrator';
 
 /**
@@ -64,13 +64,7 @@ type Outcome = { result: unknown } | { error: Extract<StepResult, { status: 'fai
 /** A worker's result for a step message, as a test wants it to be. */
 export function resultFor(m: StepMessage, outcome: Outcome): StepResult {
   const base = {
-    protocol_version: PROTOCOL_VERSION,
-    message_type: 'step_result' as const,
-    task_id: m.task_id,
-    step_id: m.step_id,
-    namespace: m.namespace,
-    step_name: m.step_name,
-    attempt: m.attempt,
+    ...answering(m),
     started_at: new Date().toISOString(),
     finished_at: new Date().toISOString(),
   };

@@ -1,9 +1,9 @@
 import { WaitForTask } from './wait-for-task.ts';
 import type { Logger } from 'pino';
 import {
+  answering,
   ErrorCode,
   Limits,
-  PROTOCOL_VERSION,
   TaskerError,
   type StepError,
   type StepMessage,
@@ -85,13 +85,7 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
   };
   const build = (outcome: Outcome): StepResult => {
     const base = {
-      protocol_version: PROTOCOL_VERSION,
-      message_type: 'step_result' as const,
-      task_id: message.task_id,
-      step_id: message.step_id,
-      namespace: message.namespace,
-      step_name: message.step_name,
-      attempt: message.attempt,
+      ...answering(message),
       started_at: startedAt.toISOString(),
       finished_at: new Date().toISOString(),
       worker_id: deps.workerId,

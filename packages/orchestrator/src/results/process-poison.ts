@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { ErrorCode, PROTOCOL_VERSION, type StepMessage, type StepResult } from '@tasker/protocol';
+import { answering, ErrorCode, type StepMessage, type StepResult } from '@tasker/protocol';
 import type { Delivery } from '@tasker/transport';
 import { insertTransitionsAndOutbox, type OutboxRow } from '../outbox/outbox.ts';
 import { stepOutgoing } from '../tasks/step-messages.ts';
@@ -73,13 +73,7 @@ function poisonResult(m: StepMessage, d: Delivery, limit: number): StepResult {
   const count = deaths.reduce((n, x) => n + Number(x.count ?? 0), 0);
   const now = new Date().toISOString();
   return {
-    protocol_version: PROTOCOL_VERSION,
-    message_type: 'step_result',
-    task_id: m.task_id,
-    step_id: m.step_id,
-    namespace: m.namespace,
-    step_name: m.step_name,
-    attempt: m.attempt,
+    ...answering(m),
     started_at: m.dispatched_at,
     finished_at: now,
     worker_id: 'broker',

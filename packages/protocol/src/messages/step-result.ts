@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { Limits } from '../limits.ts';
+import { PROTOCOL_VERSION } from '../version.ts';
+import type { StepMessage } from './step-message.ts';
 import { batchMessage, errorCodeString, id, identifier, isoTime, namespaceName, protocolVersion } from './common.ts';
 
 export const StepError = z.object({
@@ -59,6 +61,19 @@ export const StepResult = z
   ])
   .describe('The outcome of one attempt of a step: worker → orchestrator.');
 export type StepResult = z.infer<typeof StepResult>;
+
+/** The fields a result copies from the step message it answers (the attempt included). */
+export function answering(m: Pick<StepMessage, 'task_id' | 'step_id' | 'namespace' | 'step_name' | 'attempt'>) {
+  return {
+    protocol_version: PROTOCOL_VERSION,
+    message_type: 'step_result' as const,
+    task_id: m.task_id,
+    step_id: m.step_id,
+    namespace: m.namespace,
+    step_name: m.step_name,
+    attempt: m.attempt,
+  };
+}
 
 /** How a `step_results` message carries its results (for `decodeOneOrMany`). */
 export const STEP_RESULTS_SHAPE = {
