@@ -294,22 +294,26 @@ class WorkerTest(unittest.TestCase):
 
     def test_a_result_not_confirmed_gives_the_whole_steps_message_back_after_a_pause(self):
         ns, w, t = self.start_worker()
-        # A queue that refuses every result of this namespace: the broker nacks their publishes.
-        full = f"{self.orch.prefix}.full_{ns}"
-        self.orch.ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
-        self.addCleanup(lambda: self.orch.ch.queue_delete(full))
-        self.orch.ch.queue_bind(full, f"{self.orch.prefix}.results", ns)
+        accept_results = self.refuse_results(ns)
         steps = [step_message(namespace=ns, step_id=f"stp_r{i}") for i in (1, 2)]
         self.orch.dispatch_steps(ns, steps_message(steps))
         first = [self.orch.result_for(f"stp_r{i}")[0] for i in (1, 2)]
         t0 = time.monotonic()
-        self.orch.ch.queue_unbind(full, f"{self.orch.prefix}.results", ns)
+        accept_results()
         again = [self.orch.result_for(f"stp_r{i}")[0] for i in (1, 2)]
         self.assertGreater(time.monotonic() - t0, 0.7)
         self.assertEqual([r["delivery_count"] for r in first + again], [1, 1, 2, 2])  # both steps came back
         w.stop()
         t.join(15)
         self.assertEqual(self.orch.depth(ns), 0)
+
+    def refuse_results(self, ns):
+        """A queue that refuses every result of the namespace, so the broker nacks their publishes; returns what ends that."""
+        full = f"{self.orch.prefix}.full_{ns}"
+        self.orch.ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+        self.addCleanup(lambda: self.orch.ch.queue_delete(full))
+        self.orch.ch.queue_bind(full, f"{self.orch.prefix}.results", ns)
+        return lambda: self.orch.ch.queue_unbind(full, f"{self.orch.prefix}.results", ns)
 
     def result_messages(self, ns):
         """The result messages of the namespace read so far: (decoded, props), as received."""
@@ -379,15 +383,12 @@ class WorkerTest(unittest.TestCase):
 
     def test_a_step_results_message_not_confirmed_gives_back_every_step_it_carried(self):
         ns, w, t = self.start_worker(concurrency=20)
-        full = f"{self.orch.prefix}.full_{ns}"
-        self.orch.ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
-        self.addCleanup(lambda: self.orch.ch.queue_delete(full))
-        self.orch.ch.queue_bind(full, f"{self.orch.prefix}.results", ns)
+        accept_results = self.refuse_results(ns)
         ids = [f"stp_x{i}" for i in range(20)]
         for step_id in ids:
             self.orch.dispatch(step_message(namespace=ns, step_id=step_id))
         first = [self.orch.result_for(step_id)[0] for step_id in ids]
-        self.orch.ch.queue_unbind(full, f"{self.orch.prefix}.results", ns)
+        accept_results()
         self.assertEqual({r["delivery_count"] for r in first}, {1})
         batched = {r["step_id"] for d, p in self.result_messages(ns) if p.type == "step_results" for r in d["results"]}
         self.assertTrue(batched)  # some results went, and were refused, together

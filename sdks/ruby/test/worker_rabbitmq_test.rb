@@ -326,13 +326,11 @@ class WorkerRabbitMQTest < Minitest::Test
 
   def test_a_result_not_confirmed_gives_the_whole_steps_message_back_after_a_pause
     ns, w, t = start_worker
-    # A queue that refuses every result of this namespace: the broker nacks their publishes.
-    full = ORCH.ch.queue("#{ORCH.prefix}.full_#{ns}", arguments: { 'x-max-length' => 0, 'x-overflow' => 'reject-publish' })
-    full.bind("#{ORCH.prefix}.results", routing_key: ns)
+    full = refuse_results(ns)
     ORCH.dispatch_steps(ns, steps_message([1, 2].map { |i| step_message(namespace: ns, step_id: "stp_r#{i}") }))
     first = [1, 2].map { |i| ORCH.result_for("stp_r#{i}")[0] }
     t0 = Time.now
-    full.unbind("#{ORCH.prefix}.results", routing_key: ns)
+    accept_results(full, ns)
     again = [1, 2].map { |i| ORCH.result_for("stp_r#{i}")[0] }
     assert_operator Time.now - t0, :>, 0.7
     assert_equal [1, 1, 2, 2], (first + again).map { |r| r['delivery_count'] } # both steps came back
@@ -341,6 +339,18 @@ class WorkerRabbitMQTest < Minitest::Test
     assert_equal 0, ORCH.depth(ns)
   ensure
     full&.delete
+  end
+
+  # A queue that refuses every result of the namespace, so the broker nacks their publishes,
+  # until accept_results; the caller deletes it.
+  def refuse_results(ns)
+    full = ORCH.ch.queue("#{ORCH.prefix}.full_#{ns}", arguments: { 'x-max-length' => 0, 'x-overflow' => 'reject-publish' })
+    full.bind("#{ORCH.prefix}.results", routing_key: ns)
+    full
+  end
+
+  def accept_results(full, ns)
+    full.unbind("#{ORCH.prefix}.results", routing_key: ns)
   end
 
   # The result messages of the namespace read so far: [decoded, props], as received.
@@ -413,12 +423,11 @@ class WorkerRabbitMQTest < Minitest::Test
 
   def test_a_step_results_message_not_confirmed_gives_back_every_step_it_carried
     ns, w, t = start_worker(concurrency: 20)
-    full = ORCH.ch.queue("#{ORCH.prefix}.full_#{ns}", arguments: { 'x-max-length' => 0, 'x-overflow' => 'reject-publish' })
-    full.bind("#{ORCH.prefix}.results", routing_key: ns)
+    full = refuse_results(ns)
     ids = (0...20).map { |i| "stp_x#{i}" }
     ids.each { |id| ORCH.dispatch(step_message(namespace: ns, step_id: id)) }
     first = ids.map { |id| ORCH.result_for(id)[0] }
-    full.unbind("#{ORCH.prefix}.results", routing_key: ns)
+    accept_results(full, ns)
     assert_equal [1], first.map { |r| r['delivery_count'] }.uniq
     batched = result_messages(ns).select { |_d, p| p[:type] == 'step_results' }.flat_map { |d, _p| d['results'].map { |r| r['step_id'] } }
     refute_empty batched # some results went, and were refused, together
