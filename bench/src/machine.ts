@@ -1,10 +1,12 @@
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { availableParallelism, loadavg } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { percentile, round } from './util.ts';
 
 export interface Machine {
   nproc: number;
@@ -16,6 +18,8 @@ export interface Machine {
   rabbitmq: string;
   redis: string | null;
   libraries: Record<string, string>;
+  /** Three small measurements that tell machines apart where the figures above do not. */
+  probes: MachineProbes;
   /** The code measured: the commit, and files under packages/ changed from it (others work in this tree too). */
   source: { commit: string; changed_under_packages: number };
 }
@@ -40,7 +44,73 @@ function version(pkg: string): string {
   }
 }
 
-/** What the figures were measured on: cores, memory, CPU, versions. */
+export interface MachineProbes {
+  /**
+   * One byte to another process over a pipe and back, p50 in µs (Node on both ends). Every
+   * step crosses processes a dozen times (broker, database, worker), so a machine where waking
+   * a process is slow is slow at everything the bench measures except the CPU loop below.
+   */
+  wakeup_round_trip_us_p50: number;
+  /** A fixed loop of arithmetic in one thread, ms: the CPU alone. */
+  cpu_loop_ms: number;
+  /** An 8 kB write and fdatasync in the bench's temp directory, p50 in µs: the disk a commit waits for. */
+  fdatasync_us_p50: number;
+}
+
+/** Round trips through a child process that echoes what it reads. */
+async function wakeupRoundTrip(rounds = 2000): Promise<number> {
+  const child = spawn(process.execPath, ['-e', 'process.stdin.on("data", (b) => process.stdout.write(b))'], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  try {
+    const times: number[] = [];
+    const byte = Buffer.from('x');
+    for (let i = 0; i < rounds + 100; i++) {
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        child.stdout.once('data', () => resolve());
+        child.stdin.write(byte);
+      });
+      if (i >= 100) times.push((performance.now() - t0) * 1000);
+    }
+    return round(percentile(times, 50), 1);
+  } finally {
+    child.kill();
+  }
+}
+
+function cpuLoop(): number {
+  const t0 = performance.now();
+  let x = 0;
+  for (let i = 0; i < 100_000_000; i++) x = (x + i * 7) % 1_000_003;
+  if (x < 0) throw new Error('unreachable');
+  return round(performance.now() - t0, 0);
+}
+
+function fdatasyncTime(rounds = 200): number {
+  const dir = mkdtempSync(join(tmpdir(), 'tasker-bench-fsync-'));
+  const fd = openSync(join(dir, 'probe'), 'w');
+  try {
+    const block = Buffer.alloc(8192, 1);
+    const times: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const t0 = performance.now();
+      writeSync(fd, block, 0, block.length, 0);
+      fdatasyncSync(fd);
+      times.push((performance.now() - t0) * 1000);
+    }
+    return round(percentile(times, 50), 0);
+  } finally {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function probeMachine(): Promise<MachineProbes> {
+  return { wakeup_round_trip_us_p50: await wakeupRoundTrip(), cpu_loop_ms: cpuLoop(), fdatasync_us_p50: fdatasyncTime() };
+}
+
+/** What the figures were measured on: cores, memory, CPU, versions, and the probes above. */
 export async function describeMachine(databaseUrl: string, amqpUrl: string, redisUrl: string | null): Promise<Machine> {
   const cpu = /model name\s*:\s*(.+)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '?';
   const c = new pg.Client({ connectionString: databaseUrl });
@@ -76,6 +146,7 @@ export async function describeMachine(databaseUrl: string, amqpUrl: string, redi
       changed_under_packages: sh('git', ['status', '--porcelain', '--', 'packages']).split('\n').filter(Boolean).length,
     },
     libraries: Object.fromEntries(['amqplib', 'pg', 'bullmq', 'ioredis', 'graphile-worker', 'pg-boss'].map((p) => [p, version(p)])),
+    probes: await probeMachine(),
   };
 }
 

@@ -154,6 +154,10 @@ const templatesDir = join(BENCH_DIR, 'templates');
 
 say(heading(`Tasker benchmark (${opts.mode}) ${new Date().toISOString()}`));
 say(`machine: ${machine.nproc} cores, ${machine.cpu_model}; Node ${machine.node}; PostgreSQL ${machine.postgres}; RabbitMQ ${machine.rabbitmq}; Redis ${machine.redis ?? 'unreachable'}`);
+say(
+  `machine probes: wake-up round trip ${machine.probes.wakeup_round_trip_us_p50} µs p50 (a byte to another process and back), ` +
+    `CPU loop ${machine.probes.cpu_loop_ms} ms, 8 kB write + fdatasync ${machine.probes.fdatasync_us_p50} µs p50`,
+);
 say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
 say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
 say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
