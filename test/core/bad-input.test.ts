@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, Limits, PROTOCOL_VERSION, TaskReply, type StepMessage, type TaskView } from '@tasker/protocol';
+import { answering, ErrorCode, Limits, PROTOCOL_VERSION, TaskReply, type StepMessage, type TaskView } from '@tasker/protocol';
 import { loadTemplateDir } from '@tasker/orchestrator';
 import { createWorker, type Worker } from '@tasker/worker';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
 import { capturedLogger, type LogLine } from '../support/captured-logger.ts';
 import { DeadLetterReader, type ParkedMessage } from '../support/dead-letters.ts';
@@ -145,13 +145,7 @@ const now = () => new Date().toISOString();
 function result(m: StepMessage, marker: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     worker_id: marker,
-    protocol_version: PROTOCOL_VERSION,
-    message_type: 'step_result',
-    task_id: m.task_id,
-    step_id: m.step_id,
-    namespace: m.namespace,
-    step_name: m.step_name,
-    attempt: m.attempt,
+    ...answering(m),
     started_at: now(),
     finished_at: now(),
     status: 'success',
@@ -922,7 +916,7 @@ describe('bad input', () => {
     const [notify] = (await manual.waitFor(before + 3)).slice(before + 2);
     expect(notify!.dependency_results).toEqual({ charge: { charged: true } });
     await manual.succeed(notify!);
-    await eventually(async () => ((await o().getTask(task.id))!.state === 'complete' ? true : undefined), 5000, 'the fresh task to complete');
+    await taskWhen(o(), task.id, 'complete', 5000);
 
     const ready = await fetch(`${url}/health/ready`);
     expect(ready.status).toBe(200);
@@ -952,10 +946,7 @@ describe('bad input', () => {
     const [c] = await o().createTasks([{ namespace: WNS, name: 'pair', context: {} }]);
     expect(c!.ok).toBe(true);
     if (!c!.ok) return;
-    const done = await eventually(async () => {
-      const t = await o().getTask(c!.task.id);
-      return t?.state === 'complete' ? t : undefined;
-    }, 10000, 'the worker to complete the task');
+    const done = await taskWhen(o(), c!.task.id, 'complete', 10000);
     expect(done.steps.map((s) => [s.name, s.state, s.result])).toEqual([
       ['first', 'complete', { first: true }],
       ['second', 'complete', { saw: { first: true } }],

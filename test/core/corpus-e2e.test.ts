@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTemplate, TemplateError, type CompiledTemplate } from '@tasker/protocol';
 import type { Worker } from '@tasker/worker';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, tasksWhen, finished, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 
 const CORPUS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'shared', 'corpus', 'tasker-core-templates');
@@ -87,10 +87,7 @@ describe.skipIf(!present)('every standard-only corpus template runs end to end w
     const refused = outcomes.flatMap((o, i) => (o.ok ? [] : [`${runnable[i]!.name}: ${o.error.message}`]));
     expect(refused).toEqual([]);
     const ids = outcomes.map((o) => (o.ok ? o.task.id : ''));
-    const tasks = await eventually(async () => {
-      const ts = await Promise.all(ids.map((id) => stack.orchestrator.getTask(id)));
-      return ts.every((t) => t!.state !== 'in_progress') ? ts.map((t) => t!) : undefined;
-    }, 30000, 'corpus tasks to finish');
+    const tasks = await tasksWhen(stack.orchestrator, ids, finished, 30000);
     for (const [i, t] of tasks.entries()) {
       expect(`${t.namespace}.${t.name}: ${t.state}`).toBe(`${runnable[i]!.namespace}.${runnable[i]!.name}: complete`);
       expect(executions.filter((e) => e.taskId === t.id)).toHaveLength(runnable[i]!.steps.length);

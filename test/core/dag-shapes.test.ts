@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CompiledTemplate } from '@tasker/protocol';
 import type { Worker } from '@tasker/worker';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, taskWhen, finished, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 
 const step = (name: string, deps: string[] = []) =>
@@ -40,10 +40,7 @@ describe('DAG shapes run to completion in dependency order', () => {
     it(`${name}: every step completes, none starts before all its dependencies finished`, async () => {
       const [o] = await stack.orchestrator.createTasks([{ namespace: 'shapes', name, context: {} }]);
       if (!o!.ok) throw o!.error;
-      const task = await eventually(async () => {
-        const t = await stack.orchestrator.getTask(o!.task.id);
-        return t!.state !== 'in_progress' ? t! : undefined;
-      }, 20000, `${name} to finish`);
+      const task = await taskWhen(stack.orchestrator, o!.task.id, finished, 20000);
       expect(task.state).toBe('complete');
       const t = templates.find((x) => x.name === name)!;
       const mine = executions.filter((e) => e.taskId === task.id);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Worker } from '@tasker/worker';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, tasksWhen, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 
 const CS = `
@@ -43,10 +43,7 @@ describe('two namespaces with the same template name', () => {
       ...Array.from({ length: 5 }, () => ({ namespace: 'payments', name: 'process_refund', context: {} })),
     ]);
     const ids = outcomes.map((o) => (o.ok ? o.task.id : 'refused'));
-    const tasks = await eventually(async () => {
-      const ts = await Promise.all(ids.map((id) => stack.orchestrator.getTask(id)));
-      return ts.every((t) => t!.state === 'complete') ? ts.map((t) => t!) : undefined;
-    }, 20000, 'all tasks complete');
+    const tasks = await tasksWhen(stack.orchestrator, ids, 'complete', 20000);
     for (const t of tasks.slice(0, 5)) {
       expect(t.namespace).toBe('customer_success');
       expect(t.steps.map((s) => s.name)).toEqual(['validate_refund_request', 'update_ticket_status']);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, taskWhen, type Stack } from '../support/stack.ts';
 
 const TEMPLATE = `
 name: crashy
@@ -29,10 +29,7 @@ describe('poison step messages', () => {
     });
     const [created] = await o.createTasks([{ namespace: 'poison_ns', name: 'crashy', context: {} }]);
     if (!created!.ok) throw created!.error;
-    const task = await eventually(async () => {
-      const t = await o.getTask(created!.task.id);
-      return t!.state === 'error' ? t! : undefined;
-    }, 20000, 'the task to fail');
+    const task = await taskWhen(o, created!.task.id, 'error', 20000);
     await c.close();
     expect(task.steps[0]!.state).toBe('error');
     expect(task.steps[0]!.error).toMatchObject({ code: 'POISON_MESSAGE', kind: 'permanent' });

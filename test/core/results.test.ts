@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import amqp from 'amqplib';
 import { AMQP_URL } from '../support/services.ts';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
 
 const TEMPLATE = `
@@ -60,7 +60,7 @@ describe('step results', () => {
     let task = await stack.orchestrator.getTask(first!.task_id);
     expect(task!.steps[0]!.state).toBe('enqueued');
     await worker.succeed(first!, 'real');
-    await eventually(async () => ((await stack.orchestrator.getTask(first!.task_id))!.steps[0]!.state === 'complete' ? true : undefined));
+    await taskWhen(stack.orchestrator, first!.task_id, (t) => t.steps[0]!.state === 'complete');
     await worker.publish(worker.result(first!, { error: { kind: 'permanent', code: 'LATE', message: 'late failure' } }));
     await new Promise((r) => setTimeout(r, 300));
     task = await stack.orchestrator.getTask(first!.task_id);

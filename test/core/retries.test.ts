@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { JITTER_FRACTION } from '@tasker/protocol';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
 
 // Delay-queue hops add latency (each set bit of the delay is one dead-letter hop), so the
@@ -101,10 +101,7 @@ describe('retries by delayed requeue', () => {
       expect(m.max_attempts).toBe(3);
       await worker.publish(worker.result(m, { error: { kind: 'retryable', code: 'DOWN', message: `fail ${attempt}`, retry_after_ms: 0 } }));
     }
-    const task = await eventually(async () => {
-      const t = await taskState(id);
-      return t.state === 'error' ? t : undefined;
-    });
+    const task = await taskWhen(stack.orchestrator, id, 'error');
     expect(task.steps[0]!.state).toBe('error');
     expect(task.steps[0]!.attempt).toBe(3);
     expect(task.steps[0]!.error).toMatchObject({ code: 'DOWN', retries_exhausted: true });
@@ -117,7 +114,7 @@ describe('retries by delayed requeue', () => {
     const [m] = await waitMessages(id, 1);
     expect(m!.max_attempts).toBe(1);
     await worker.publish(worker.result(m!, { error: { kind: 'retryable', code: 'DOWN', message: 'no' } }));
-    await eventually(async () => ((await taskState(id)).state === 'error' ? true : undefined));
+    await taskWhen(stack.orchestrator, id, 'error');
     expect(messagesOf(id)).toHaveLength(1);
   });
 
@@ -132,10 +129,7 @@ describe('retries by delayed requeue', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect((await taskState(id)).state).toBe('in_progress'); // c is still running
     await worker.succeed(c);
-    const task = await eventually(async () => {
-      const t = await taskState(id);
-      return t.state === 'error' ? t : undefined;
-    });
+    const task = await taskWhen(stack.orchestrator, id, 'error');
     expect(task.steps.map((s) => `${s.name}:${s.state}`)).toEqual(['a:complete', 'b:error', 'c:complete', 'd:pending']);
     expect(task.error).toMatchObject({ step: 'b', error: { code: 'BROKEN' } });
     expect(messagesOf(id).some((m) => m.step_name === 'd')).toBe(false);
@@ -145,7 +139,7 @@ describe('retries by delayed requeue', () => {
     const id = await create('flaky');
     const [m1] = await waitMessages(id, 1);
     await worker.publish(worker.result(m1!, { error: { kind: 'retryable', code: 'FLAKY', message: 'x', retry_after_ms: 500 } }));
-    await eventually(async () => ((await taskState(id)).steps[0]!.state === 'waiting_retry' ? true : undefined));
+    await taskWhen(stack.orchestrator, id, (t) => t.steps[0]!.state === 'waiting_retry');
     // Cancel directly in the database (the cancel API comes with the operator surface).
     await sql`UPDATE tasks SET state = 'cancelled' WHERE id = ${id}`.execute(stack.orchestrator.db);
     await sql`UPDATE steps SET state = 'cancelled' WHERE task_id = ${id}`.execute(stack.orchestrator.db);

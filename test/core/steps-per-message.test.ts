@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 import { createWorker } from '@tasker/worker';
 import type { StepMessage, StepResult } from '@tasker/protocol';
 import { ManualWorker, resultFor } from '../support/manual-worker.ts';
-import { eventually, startStack, testLogger, type Stack } from '../support/stack.ts';
+import { startStack, testLogger, taskWhen, tasksWhen, type Stack } from '../support/stack.ts';
 
 const FAN = (ns: string) => `
 name: fan
@@ -67,10 +67,7 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
     try {
       const created = await o.createTasks(Array.from({ length: 10 }, (_, i) => ({ namespace: 'spm_worker', name: 'fan', context: { i } })));
       const ids = created.map((c) => (c.ok ? c.task.id : ''));
-      const tasks = await eventually(async () => {
-        const all = await Promise.all(ids.map((id) => o.getTask(id)));
-        return all.every((t) => t?.state === 'complete') ? all : undefined;
-      }, 20000, 'the ten tasks to complete');
+      const tasks = await tasksWhen(o, ids, 'complete', 20000);
       expect(tasks.flatMap((t) => t!.steps.map((s) => s.state))).toEqual(Array(50).fill('complete'));
       expect(ran).toHaveLength(50);
       expect(new Set(ran).size).toBe(50);
@@ -104,10 +101,7 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
     try {
       const [created] = await o.createTasks([{ namespace: 'spm_poison', name: 'fan', context: {} }]);
       if (!created!.ok) throw created!.error;
-      const task = await eventually(async () => {
-        const t = await o.getTask(created!.task.id);
-        return t!.state === 'error' ? t! : undefined;
-      }, 30000, 'the task to fail');
+      const task = await taskWhen(o, created!.task.id, 'error', 30000);
       const by = Object.fromEntries(task.steps.map((s) => [s.name, s]));
       expect(by['a']!.state).toBe('complete');
       // b and d came with c in one message; they ran once it was split.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
 
 const TEMPLATE = (ns: string) => `
@@ -42,7 +42,7 @@ describe('nothing waits forever unseen', () => {
     const [m] = await worker.waitFor(1, 10000);
     expect(m!.attempt).toBe(1);
     await worker.succeed(m!);
-    await eventually(async () => ((await o.getTask(created!.task.id))!.state === 'complete' ? true : undefined));
+    await taskWhen(o, created!.task.id, 'complete');
     const { rows } = await sql<{ reason: string }>`SELECT reason FROM transitions WHERE step_id = ${m!.step_id} ORDER BY id`.execute(o.db);
     expect(rows.map((r) => r.reason).join('\n')).toMatch(/dispatched again/);
   });
@@ -54,7 +54,7 @@ describe('nothing waits forever unseen', () => {
     if (!created!.ok) throw created!.error;
     const [first] = await worker.waitFor(1, 10000);
     await worker.publish(worker.result(first!, { error: { kind: 'retryable', code: 'FLAKY', message: 'try again' } }));
-    await eventually(async () => ((await o.getTask(created!.task.id))!.steps[0]!.state === 'waiting_retry' ? true : undefined));
+    await taskWhen(o, created!.task.id, (t) => t.steps[0]!.state === 'waiting_retry');
     // The retry-due message waits in the delay queues (1,500 ms): lose it there.
     const ch = await o.broker.model!.createChannel();
     let purged = 0;
@@ -64,7 +64,7 @@ describe('nothing waits forever unseen', () => {
     const [, second] = await worker.waitFor(2, 15000);
     expect(second!.attempt).toBe(2);
     await worker.succeed(second!);
-    await eventually(async () => ((await o.getTask(created!.task.id))!.state === 'complete' ? true : undefined));
+    await taskWhen(o, created!.task.id, 'complete');
   });
 
   it('steps waiting in a queue nobody consumes are reported with why, not dispatched again', async () => {

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createWorker, type Worker } from '@tasker/worker';
-import { startStack, eventually, testLogger, type Stack } from '../support/stack.ts';
+import { startStack, eventually, testLogger, taskWhen, type Stack } from '../support/stack.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TEMPLATE = `
@@ -50,10 +50,7 @@ describe('a worker killed in the middle of a step', () => {
       await survivor.start();
       const killedAt = Date.now();
       child.kill('SIGKILL');
-      const task = await eventually(async () => {
-        const t = await stack.orchestrator.getTask(created!.task.id);
-        return t!.state === 'complete' ? t! : undefined;
-      }, 10000, 'the task to complete on the survivor');
+      const task = await taskWhen(stack.orchestrator, created!.task.id, 'complete', 10000);
       expect(Date.now() - killedAt).toBeLessThan(5000);
       expect(runs).toEqual([1]);
       expect(task.steps[0]).toMatchObject({ state: 'complete', attempt: 1, result: { by: 'survivor' } });

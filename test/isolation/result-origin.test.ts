@@ -14,7 +14,7 @@ import { Orchestrator } from '@tasker/orchestrator';
 import { Broker } from '@tasker/transport';
 import { createWorker, type Worker } from '@tasker/worker';
 import { AMQP_URL, DATABASE_URL, uniqueSuffix } from '../support/services.ts';
-import { dropSchema, dropTopology, eventually, testLogger } from '../support/stack.ts';
+import { dropSchema, dropTopology, eventually, testLogger, taskWhen } from '../support/stack.ts';
 import { DeadLetterReader } from '../support/dead-letters.ts';
 import { accessFixture, attempt, connectAs, publishConfirmed, type AccessFixture } from '../support/broker-access.ts';
 
@@ -188,10 +188,7 @@ describe('result origin check', () => {
     const { rows } = await sql<{ id: string }>`SELECT id FROM tasks`.execute(o.db);
     expect(rows.length).toBeGreaterThanOrEqual(2);
     for (const { id } of rows) {
-      const t = await eventually(async () => {
-        const t = await o.getTask(id);
-        return t?.state === 'complete' ? t : undefined;
-      }, 15_000, `task ${id} to complete`);
+      const t = await taskWhen(o, id, 'complete');
       expect(t.steps[0]!.result).toEqual({ done: t.namespace });
     }
   });

@@ -18,7 +18,7 @@ import { parseTemplate } from '@tasker/protocol';
 import { Orchestrator } from '@tasker/orchestrator';
 import { Broker } from '@tasker/transport';
 import { AMQP_URL, DATABASE_URL, uniqueSuffix } from '../support/services.ts';
-import { dropSchema, dropTopology, eventually, testLogger } from '../support/stack.ts';
+import { dropSchema, dropTopology, testLogger, taskWhen } from '../support/stack.ts';
 import { DeadLetterReader } from '../support/dead-letters.ts';
 import { accessFixture, type AccessFixture } from '../support/broker-access.ts';
 import { PYTHON, REPO, RUBY, ensureRustBuilt, rustExecWorker } from '../polyglot/support.ts';
@@ -146,14 +146,7 @@ describe('result origin check with the Python, Ruby and Rust workers', () => {
     const [created] = await o.createTasks([{ namespace: ns, name: 'echo', context: { value: ns } }]);
     if (!created!.ok) throw created!.error;
     const id = created!.task.id;
-    const task = await eventually(
-      async () => {
-        const t = await o.getTask(id);
-        return t?.state === 'complete' ? t : undefined;
-      },
-      20_000,
-      `task ${id} in ${ns} to complete`,
-    ).catch((err: Error) => {
+    const task = await taskWhen(o, id, 'complete', 20_000).catch((err: Error) => {
       throw new Error(`${err.message}\nparked: ${JSON.stringify(dead.parked.map((p) => [p.code, p.reason]))}\nworker output: ${output[ns]}`);
     });
     expect(task.steps[0]!.result).toEqual({ ok: true, value: ns });

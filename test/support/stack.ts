@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
 import pg from 'pg';
 import pino from 'pino';
-import { coreTopology, namespaceTopology, parseTemplate, type CompiledTemplate } from '@tasker/protocol';
+import { coreTopology, namespaceTopology, parseTemplate, type CompiledTemplate, type TaskState, type TaskView } from '@tasker/protocol';
 import { Orchestrator, type StartOptions } from '@tasker/orchestrator';
 import { AMQP_URL, DATABASE_URL, uniqueSuffix } from './services.ts';
 
@@ -110,3 +110,45 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** What a test waits for: a task state, or any test of the task as the orchestrator shows it. */
+export type TaskWanted = TaskState | ((task: TaskView) => boolean);
+
+/**
+ * Polls `getTask` until each task is as `wanted` says and returns them as last read. On time
+ * out the error names what each unfinished task looked like (its state and its steps').
+ */
+export async function tasksWhen(
+  o: Pick<Orchestrator, 'getTask'>,
+  ids: readonly string[],
+  wanted: TaskWanted,
+  timeoutMs = 15000,
+): Promise<TaskView[]> {
+  const ok = typeof wanted === 'string' ? (t: TaskView) => t.state === wanted : wanted;
+  const last = new Map<string, TaskView | null>();
+  const want = typeof wanted === 'string' ? `to be ${wanted}` : 'to be as the test wants';
+  try {
+    return await eventually(
+      async () => {
+        const tasks = await Promise.all(ids.map((id) => o.getTask(id)));
+        tasks.forEach((t, i) => last.set(ids[i]!, t));
+        return tasks.every((t) => t !== null && ok(t)) ? (tasks as TaskView[]) : undefined;
+      },
+      timeoutMs,
+      `${ids.length === 1 ? `task ${ids[0]}` : `${ids.length} tasks`} ${want}`,
+    );
+  } catch (err) {
+    const seen = [...last]
+      .filter(([, t]) => t === null || !ok(t))
+      .map(([id, t]) => (t ? `${id} ${t.state} [${t.steps.map((s) => `${s.name}:${s.state}`).join(' ')}]` : `${id} not found`));
+    throw new Error(`${(err as Error).message}; last seen: ${seen.join('; ')}`);
+  }
+}
+
+/** {@link tasksWhen} for one task. */
+export async function taskWhen(o: Pick<Orchestrator, 'getTask'>, id: string, wanted: TaskWanted, timeoutMs = 15000): Promise<TaskView> {
+  return (await tasksWhen(o, [id], wanted, timeoutMs))[0]!;
+}
+
+/** A task that is no longer in progress (complete, error or cancelled). */
+export const finished = (t: TaskView): boolean => t.state !== 'in_progress';
