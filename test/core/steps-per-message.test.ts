@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 import { createWorker } from '@tasker/worker';
 import type { StepMessage, StepResult } from '@tasker/protocol';
 import { ManualWorker, resultFor } from '../support/manual-worker.ts';
-import { startStack, testLogger, taskWhen, tasksWhen, type Stack } from '../support/stack.ts';
+import { eventually, startStack, testLogger, taskWhen, tasksWhen, type Stack } from '../support/stack.ts';
 
 const FAN = (ns: string) => `
 name: fan
@@ -22,11 +22,19 @@ steps:
   - { name: e, handler: { callable: step }, dependencies: [b, c, d] }
 `;
 
+const ONE = (ns: string) => `
+name: one
+namespace_name: ${ns}
+version: 1.0.0
+steps:
+  - { name: only, handler: { callable: step } }
+`;
+
 describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
   let stack: Stack;
   beforeAll(async () => {
     stack = await startStack({ stepsPerMessage: 16, queueType: 'quorum', deliveryLimit: 3 });
-    await stack.register(FAN('spm_manual'), FAN('spm_worker'), FAN('spm_poison'), FAN('spm_keys'));
+    await stack.register(FAN('spm_manual'), FAN('spm_worker'), FAN('spm_poison'), FAN('spm_keys'), ONE('spm_share'));
   });
   afterAll(async () => stack?.cleanup());
 
@@ -74,6 +82,69 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
       expect(tasks[0]!.steps[4]!.result).toEqual({ step: 'e' });
     } finally {
       await worker.stop();
+    }
+  });
+
+  it('a worker given steps messages holds fewer of them, so a second worker of the namespace gets the rest', async () => {
+    const o = stack.orchestrator;
+    const queue = o.names.stepQueue('spm_share');
+    let blocked = false;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const ranBy: Record<string, string> = {};
+    const worker = (name: string) =>
+      createWorker({
+        namespace: 'spm_share',
+        amqpUrl: stack.amqpUrl,
+        prefix: stack.prefix,
+        concurrency: 4,
+        logger: testLogger(),
+        handlers: {
+          step: async (ctx) => {
+            ranBy[ctx.taskId] = name;
+            if (name === 'a' && blocked) await released;
+            return { by: name };
+          },
+        },
+      });
+    const sixteen = async () => {
+      const created = await o.createTasks(Array.from({ length: 16 }, (_, i) => ({ namespace: 'spm_share', name: 'one', context: { i } })));
+      return created.map((c) => (c.ok ? c.task.id : ''));
+    };
+    const a = worker('a');
+    await a.start();
+    let b: ReturnType<typeof worker> | null = null;
+    try {
+      // Messages of 16 steps: worker a (4 slots) soon asks for ceil(2 × 4 / 16) + 1 = 2 at a time.
+      expect(a.prefetch).toBe(4);
+      const warm: string[] = [];
+      for (let i = 0; i < 4; i++) warm.push(...(await sixteen()));
+      await tasksWhen(o, warm, 'complete', 20000);
+      await eventually(async () => (a.prefetch === 2 ? true : undefined), 10000, 'worker a to narrow its prefetch');
+
+      // Now a's handlers hang: it takes two messages (32 steps) and leaves three in the queue.
+      blocked = true;
+      const held: string[] = [];
+      for (let i = 0; i < 5; i++) held.push(...(await sixteen()));
+      await eventually(async () => ((await o.broker.queueStats(queue))?.messageCount === 3 ? true : undefined), 10000, 'three messages left');
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await o.broker.queueStats(queue))?.messageCount).toBe(3);
+
+      // A second worker takes and runs those while a still waits on its first four.
+      b = worker('b');
+      await b.start();
+      const byB = await eventually(async () => {
+        const ids = held.filter((id) => ranBy[id] === 'b');
+        return ids.length === 48 ? ids : undefined;
+      }, 20000, 'worker b to run the 48 steps a left');
+      await tasksWhen(o, byB, 'complete', 20000);
+      release();
+      const all = await tasksWhen(o, held, 'complete', 20000);
+      expect(all.filter((t) => (t.steps[0]!.result as { by: string }).by === 'a')).toHaveLength(32);
+    } finally {
+      release();
+      await a.stop();
+      await b?.stop();
     }
   });
 

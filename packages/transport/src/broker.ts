@@ -115,6 +115,15 @@ export interface ConsumeOptions {
 }
 
 export interface Consumer {
+  /**
+   * Changes how many unacked messages the broker sends this consumer from now on (kept after
+   * a reconnect). RabbitMQ applies a prefetch only to consumers created after it, so the
+   * queue is subscribed to again on the same channel and the old subscription cancelled:
+   * what it delivered stays and is acked as usual, but is not counted against the new value
+   * (until it is acked, the consumer may hold up to the old and the new prefetch together).
+   * Not for exclusive consumers, consumers with a tag of their own, or without acks.
+   */
+  setPrefetch(prefetch: number): Promise<void>;
   /** Stop receiving new messages; in-flight deliveries can still be acked until close(). */
   cancel(): Promise<void>;
   /** Cancel and close the channel (unacked messages go back to the queue). */
@@ -323,9 +332,13 @@ export class Broker {
   ): Promise<Consumer> {
     let tag: string | null = null;
     let window: AckWindow | null = null;
+    let prefetch = options.prefetch;
+    let cancelled = false;
+    /** Subscribes again on the channel now open (replaced when it is re-opened). */
+    let subscribe: (() => Promise<string>) | null = null;
     const logger = this.logger;
     const mc = await this.channel<Channel>(false, async (ch) => {
-      if (!options.noAck) await ch.prefetch(options.prefetch);
+      if (!options.noAck) await ch.prefetch(prefetch);
       // Delivery tags belong to this channel: a re-opened channel starts a window of its own.
       const acks = options.noAck
         ? null
@@ -333,41 +346,67 @@ export class Broker {
       if (window) this.ackWindows.delete(window);
       window = acks;
       if (acks) this.ackWindows.add(acks);
-      const reply = await ch.consume(
-        queue,
-        (msg) => {
-          if (!msg) {
-            // The broker cancelled the consumer (queue deleted, say): close the channel so
-            // it is re-opened, with backoff, and the consume retried.
-            logger.warn({ queue }, 'consumer cancelled by the broker; resubscribing');
-            ch.close().catch(() => undefined);
-            return;
-          }
-          const settle = acks?.track(msg);
-          const delivery: Delivery = {
-            message: msg,
-            body: msg.content,
-            ack: () => settle?.ack(),
-            nack: (requeue) => settle?.nack(requeue),
-          };
-          Promise.resolve()
-            .then(() => onMessage(delivery))
-            .catch((err: Error) => logger.error({ err, queue }, 'message handler failed'));
-        },
-        {
-          noAck: options.noAck ?? false,
-          exclusive: options.exclusive ?? false,
-          ...(options.consumerTag ? { consumerTag: options.consumerTag } : {}),
-        },
-      );
-      tag = reply.consumerTag;
+      const sub = async (on: Channel): Promise<string> => {
+        const reply = await on.consume(
+          queue,
+          (msg) => {
+            if (!msg) {
+              // The broker cancelled the consumer (queue deleted, say): close the channel so
+              // it is re-opened, with backoff, and the consume retried.
+              logger.warn({ queue }, 'consumer cancelled by the broker; resubscribing');
+              on.close().catch(() => undefined);
+              return;
+            }
+            const settle = acks?.track(msg);
+            const delivery: Delivery = {
+              message: msg,
+              body: msg.content,
+              ack: () => settle?.ack(),
+              nack: (requeue) => settle?.nack(requeue),
+            };
+            Promise.resolve()
+              .then(() => onMessage(delivery))
+              .catch((err: Error) => logger.error({ err, queue }, 'message handler failed'));
+          },
+          {
+            noAck: options.noAck ?? false,
+            exclusive: options.exclusive ?? false,
+            ...(options.consumerTag ? { consumerTag: options.consumerTag } : {}),
+          },
+        );
+        return reply.consumerTag;
+      };
+      subscribe = () => sub(ch);
+      tag = await sub(ch);
     });
     return {
+      setPrefetch: async (n) => {
+        if (!Number.isInteger(n) || n < 1 || n > 65535) throw new RangeError(`prefetch must be an integer from 1 to 65535, got ${n}`);
+        if (options.noAck || options.exclusive || options.consumerTag) {
+          throw new Error(`setPrefetch needs a consumer with acks, not exclusive, named by the broker (queue ${queue})`);
+        }
+        if (n === prefetch) return;
+        prefetch = n;
+        // While disconnected there is no channel: the re-opened one starts with the new value.
+        const ch = mc.peek();
+        if (!ch || !subscribe || cancelled) return;
+        // RabbitMQ applies a consumer's prefetch to consumers created after it: subscribe again
+        // with the new one, then cancel the old subscription. What it delivered stays unacked
+        // on this channel and is acked as usual; only new deliveries count against the new value.
+        await ch.prefetch(n);
+        const old = tag;
+        const fresh = await subscribe();
+        tag = fresh;
+        if (old) await ch.cancel(old);
+        if (cancelled) await ch.cancel(fresh); // cancel() came while subscribing
+      },
       cancel: async () => {
+        cancelled = true;
         const ch = mc.peek();
         if (ch && tag) await ch.cancel(tag).catch(() => undefined);
       },
       close: async () => {
+        cancelled = true;
         const ch = mc.peek();
         if (ch && tag) await ch.cancel(tag).catch(() => undefined);
         window?.flush();

@@ -2,7 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import amqp from 'amqplib';
 import pino from 'pino';
-import { Broker } from '../src/index.ts';
+import { Broker, type Delivery } from '../src/index.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const url = process.env.TASKER_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const sfx = Math.random().toString(36).slice(2, 10);
@@ -88,6 +90,63 @@ describe('Broker', () => {
     await b.publish('', queue, Buffer.from('after reconnect'));
     await until(() => seen.includes('after reconnect'), 15000);
     await b.close();
+  });
+
+  it('setPrefetch narrows and widens how many unacked messages the consumer is sent', async () => {
+    const q = `${queue}.prefetch`;
+    await ch.assertQueue(q, { durable: true });
+    const b = await Broker.connect({ url, connectionName: `t-${sfx}-prefetch`, logger });
+    const held: Delivery[] = [];
+    const c = await b.consume(q, { prefetch: 8 }, (d) => void held.push(d));
+    const settledAt = async (n: number) => {
+      await until(() => held.length >= n);
+      await sleep(250); // nothing more arrives
+      expect(held).toHaveLength(n);
+    };
+    await c.setPrefetch(2);
+    for (let i = 0; i < 12; i++) ch.sendToQueue(q, Buffer.from(`m${i}`));
+    await settledAt(2);
+    for (const d of held.splice(0)) d.ack();
+    await settledAt(2);
+    // Widened with two held: the new subscription is sent five; the old one, cancelled, no more.
+    await c.setPrefetch(5);
+    await settledAt(7);
+    for (const d of held.splice(0, 2)) d.ack();
+    await settledAt(5);
+    expect(held.map((d) => d.body.toString())).toEqual(['m4', 'm5', 'm6', 'm7', 'm8']);
+    await expect(c.setPrefetch(0)).rejects.toThrow(/from 1 to 65535/);
+    for (const d of held.splice(0)) d.ack();
+    await settledAt(3);
+    for (const d of held.splice(0)) d.ack();
+    await c.close();
+    await b.close();
+    expect((await ch.checkQueue(q)).messageCount).toBe(0);
+    await ch.deleteQueue(q);
+  });
+
+  it.skipIf(!hasRabbitmqctl())('a prefetch set with setPrefetch is the one the consumer has after a reconnect', async () => {
+    const q = `${queue}.prefetch-reconnect`;
+    await ch.assertQueue(q, { durable: true });
+    for (let i = 0; i < 10; i++) ch.sendToQueue(q, Buffer.from(`m${i}`));
+    const name = `t-${sfx}-prefetch-dropped`;
+    const b = await Broker.connect({ url, connectionName: name, logger });
+    const held: Delivery[] = [];
+    const c = await b.consume(q, { prefetch: 6 }, (d) => void held.push(d));
+    await until(() => held.length === 6);
+    await c.setPrefetch(3); // the new subscription is sent 3 more; the 6 stay held
+    await until(() => held.length === 9);
+    const listed = execFileSync('rabbitmqctl', ['-q', 'list_connections', 'pid', 'client_properties'], { encoding: 'utf8' });
+    const pid = listed.split('\n').find((l) => l.includes(name))!.split('\t')[0]!;
+    execFileSync('rabbitmqctl', ['-q', 'close_connection', pid, 'test drops the connection']);
+    await until(() => !b.connected, 5000);
+    held.length = 0; // the broker takes back what was unacked
+    await until(() => b.connected, 15000);
+    await until(() => held.length >= 3);
+    await sleep(250);
+    expect(held).toHaveLength(3);
+    await c.close();
+    await b.close();
+    await ch.deleteQueue(q);
   });
 
   it('a publish waiting for a channel rejects when the broker is closed', async () => {

@@ -18,6 +18,7 @@ import { AmqpTaskRequester } from '@tasker/client';
 import { redactUrl, resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './config.ts';
 import { parkStepMessage } from './dead-letter.ts';
 import { Slots } from './slots.ts';
+import { PrefetchTuner } from './prefetch.ts';
 import { runStep, type StepRun } from './step-runner.ts';
 import { ResultPublisher } from './result-publisher.ts';
 
@@ -62,6 +63,7 @@ export class Worker {
   /** The connection's broker user, which RabbitMQ validates as each result's user_id (parsed once, not per step). */
   private readonly userId: string;
   private readonly slots: Slots;
+  private readonly prefetchTuner: PrefetchTuner;
   /** Handlers answered as timed out that still hold their slot (until they return, or the overrun grace ends). */
   private overrunning = 0;
   private readonly jobs = new Map<Job, Promise<void>>();
@@ -83,6 +85,7 @@ export class Worker {
     this.queue = this.options.names.stepQueue(this.namespace);
     this.userId = amqpUsername(this.options.amqpUrl);
     this.slots = new Slots(this.options.concurrency);
+    this.prefetchTuner = new PrefetchTuner(this.options.concurrency);
     // Every step waiting for a slot listens for the shutdown: with `steps` messages there may
     // be hundreds (prefetch × steps per message), not a leak.
     setMaxListeners(0, this.shutdown.signal);
@@ -90,6 +93,14 @@ export class Worker {
 
   get state(): WorkerState {
     return this.currentState;
+  }
+
+  /**
+   * Step messages the broker may send before this worker acks one: its concurrency, or fewer
+   * when messages carry several steps each (see prefetch.ts).
+   */
+  get prefetch(): number {
+    return this.prefetchTuner.current;
   }
 
   /**
@@ -203,6 +214,7 @@ export class Worker {
     const d = job.delivery;
     // One step, or several in a `steps` message: each is run (or parked) on its own.
     const decoded = decodeOneOrMany(StepMessage, STEP_MESSAGES_SHAPE, d.body, 'step message');
+    this.tunePrefetch(decoded.ok ? decoded.value.length : 1);
     const ends = decoded.ok
       ? await Promise.all(decoded.value.map((part) => this.runPart(job, part)))
       : [await this.park(job, decoded.error)];
@@ -217,6 +229,25 @@ export class Worker {
       // Acked only now: a result that was never confirmed must not lose its step.
       d.ack();
     }
+  }
+
+  /** Follows the steps per message received with the consumer's prefetch. */
+  private tunePrefetch(steps: number): void {
+    const consumer = this.consumer;
+    if (!consumer) return;
+    const want = this.prefetchTuner.observe(steps);
+    if (want === null) return;
+    const from = this.prefetchTuner.current;
+    consumer.setPrefetch(want).then(
+      () => {
+        this.prefetchTuner.settled(want);
+        this.logger.debug({ queue: this.queue, from, to: want }, 'prefetch follows the steps per message');
+      },
+      (err: unknown) => {
+        this.prefetchTuner.settled(null);
+        this.logger.debug({ err, queue: this.queue }, 'prefetch not changed (the channel is closed; the next message tries again)');
+      },
+    );
   }
 
   /** Runs one step of a delivery (or parks it) and publishes its result. */
