@@ -19,7 +19,10 @@ export interface WorkerOptions {
   namespace: string;
   /** Handlers by the `handler.callable` of the namespace's template steps. */
   handlers: Record<string, StepHandler>;
-  /** Steps run at once; also the consumer's prefetch. @defaultValue 10 */
+  /**
+   * Steps run at once; also the consumer's prefetch, which becomes smaller when messages carry
+   * several steps each (see prefetch.ts). @defaultValue 10
+   */
   concurrency?: number;
   /** amqp:// URL, credentials included. @defaultValue `TASKER_AMQP_URL`, else `amqp://guest:guest@127.0.0.1:5672` */
   amqpUrl?: string;
