@@ -8,7 +8,7 @@
  * asks for enough messages for twice its slots plus one message: ceil(2 × concurrency / N)
  * + 1, at most concurrency, N being a moving average of the steps per message received.
  * Twice, not once: a smaller window costs the broker more per step (more, smaller credit
- * rounds; measured in the diamond benchmark: RabbitMQ's CPU per step +20–30 % at once, +10–20 %
+ * rounds; measured in the diamond benchmark: RabbitMQ's CPU per step +20–35 % at once, +10–20 %
  * at twice, bench/RESULTS.md, session 7).
  */
 export class PrefetchTuner {
