@@ -41,6 +41,7 @@ from .messages import (
     parked_routing_key,
     step_result,
 )
+from .prefetch import PrefetchTuner
 
 log = logging.getLogger("tasker_worker")
 
@@ -107,7 +108,8 @@ class Worker:
     Settings not given come from the environment: ``TASKER_NAMESPACE``, ``TASKER_AMQP_URL``
     (default amqp://guest:guest@127.0.0.1:5672), ``TASKER_AMQP_PREFIX`` (default ``tasker``).
     ``concurrency`` (default 10) bounds the handlers running at once and is the consumer's
-    prefetch; ``shutdown_grace`` (seconds, default 10) is how long running steps may finish at
+    prefetch while messages carry one step each (fewer messages when they carry several:
+    ``prefetch``); ``shutdown_grace`` (seconds, default 10) is how long running steps may finish at
     stop before they are given back to the queue; ``overrun_grace`` (seconds, default 5) how
     long a handler that outlives its step's timeout keeps its slot.
     """
@@ -160,6 +162,18 @@ class Worker:
         self._replies: Dict[str, list] = {}
         self._replies_lock = threading.Lock()
         self._conn: Optional[pika.BlockingConnection] = None
+        self._prefetch_tuner = PrefetchTuner(concurrency)
+        #: The step queue subscriptions of this session not cancelled yet; the last is the
+        #: current one (the others are being replaced by it).
+        self._consumer_tags: list = []
+        #: A change of prefetch asked for by the tuner, not made yet.
+        self._prefetch_wanted: Optional[int] = None
+
+    @property
+    def prefetch(self) -> int:
+        """Step messages the broker may send before this worker acks one: its concurrency, or
+        fewer when messages carry several steps each (see prefetch.py)."""
+        return self._prefetch_tuner.current
 
     def handler(self, name: Optional[str] = None) -> Callable[[Handler], Handler]:
         """Registers a function as the handler of a callable (default: its own name)."""
@@ -220,6 +234,8 @@ class Worker:
         self._slots_in_use = 0
         self._results = []
         self._results_busy = False
+        self._consumer_tags = []
+        self._drop_prefetch_change()
         self._conn = None
 
     def _run_session(self) -> None:
@@ -235,18 +251,23 @@ class Worker:
             if not self._wait_for_queue(conn):
                 return
             self._consume = conn.channel()
-            self._consume.basic_qos(prefetch_count=self.concurrency)
+            # A new session starts from the prefetch the tuner holds (the steps per message
+            # seen so far), not from the concurrency again.
+            self._consumer_tags = []
+            self._consume.basic_qos(prefetch_count=self._prefetch_tuner.current)
             self._publish = conn.channel()
             self._publish.confirm_delivery()
             self._requests = conn.channel()
             self._requests.confirm_delivery()
             self._requests.basic_consume(DIRECT_REPLY_TO, self._on_reply, auto_ack=True)
             self._listen_for_cancellations(conn)
-            tag = self._consume.basic_consume(self.queue, self._on_delivery, auto_ack=False)
+            self._consumer_tags.append(self._consume.basic_consume(self.queue, self._on_delivery, auto_ack=False))
             log.info("worker consuming %s", self.queue)
             while not self._stop.is_set():
                 conn.process_data_events(time_limit=0.2)
-            self._shutdown(conn, tag)
+                if self._prefetch_wanted is not None and not self._stop.is_set():
+                    self._change_prefetch()
+            self._shutdown(conn)
         finally:
             if conn.is_open:
                 try:
@@ -295,9 +316,12 @@ class Worker:
             waited += POLL_SECONDS
         return False
 
-    def _shutdown(self, conn: pika.BlockingConnection, tag: str) -> None:
+    def _shutdown(self, conn: pika.BlockingConnection) -> None:
         log.info("worker stopping: %d step message(s) in hand", len(self._deliveries))
-        self._consume.basic_cancel(tag)
+        self._drop_prefetch_change()
+        # The current subscription, and any older one a failed change left behind.
+        while self._consumer_tags:
+            self._consume.basic_cancel(self._consumer_tags.pop())
         for job in list(self._waiting):  # not started: its message goes back once its running siblings end
             self._waiting.remove(job)
             self._step_ended(job.delivery, "given_back")
@@ -333,11 +357,59 @@ class Worker:
             # One step, or several in a ``steps`` message: each is run (or parked) on its own.
             parts = decode_step_messages(body)
         except Refused as r:
+            self._tune_prefetch(1)
             self._park(delivery, r)  # the whole message, body unchanged
             return
+        self._tune_prefetch(len(parts))
         delivery.pending = len(parts)
         for part in parts:
             self._take(delivery, part)
+
+    def _tune_prefetch(self, steps: int) -> None:
+        """Counts a delivery of ``steps`` steps; a change of prefetch it calls for is made by
+        the consuming loop once the deliveries at hand are dispatched (_change_prefetch)."""
+        want = self._prefetch_tuner.observe(steps)
+        if want is not None:
+            self._prefetch_wanted = want
+
+    def _change_prefetch(self) -> None:
+        """Follows the steps per message received with the consumer's prefetch. Runs on the
+        connection's thread, in the consuming loop, between two process_data_events.
+
+        RabbitMQ applies a prefetch (basic.qos, global false) only to consumers created after
+        it: so set it, subscribe again on the same channel, then cancel the old subscription.
+        What the old one delivered stays unacked on the channel and is acked (by delivery tag)
+        as usual; only new deliveries count against the new prefetch. pika gives back to the
+        queue (basic.reject, requeue) what reaches the old subscription and is not dispatched
+        yet when it is cancelled: this runs outside of the delivery callbacks, once the
+        deliveries already received are dispatched, so that is only what the broker sent
+        while the change was under way."""
+        want, self._prefetch_wanted = self._prefetch_wanted, None
+        if want is None:
+            return
+        before = self._prefetch_tuner.current
+        changed = False
+        try:
+            self._consume.basic_qos(prefetch_count=want)
+            self._consumer_tags.append(self._consume.basic_consume(self.queue, self._on_delivery, auto_ack=False))
+            while len(self._consumer_tags) > 1:
+                self._consume.basic_cancel(self._consumer_tags[0])
+                del self._consumer_tags[0]
+            changed = True
+            log.debug("prefetch of %s follows the steps per message: %d -> %d", self.queue, before, want)
+        except pika.exceptions.AMQPError as e:
+            # The channel or the connection is closed: the session ends (a new one starts from
+            # the prefetch held), or a later message asks again.
+            log.info("prefetch of %s not changed from %d to %d (%s: %s)", self.queue, before, want, type(e).__name__, e)
+        finally:
+            self._prefetch_tuner.settled(want if changed else None)
+
+    def _drop_prefetch_change(self) -> None:
+        """Stopping, or the connection is gone: a change asked for is not made (a new session
+        starts from the prefetch held)."""
+        if self._prefetch_wanted is not None:
+            self._prefetch_wanted = None
+            self._prefetch_tuner.settled(None)
 
     def _take(self, delivery: _Delivery, part: StepPart) -> None:
         """Starts one step of a delivery (or queues it for a slot), or parks it."""

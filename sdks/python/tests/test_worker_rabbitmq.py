@@ -174,9 +174,9 @@ class WorkerTest(unittest.TestCase):
         cls.answerer.join(5)
         cls.orch.close()
 
-    def start_worker(self, **options):
+    def start_worker(self, handlers=HANDLERS, **options):
         ns = self.orch.namespace()
-        w = Worker(ns, HANDLERS, prefix=self.orch.prefix, **{"amqp_url": AMQP_URL, **options})
+        w = Worker(ns, handlers, prefix=self.orch.prefix, **{"amqp_url": AMQP_URL, **options})
         t = threading.Thread(target=w.run, kwargs={"install_signal_handlers": False}, daemon=True)
         t.start()
         self.addCleanup(lambda: (w.stop(), t.join(15)))
@@ -419,6 +419,62 @@ class WorkerTest(unittest.TestCase):
         for i in range(5):
             self.assertEqual(self.orch.result_for(f"stp_n{i}")[0]["status"], "success")
         self.assertEqual(COUNTING["max"], 2)
+
+    def eventually(self, predicate, what, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                self.fail(f"waited {timeout} s for {what}")
+            time.sleep(0.02)
+
+    def test_given_steps_messages_the_worker_holds_fewer_of_them_and_leaves_the_rest_in_the_queue(self):
+        release = threading.Event()
+
+        def held(ctx):
+            release.wait(20)
+            return {"held": True}
+
+        ns, w, t = self.start_worker(handlers={**HANDLERS, "held": held}, concurrency=4)
+        self.addCleanup(release.set)  # added after the worker's cleanup, so run before it
+        queue = f"{self.orch.prefix}.steps.{ns}"
+
+        def dispatch(name, count, **over):
+            ids = []
+            for i in range(count):
+                steps = [step_message(namespace=ns, step_id=f"stp_{name}{i}_{j}", idempotency_key=f"stp_{name}{i}_{j}:1", **over) for j in range(16)]
+                self.orch.dispatch_steps(ns, steps_message(steps), message_id=f"stp_{name}{i}_0:1+15")
+                ids += [m["step_id"] for m in steps]
+            return ids
+
+        # Messages of 16 steps: 4 slots soon ask for ceil(2 × 4 / 16) + 1 = 2 messages at a time.
+        self.assertEqual(w.prefetch, 4)
+        warm = dispatch("w", 4)
+        for step_id in warm:
+            self.assertEqual(self.orch.result_for(step_id)[0]["status"], "success")
+        self.eventually(lambda: w.prefetch == 2, "the prefetch to narrow to 2")
+
+        # Now the handlers block: the worker takes two messages (32 steps, 4 running) and leaves
+        # three in the queue, where a prefetch of 4 would leave one.
+        blocked = dispatch("h", 5, handler={"callable": "held", "method": None, "initialization": {}})
+        self.eventually(lambda: self.orch.depth(ns) == 3, "three messages left in the queue")
+        time.sleep(0.3)
+        declared = self.orch.ch.queue_declare(queue, passive=True).method
+        self.assertEqual((declared.message_count, declared.consumer_count), (3, 1))  # the old subscription is cancelled
+
+        release.set()
+        for step_id in blocked:
+            r = self.orch.result_for(step_id, timeout=15)[0]
+            self.assertEqual((r["status"], r["result"], r["delivery_count"]), ("success", {"held": True}, 1))
+        with self.assertRaises(AssertionError):  # nothing more comes
+            self.orch.wait(f"{self.orch.prefix}.results", lambda d, p, b: d and d.get("namespace") == ns, timeout=0.5)
+        carried = [r["step_id"] for d, _ in self.result_messages(ns) for r in (d["results"] if d.get("message_type") == "step_results" else [d])]
+        self.assertEqual(sorted(carried), sorted(warm + blocked))  # every step answered exactly once
+        self.assertEqual(self.orch.depth(ns), 0)
+        self.assertEqual(w.prefetch, 2)
+        w.stop()
+        t.join(15)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(self.orch.depth(ns), 0)  # every message acked: none came back when the connection closed
 
     def test_a_cancel_broadcast_reaches_a_running_step_of_a_steps_message(self):
         ns, _, _ = self.start_worker()
