@@ -188,15 +188,44 @@ class DelegateAndWait < TaskerWorker::StepHandler
   end
 end
 
+# Holds every step while the gate is closed (Gated.close! / Gated.open!).
+class Gated < TaskerWorker::StepHandler
+  LOCK = Mutex.new
+  OPENED = ConditionVariable.new
+  @open = true
+
+  class << self
+    def close!
+      LOCK.synchronize { @open = false }
+    end
+
+    def open!
+      LOCK.synchronize do
+        @open = true
+        OPENED.broadcast
+      end
+    end
+
+    def pass
+      LOCK.synchronize { OPENED.wait(LOCK) until @open }
+    end
+  end
+
+  def call(context)
+    self.class.pass
+    { passed: context.step_id }
+  end
+end
+
 class WorkerRabbitMQTest < Minitest::Test
   include StepMessageFixture
   include StepsMessageFixture
   ORCH = FakeOrchestrator.new
   Minitest.after_run { ORCH.close }
 
-  def start_worker(**options)
+  def start_worker(handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled, Counting], **options)
     ns = ORCH.namespace
-    w = TaskerWorker::Worker.new(namespace: ns, handlers: [Validate, Busy, Slow, Delegate, DelegateAndWait, UntilCancelled, Counting], prefix: ORCH.prefix,
+    w = TaskerWorker::Worker.new(namespace: ns, handlers: handlers, prefix: ORCH.prefix,
                                  logger: Logger.new(nil), **{ amqp_url: AMQP_URL }.merge(options))
     t = Thread.new { w.run(install_signal_handlers: false) }
     @cleanup = lambda {
@@ -214,6 +243,16 @@ class WorkerRabbitMQTest < Minitest::Test
   end
 
   def handler(name) = { 'callable' => name, 'method' => nil, 'initialization' => {} }
+
+  # Waits until the block returns true, polling; fails after `timeout` seconds.
+  def eventually(what, timeout: 10)
+    deadline = Time.now + timeout
+    until yield
+      raise Minitest::Assertion, "#{what}: not within #{timeout} s" if Time.now > deadline
+
+      sleep 0.02
+    end
+  end
 
   def test_a_step_result_is_published_with_its_properties_and_the_step_acked
     ns, w, t = start_worker
@@ -457,6 +496,88 @@ class WorkerRabbitMQTest < Minitest::Test
     ORCH.dispatch_steps(ns, steps_message((0..4).map { |i| step_message(namespace: ns, step_id: "stp_n#{i}", handler: handler('Counting')) }))
     5.times { |i| assert_equal 'success', ORCH.result_for("stp_n#{i}")[0]['status'] }
     assert_equal 2, Counting::COUNTS[:max]
+  end
+
+  # With `steps` messages of 16 steps, a worker of concurrency 4 soon holds ceil(2 × 4 / 16) + 1
+  # = 2 messages at a time (it subscribes again with that prefetch), not 4: while its handlers
+  # block, the rest stay in the queue for another worker of the namespace.
+  def test_with_steps_messages_the_prefetch_follows_the_steps_per_message_and_the_rest_stay_in_the_queue
+    ns, w, t = start_worker(concurrency: 4, handlers: [Gated])
+    assert_equal 4, w.prefetch
+    ids = ->(batch) { (0...16).map { |i| "stp_#{batch}_#{i}" } }
+    send_steps = lambda do |batch|
+      steps = ids.call(batch).map { |id| step_message(namespace: ns, step_id: id, idempotency_key: "#{id}:1", handler: handler('Gated')) }
+      ORCH.dispatch_steps(ns, steps_message(steps), message_id: "stp_#{batch}_0:1+15")
+    end
+    warm = %w[w0 w1 w2 w3]
+    warm.each(&send_steps)
+    warm.flat_map(&ids).each { |id| assert_equal 'success', ORCH.result_for(id)[0]['status'] }
+    eventually('prefetch 2') { w.prefetch == 2 }
+    consume_ch = w.instance_variable_get(:@consume_ch)
+    eventually('the old consumer cancelled') { consume_ch.consumers.size == 1 }
+    eventually('every warm-up message acked') { w.instance_variable_get(:@deliveries).empty? }
+
+    # Now the handlers block: the worker takes two messages (32 steps) and leaves three.
+    Gated.close!
+    held = %w[h0 h1 h2 h3 h4]
+    held.each(&send_steps)
+    eventually('three messages left in the queue') { ORCH.depth(ns) == 3 }
+    sleep 0.3
+    assert_equal 3, ORCH.depth(ns) # with prefetch 4: 1
+    assert_equal 2, w.prefetch
+
+    Gated.open!
+    held.flat_map(&ids).each { |id| assert_equal 'success', ORCH.result_for(id)[0]['status'] }
+    # Each step answered exactly once, on its first delivery: nothing more comes.
+    assert_raises(Minitest::Assertion) { ORCH.wait('results', timeout: 0.5) { |d, _p, _b| d && d['namespace'] == ns } }
+    answered = result_messages(ns).flat_map { |d, _p| d['message_type'] == 'step_results' ? d['results'] : [d] }
+    assert_equal (warm + held).flat_map(&ids).sort, answered.map { |r| r['step_id'] }.sort
+    assert_equal [1], answered.map { |r| r['delivery_count'] }.uniq
+    assert consume_ch.open? # no delivery tag acked twice (that closes the channel)
+    assert_equal [w.instance_variable_get(:@consumer).consumer_tag], consume_ch.consumers.keys
+    w.stop
+    t.join(15)
+    refute t.alive?
+    assert_equal 0, ORCH.depth(ns) # every message acked: none given back at stop
+  ensure
+    Gated.open!
+  end
+
+  # Makes the channel's next basic.consume fail after the broker took it (as when its reply
+  # comes too late): the new consumer exists, but the worker takes the change as failed.
+  module ConsumeFailsOnce
+    attr_accessor :fail_next_consume
+
+    def basic_consume_with(consumer)
+      ok = super
+      if fail_next_consume
+        self.fail_next_consume = false
+        raise Bunny::ClientTimeout, 'no basic.consume-ok in time'
+      end
+      ok
+    end
+  end
+
+  def test_a_failed_prefetch_change_is_put_right_then_asked_for_again
+    ns, w, = start_worker(concurrency: 4, handlers: [Gated])
+    consume_ch = w.instance_variable_get(:@consume_ch)
+    consume_ch.singleton_class.prepend(ConsumeFailsOnce)
+    consume_ch.fail_next_consume = true
+    ids = ->(batch) { (0...16).map { |i| "stp_#{batch}_#{i}" } }
+    send_steps = lambda do |batch|
+      ORCH.dispatch_steps(ns, steps_message(ids.call(batch).map { |id| step_message(namespace: ns, step_id: id, handler: handler('Gated')) }))
+    end
+    %w[a0 a1 a2 a3].each(&send_steps)
+    eventually('the change tried') { !consume_ch.fail_next_consume }
+    assert_equal 4, w.prefetch # failed: as it was
+    # Put right: basic.qos back to 4 for the consumer in force, the consumers of the attempt cancelled.
+    eventually('the consumer put right') { consume_ch.prefetch_count == 4 && consume_ch.consumers.size == 1 }
+    %w[b0 b1].each(&send_steps) # the next messages ask again
+    eventually('prefetch 2') { w.prefetch == 2 && consume_ch.prefetch_count == 2 && consume_ch.consumers.size == 1 }
+    all = %w[a0 a1 a2 a3 b0 b1].flat_map(&ids)
+    all.each { |id| assert_equal 'success', ORCH.result_for(id)[0]['status'] }
+    assert_raises(Minitest::Assertion) { ORCH.wait('results', timeout: 0.3) { |d, _p, _b| d && d['namespace'] == ns } }
+    assert consume_ch.open?
   end
 
   def test_a_cancel_broadcast_reaches_a_running_step_of_a_steps_message

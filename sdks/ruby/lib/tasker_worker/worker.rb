@@ -21,6 +21,11 @@ module TaskerWorker
   # `shutdown_grace` (seconds, default 10): at SIGTERM/SIGINT or #stop, how long running
   # steps may finish before they go back to the queue. `overrun_grace` (seconds, default 5):
   # how long a handler that outlives its step's timeout keeps its slot.
+  #
+  # The consumer's prefetch (step messages held unacked) starts at `concurrency` and follows
+  # the steps per message (PrefetchTuner): with `steps` messages of N steps it comes down to
+  # ceil(2 × concurrency / N) + 1, so one worker does not hold concurrency × N steps while
+  # another worker of the namespace sits idle.
   class Worker
     DIRECT_REPLY_TO = 'amq.rabbitmq.reply-to'
     MAX_REASON_CHARS = 4096
@@ -29,6 +34,8 @@ module TaskerWorker
     MAX_RESULTS_PER_MESSAGE = 500
     # A `step_results` message stays under half the message limit (each result is at most 1 MiB).
     MAX_BATCH_BYTES = MAX_MESSAGE_BYTES / 2
+    # After a prefetch change that failed, how long before the consumer is put right (seconds).
+    RESYNC_INTERVAL = 1.0
 
     # One delivery, from decoding to its ack: one step, or several (a `steps` message).
     # `unanswered`: its steps whose result (or parking) is not under way yet; `settled`: its
@@ -85,6 +92,30 @@ module TaskerWorker
       @request_mutex = Mutex.new
       @replies = {}
       @replies_mutex = Mutex.new
+      # The consumer's prefetch (see #prefetch): fed by the delivery threads, applied by #run's
+      # loop. `@prefetch_wanted`: a change the tuner asked for, not yet applied.
+      @tuner = PrefetchTuner.new(concurrency)
+      @tune_mutex = Mutex.new
+      @tune_cv = ConditionVariable.new
+      @prefetch_wanted = nil
+      # `@consumer`: the current subscription to the step queue; `@retired`: subscriptions it
+      # replaced, not cancelled yet (a cancel failed); both used by #run's thread only.
+      @consumer = nil
+      @retired = []
+      @resync_at = 0.0
+      # The consume channel's synchronous methods run by this worker (#with_consume_ops) and
+      # bunny's recovery of the connection never overlap: `@recovering` while bunny recovers,
+      # `@ops_thread` while the worker runs some.
+      @ops_mutex = Mutex.new
+      @ops_cv = ConditionVariable.new
+      @ops_thread = nil
+      @recovering = false
+    end
+
+    # Step messages the broker may send before this worker acks one: its concurrency, or
+    # fewer when messages carry several steps each (see PrefetchTuner).
+    def prefetch
+      @tune_mutex.synchronize { @tuner.current }
     end
 
     # Asks #run to stop: no new steps; running ones get the grace period. Safe from any thread.
@@ -100,6 +131,8 @@ module TaskerWorker
       # The credentials override Bunny's own reading of the URL, which turns a `+` into a space.
       @conn = Bunny.new(@amqp_url, **@credentials, connection_name: "tasker-worker #{@namespace} #{@worker_id}", automatically_recover: true,
                                                    logger: Logger.new($stderr, level: :warn))
+      @conn.before_recovery_attempt_starts { recovery_starting }
+      @conn.after_recovery_completed { recovery_completed }
       @conn.start
       return close unless wait_for_queue
 
@@ -110,10 +143,12 @@ module TaskerWorker
       @request_ch = @conn.create_channel
       @request_ch.basic_consume(DIRECT_REPLY_TO, @request_ch.generate_consumer_tag('tasker-replies'), true) { |_d, props, body| on_reply(props, body) }
       listen_for_cancellations
-      queue = @consume_ch.queue(@queue_name, passive: true)
-      @consumer = queue.subscribe(manual_ack: true, block: false) { |delivery, props, body| on_delivery(delivery, props, body) }
+      @consume_queue = @consume_ch.queue(@queue_name, passive: true)
+      consumer = new_consumer
+      @consume_ch.basic_consume_with(consumer)
+      @consumer = consumer
       @logger.info("worker consuming #{@queue_name}")
-      sleep 0.1 until @stop
+      follow_prefetch until @stop
       shutdown
     ensure
       close
@@ -191,7 +226,7 @@ module TaskerWorker
       @stopping = true
       @mutex.synchronize { @slots_cv.broadcast } # steps waiting for a slot are given back
       @logger.info("worker stopping: #{@deliveries.size} step message(s) in hand")
-      @consumer&.cancel
+      cancel_consumers
       deadline = monotonic + @shutdown_grace
       sleep 0.02 while !@deliveries.empty? && monotonic < deadline
       # Messages whose every step is being answered right now finish that; the others (a step
@@ -219,6 +254,186 @@ module TaskerWorker
       Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
 
+    # ── the consumer's prefetch ─────────────────────────────────────────────────────
+    #
+    # RabbitMQ applies a basic.qos prefetch (per consumer) only to consumers created after it:
+    # to change it, the worker subscribes again on the same channel (basic.qos, then a new
+    # consumer with the same block), then cancels the old consumer. Deliveries it received stay
+    # unacked on the channel and are acked or given back by delivery tag as usual; they do not
+    # count against the new prefetch. Nothing is redelivered, so nothing is answered twice.
+    #
+    # The tuner is fed on the delivery threads (#tune_prefetch); the change runs on #run's
+    # thread (#follow_prefetch), never on bunny's consumer work pool nor its reader loop: the
+    # channel methods wait for replies that the reader loop hands over, and cancelling the
+    # last consumer of a channel waits for the pool.
+    #
+    # Bunny's recovery of the connection opens the channel again with its last prefetch (that
+    # of the last basic.qos answered) and consumes again with every consumer the channel
+    # knows. After a change, or after a failed change once put right (#resync), that is the
+    # tuner's value and the current consumer alone.
+
+    def new_consumer
+      consumer = Bunny::Consumer.new(@consume_ch, @consume_queue, @consume_ch.generate_consumer_tag, false)
+      consumer.on_delivery { |delivery, props, body| on_delivery(delivery, props, body) }
+    end
+
+    # Counts a delivery's steps, right after decoding it; a change the tuner asks for is
+    # handed to #run's loop.
+    def tune_prefetch(steps)
+      @tune_mutex.synchronize do
+        want = @tuner.observe(steps)
+        if want
+          @prefetch_wanted = want
+          @tune_cv.signal
+        end
+      end
+    end
+
+    # One turn of #run's loop (0.1 s at most): applies the change the tuner asked for, or puts
+    # the consumer right after a change that failed.
+    def follow_prefetch
+      want = @tune_mutex.synchronize do
+        @tune_cv.wait(@tune_mutex, 0.1) if @prefetch_wanted.nil?
+        wanted = @prefetch_wanted
+        @prefetch_wanted = nil
+        wanted
+      end
+      if want
+        change_prefetch(want)
+      elsif resync_due? && monotonic >= @resync_at && consume_channel_usable?
+        resync
+      end
+    end
+
+    def change_prefetch(want)
+      from = prefetch
+      subscribed = false
+      failure = nil
+      begin
+        ran = false
+        if consume_channel_usable?
+          ran = with_consume_ops do
+            subscribe_again(want)
+            subscribed = true
+            cancel_retired
+          end
+        end
+        failure = 'the connection or its channel is down' unless ran
+      rescue StandardError => e
+        failure = "#{e.class}: #{e.message}"
+      end
+      # Subscribed: the new prefetch is in force, even if the old consumer is not cancelled yet.
+      @tune_mutex.synchronize { @tuner.settled(subscribed ? want : nil) }
+      @logger.debug("prefetch #{from} -> #{want}: follows the steps per message (#{@queue_name})") if subscribed
+      return unless failure
+
+      @resync_at = monotonic + RESYNC_INTERVAL
+      if subscribed
+        @logger.warn("prefetch now #{want}, but the previous consumer of #{@queue_name} is not cancelled yet (#{failure}); tried again shortly")
+      else
+        @logger.warn("prefetch not changed from #{from} to #{want} (#{failure}); a later message asks again")
+      end
+    end
+
+    # basic.qos, then a new consumer; the one it replaces is retired (cancelled by #cancel_retired).
+    def subscribe_again(prefetch)
+      @consume_ch.prefetch(prefetch)
+      fresh = new_consumer
+      begin
+        @consume_ch.basic_consume_with(fresh)
+      rescue StandardError
+        # Perhaps known to bunny, or to the broker, all the same: cancelled with the others.
+        @retired << fresh
+        raise
+      end
+      @retired << @consumer
+      @consumer = fresh
+    end
+
+    def cancel_retired
+      until @retired.empty?
+        @consume_ch.basic_cancel(@retired.first.consumer_tag) # an unknown tag is not an error
+        @retired.shift
+      end
+    end
+
+    # After a failed change, the channel may hold a consumer too many, or bunny may remember a
+    # basic.qos that the current consumer does not have (and give it to every consumer it
+    # re-creates at a recovery).
+    def resync_due?
+      !@retired.empty? || @consume_ch.prefetch_count != prefetch
+    end
+
+    def resync
+      target = prefetch
+      ran = with_consume_ops do
+        subscribe_again(target) if @consume_ch.prefetch_count != target
+        cancel_retired
+      end
+      if ran
+        @logger.info("consumer of #{@queue_name} put right after a failed prefetch change: prefetch #{target}")
+      else
+        @resync_at = monotonic + RESYNC_INTERVAL
+      end
+    rescue StandardError => e
+      @resync_at = monotonic + RESYNC_INTERVAL
+      @logger.warn("consumer of #{@queue_name} not put right yet (#{e.class}: #{e.message}); tried again shortly")
+    end
+
+    def consume_channel_usable?
+      @conn.open? && @consume_ch.open?
+    end
+
+    # Runs the block (the consume channel's synchronous methods) unless bunny is recovering the
+    # connection: then returns false. A recovery starting meanwhile waits for the block to end
+    # (its methods fail once the connection is down: at once, or after bunny's continuation
+    # timeout), so replies meant for the recovery and for the worker are never mixed.
+    def with_consume_ops
+      @ops_mutex.synchronize do
+        return false if @recovering
+
+        @ops_thread = Thread.current
+      end
+      begin
+        yield
+        true
+      ensure
+        @ops_mutex.synchronize do
+          @ops_thread = nil
+          @ops_cv.broadcast
+        end
+      end
+    end
+
+    # Bunny calls these around each recovery attempt, on the thread that found the connection
+    # lost (possibly #run's own thread, inside #with_consume_ops: it does not wait for itself).
+    def recovery_starting
+      @ops_mutex.synchronize do
+        @recovering = true
+        @ops_cv.wait(@ops_mutex, 1) while @ops_thread && @ops_thread != Thread.current
+      end
+    end
+
+    def recovery_completed
+      @ops_mutex.synchronize { @recovering = false }
+    end
+
+    # At shutdown: the current consumer and any retired one not cancelled yet.
+    def cancel_consumers
+      return if @consumer.nil?
+
+      ran = false
+      if consume_channel_usable?
+        ran = with_consume_ops do
+          cancel_retired
+          @consume_ch.basic_cancel(@consumer.consumer_tag)
+        end
+      end
+      @logger.warn("consumer of #{@queue_name} not cancelled: the connection or its channel is down") unless ran
+    rescue StandardError => e
+      @logger.warn("consumer of #{@queue_name} not cancelled (#{e.class}: #{e.message}); steps it still sends are given back")
+    end
+
     # ── deliveries (each handled on a thread of its own) ─────────────────────────────
 
     def on_delivery(delivery_info, props, body)
@@ -237,18 +452,23 @@ module TaskerWorker
     end
 
     def handle(delivery, body)
-      ends = begin
-        # One step, or several in a `steps` message: each is run (or parked) on its own.
-        parts = Messages.decode_step_messages(body)
-        @mutex.synchronize { delivery.unanswered = parts.size }
-        if parts.size == 1
-          [run_part(delivery, parts[0], body)]
-        else
-          parts.map { |part| Thread.new { run_part(delivery, part, body) } }.map(&:value)
-        end
+      # One step, or several in a `steps` message: each is run (or parked) on its own.
+      parts = begin
+        Messages.decode_step_messages(body)
       rescue Refused => e
-        [park(delivery, body, e)] # the whole message, body unchanged
+        e
       end
+      tune_prefetch(parts.is_a?(Refused) ? 1 : parts.size)
+      ends = if parts.is_a?(Refused)
+               [park(delivery, body, parts)] # the whole message, body unchanged
+             else
+               @mutex.synchronize { delivery.unanswered = parts.size }
+               if parts.size == 1
+                 [run_part(delivery, parts[0], body)]
+               else
+                 parts.map { |part| Thread.new { run_part(delivery, part, body) } }.map(&:value)
+               end
+             end
       settle(delivery, ends)
     rescue StandardError => e
       @logger.error("unexpected failure handling a step delivery: #{e.class}: #{e.message}")
