@@ -3,6 +3,8 @@ prefix of its own: a small stand-in orchestrator declares the queues, dispatches
 messages, reads the results and answers task requests. Everything is deleted afterwards."""
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 import unittest
@@ -15,6 +17,21 @@ from tests.broker_user import BrokerUser
 from tests.test_messages import step_message, steps_message
 
 AMQP_URL = os.environ.get("TASKER_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def rabbitmqctl(*args):
+    """rabbitmqctl's output (quiet): the tests that drop a connection from the broker side use it."""
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=15).stdout
+
+
+def has_rabbitmqctl():
+    if shutil.which("rabbitmqctl") is None:
+        return False
+    try:
+        rabbitmqctl("status")
+        return True
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 class FakeOrchestrator:
@@ -475,6 +492,76 @@ class WorkerTest(unittest.TestCase):
         t.join(15)
         self.assertFalse(t.is_alive())
         self.assertEqual(self.orch.depth(ns), 0)  # every message acked: none came back when the connection closed
+
+    def worker_connections(self, ns, w):
+        """The broker's pids of the worker's connections, found by their client-provided name."""
+        name = f"tasker-worker {ns} {w.worker_id}"
+        return [line.split("\t")[0] for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines() if name in line]
+
+    @unittest.skipUnless(has_rabbitmqctl(), "needs rabbitmqctl on the broker's host to drop a connection")
+    def test_after_the_broker_drops_the_connection_the_new_session_keeps_the_narrowed_prefetch(self):
+        release = threading.Event()
+
+        def held(ctx):
+            release.wait(20)
+            return {"held": True}
+
+        ns, w, t = self.start_worker(handlers={**HANDLERS, "held": held}, concurrency=4)
+        self.addCleanup(release.set)  # added after the worker's cleanup, so run before it
+        queue = f"{self.orch.prefix}.steps.{ns}"
+
+        def dispatch(name, count, **over):
+            ids = []
+            for i in range(count):
+                steps = [step_message(namespace=ns, step_id=f"stp_{name}{i}_{j}", idempotency_key=f"stp_{name}{i}_{j}:1", **over) for j in range(16)]
+                self.orch.dispatch_steps(ns, steps_message(steps), message_id=f"stp_{name}{i}_0:1+15")
+                ids += [m["step_id"] for m in steps]
+            return ids
+
+        def declared():
+            return self.orch.ch.queue_declare(queue, passive=True).method
+
+        # Warm-up as in the test above: messages of 16 steps narrow the prefetch from 4 to 2.
+        warm = dispatch("w", 4)
+        for step_id in warm:
+            self.assertEqual(self.orch.result_for(step_id)[0]["status"], "success")
+        self.eventually(lambda: w.prefetch == 2, "the prefetch to narrow to 2")
+
+        # The broker drops the worker's connection; the worker connects again and consumes in a
+        # new session (one consumer on the queue again, the old one gone with its connection).
+        before = self.worker_connections(ns, w)
+        self.assertEqual(len(before), 1, f"the worker's connection in rabbitmqctl list_connections: {before}")
+        session = w._session
+        rabbitmqctl("close_connection", before[0], "test drops the connection")
+        self.eventually(lambda: w._session > session and declared().consumer_count == 1, "the worker to consume again in a new session", timeout=15)
+        after = self.worker_connections(ns, w)
+        self.assertEqual(len(after), 1)
+        self.assertNotEqual(after, before)  # a new connection, not the old one still open
+        self.assertEqual(w.prefetch, 2)
+
+        # The new session asked the broker for the narrowed prefetch: with the handlers blocked,
+        # the worker takes two messages (32 steps, 4 running) and leaves three in the queue,
+        # where a session back at the concurrency (prefetch 4) would leave one.
+        blocked = dispatch("h", 5, handler={"callable": "held", "method": None, "initialization": {}})
+        self.eventually(lambda: self.orch.depth(ns) == 3, "three messages left in the queue")
+        time.sleep(0.3)
+        m = declared()
+        self.assertEqual((m.message_count, m.consumer_count), (3, 1))
+
+        release.set()
+        for step_id in blocked:
+            r = self.orch.result_for(step_id, timeout=15)[0]
+            self.assertEqual((r["status"], r["result"], r["delivery_count"]), ("success", {"held": True}, 1))
+        with self.assertRaises(AssertionError):  # nothing more comes
+            self.orch.wait(f"{self.orch.prefix}.results", lambda d, p, b: d and d.get("namespace") == ns, timeout=0.5)
+        carried = [r["step_id"] for d, _ in self.result_messages(ns) for r in (d["results"] if d.get("message_type") == "step_results" else [d])]
+        self.assertEqual(sorted(carried), sorted(warm + blocked))  # every step answered exactly once: no warm-up message came back with the dropped connection
+        self.assertEqual(self.orch.depth(ns), 0)
+        self.assertEqual(w.prefetch, 2)
+        w.stop()
+        t.join(15)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(self.orch.depth(ns), 0)  # every message acked
 
     def test_a_cancel_broadcast_reaches_a_running_step_of_a_steps_message(self):
         ns, _, _ = self.start_worker()
