@@ -2,15 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { PrefetchTuner } from '../src/prefetch.ts';
 
 let clock = 0;
+/** When feed last applied a change. */
+let lastChangeAt = 0;
 
-/** Feeds messages of `steps` steps, 100 ms apart, applying every change asked for; returns the changes. */
-function feed(t: PrefetchTuner, steps: number, count: number): number[] {
+/** Feeds messages of `steps` steps, `every` ms apart, applying every change asked for; returns the changes. */
+function feed(t: PrefetchTuner, steps: number, count: number, every = 100): number[] {
   const asked: number[] = [];
   for (let i = 0; i < count; i++) {
-    clock += 100;
+    clock += every;
     const want = t.observe(steps, clock);
     if (want !== null) {
       asked.push(want);
+      lastChangeAt = clock;
       t.settled(want);
     }
   }
@@ -58,17 +61,8 @@ describe('PrefetchTuner', () => {
 
   it('asks for at most one change a second', () => {
     const t = new PrefetchTuner(50);
-    const at: number[] = [];
-    for (let i = 0; i < 50; i++) {
-      clock += 10;
-      const want = t.observe(16, clock);
-      if (want !== null) {
-        at.push(clock);
-        t.settled(want);
-      }
-    }
-    expect(at).toHaveLength(1); // 50 messages in half a second
-    expect(t.observe(16, at[0]! + 1000)).not.toBeNull(); // a second after the first change
+    expect(feed(t, 16, 50, 10)).toHaveLength(1); // 50 messages in half a second
+    expect(t.observe(16, lastChangeAt + 1000)).not.toBeNull(); // a second after the first change
   });
 
   it('never asks for less than one message, whatever the messages carry', () => {

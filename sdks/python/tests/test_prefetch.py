@@ -7,15 +7,18 @@ from tasker_worker.prefetch import PrefetchTuner
 class PrefetchTunerTest(unittest.TestCase):
     def setUp(self):
         self.clock = 0
+        #: When feed last applied a change.
+        self.last_change_at = 0
 
-    def feed(self, t, steps, count):
-        """Feeds messages of ``steps`` steps, 100 ms apart, applying every change asked for; returns the changes."""
+    def feed(self, t, steps, count, every=100):
+        """Feeds messages of ``steps`` steps, ``every`` ms apart, applying every change asked for; returns the changes."""
         asked = []
         for _ in range(count):
-            self.clock += 100
+            self.clock += every
             want = t.observe(steps, self.clock)
             if want is not None:
                 asked.append(want)
+                self.last_change_at = self.clock
                 t.settled(want)
         return asked
 
@@ -61,15 +64,8 @@ class PrefetchTunerTest(unittest.TestCase):
 
     def test_asks_for_at_most_one_change_a_second(self):
         t = PrefetchTuner(50)
-        at = []
-        for _ in range(50):
-            self.clock += 10
-            want = t.observe(16, self.clock)
-            if want is not None:
-                at.append(self.clock)
-                t.settled(want)
-        self.assertEqual(len(at), 1)  # 50 messages in half a second
-        self.assertIsNotNone(t.observe(16, at[0] + 1000))  # a second after the first change
+        self.assertEqual(len(self.feed(t, 16, 50, every=10)), 1)  # 50 messages in half a second
+        self.assertIsNotNone(t.observe(16, self.last_change_at + 1000))  # a second after the first change
 
     def test_never_asks_for_less_than_one_message_whatever_the_messages_carry(self):
         t = PrefetchTuner(1)

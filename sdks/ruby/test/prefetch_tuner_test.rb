@@ -9,17 +9,19 @@ class PrefetchTunerTest < Minitest::Test
 
   def setup
     @clock = 0
+    @last_change_at = 0 # when #feed last applied a change
   end
 
-  # Feeds messages of `steps` steps, 100 ms apart, applying every change asked for; returns the changes.
-  def feed(tuner, steps, count)
+  # Feeds messages of `steps` steps, `every` ms apart, applying every change asked for; returns the changes.
+  def feed(tuner, steps, count, every: 100)
     asked = []
     count.times do
-      @clock += 100
+      @clock += every
       want = tuner.observe(steps, @clock)
       next if want.nil?
 
       asked << want
+      @last_change_at = @clock
       tuner.settled(want)
     end
     asked
@@ -68,17 +70,8 @@ class PrefetchTunerTest < Minitest::Test
 
   def test_asks_for_at_most_one_change_a_second
     t = T.new(50)
-    at = []
-    50.times do
-      @clock += 10
-      want = t.observe(16, @clock)
-      next if want.nil?
-
-      at << @clock
-      t.settled(want)
-    end
-    assert_equal 1, at.size # 50 messages in half a second
-    refute_nil t.observe(16, at[0] + 1000) # a second after the first change
+    assert_equal 1, feed(t, 16, 50, every: 10).size # 50 messages in half a second
+    refute_nil t.observe(16, @last_change_at + 1000) # a second after the first change
   end
 
   def test_never_asks_for_less_than_one_message_whatever_the_messages_carry
