@@ -444,7 +444,10 @@ class WorkerTest(unittest.TestCase):
                 self.fail(f"waited {timeout} s for {what}")
             time.sleep(0.02)
 
-    def test_given_steps_messages_the_worker_holds_fewer_of_them_and_leaves_the_rest_in_the_queue(self):
+    def held_worker(self):
+        """A worker of concurrency 4 whose ``held`` handler waits until ``release`` is set, and
+        ``dispatch(name, count, **over)``, which sends ``count`` messages of 16 steps and returns
+        their step ids."""
         release = threading.Event()
 
         def held(ctx):
@@ -453,7 +456,6 @@ class WorkerTest(unittest.TestCase):
 
         ns, w, t = self.start_worker(handlers={**HANDLERS, "held": held}, concurrency=4)
         self.addCleanup(release.set)  # added after the worker's cleanup, so run before it
-        queue = f"{self.orch.prefix}.steps.{ns}"
 
         def dispatch(name, count, **over):
             ids = []
@@ -463,21 +465,31 @@ class WorkerTest(unittest.TestCase):
                 ids += [m["step_id"] for m in steps]
             return ids
 
-        # Messages of 16 steps: 4 slots soon ask for ceil(2 × 4 / 16) + 1 = 2 messages at a time.
-        self.assertEqual(w.prefetch, 4)
+        return ns, w, t, release, dispatch
+
+    def declared(self, ns):
+        """The step queue's ready messages and consumers (passive declare)."""
+        return self.orch.ch.queue_declare(f"{self.orch.prefix}.steps.{ns}", passive=True).method
+
+    def narrow_to_two(self, w, dispatch):
+        """Four messages of 16 steps, answered: 4 slots soon ask for ceil(2 × 4 / 16) + 1 = 2 messages at a time."""
         warm = dispatch("w", 4)
         for step_id in warm:
             self.assertEqual(self.orch.result_for(step_id)[0]["status"], "success")
         self.eventually(lambda: w.prefetch == 2, "the prefetch to narrow to 2")
+        return warm
 
-        # Now the handlers block: the worker takes two messages (32 steps, 4 running) and leaves
-        # three in the queue, where a prefetch of 4 would leave one.
+    def three_left_while_held(self, ns, dispatch):
+        """With the handlers blocked, five more messages: the worker takes two (32 steps, 4
+        running) and leaves three in the queue, where a prefetch of 4 would leave one."""
         blocked = dispatch("h", 5, handler={"callable": "held", "method": None, "initialization": {}})
         self.eventually(lambda: self.orch.depth(ns) == 3, "three messages left in the queue")
         time.sleep(0.3)
-        declared = self.orch.ch.queue_declare(queue, passive=True).method
-        self.assertEqual((declared.message_count, declared.consumer_count), (3, 1))  # the old subscription is cancelled
+        m = self.declared(ns)
+        self.assertEqual((m.message_count, m.consumer_count), (3, 1))  # one consumer: the old subscription is cancelled
+        return blocked
 
+    def release_and_check_every_step_answered_once(self, ns, w, t, release, warm, blocked):
         release.set()
         for step_id in blocked:
             r = self.orch.result_for(step_id, timeout=15)[0]
@@ -493,6 +505,13 @@ class WorkerTest(unittest.TestCase):
         self.assertFalse(t.is_alive())
         self.assertEqual(self.orch.depth(ns), 0)  # every message acked: none came back when the connection closed
 
+    def test_given_steps_messages_the_worker_holds_fewer_of_them_and_leaves_the_rest_in_the_queue(self):
+        ns, w, t, release, dispatch = self.held_worker()
+        self.assertEqual(w.prefetch, 4)
+        warm = self.narrow_to_two(w, dispatch)
+        blocked = self.three_left_while_held(ns, dispatch)
+        self.release_and_check_every_step_answered_once(ns, w, t, release, warm, blocked)
+
     def worker_connections(self, ns, w):
         """The broker's pids of the worker's connections, found by their client-provided name."""
         name = f"tasker-worker {ns} {w.worker_id}"
@@ -500,32 +519,8 @@ class WorkerTest(unittest.TestCase):
 
     @unittest.skipUnless(has_rabbitmqctl(), "needs rabbitmqctl on the broker's host to drop a connection")
     def test_after_the_broker_drops_the_connection_the_new_session_keeps_the_narrowed_prefetch(self):
-        release = threading.Event()
-
-        def held(ctx):
-            release.wait(20)
-            return {"held": True}
-
-        ns, w, t = self.start_worker(handlers={**HANDLERS, "held": held}, concurrency=4)
-        self.addCleanup(release.set)  # added after the worker's cleanup, so run before it
-        queue = f"{self.orch.prefix}.steps.{ns}"
-
-        def dispatch(name, count, **over):
-            ids = []
-            for i in range(count):
-                steps = [step_message(namespace=ns, step_id=f"stp_{name}{i}_{j}", idempotency_key=f"stp_{name}{i}_{j}:1", **over) for j in range(16)]
-                self.orch.dispatch_steps(ns, steps_message(steps), message_id=f"stp_{name}{i}_0:1+15")
-                ids += [m["step_id"] for m in steps]
-            return ids
-
-        def declared():
-            return self.orch.ch.queue_declare(queue, passive=True).method
-
-        # Warm-up as in the test above: messages of 16 steps narrow the prefetch from 4 to 2.
-        warm = dispatch("w", 4)
-        for step_id in warm:
-            self.assertEqual(self.orch.result_for(step_id)[0]["status"], "success")
-        self.eventually(lambda: w.prefetch == 2, "the prefetch to narrow to 2")
+        ns, w, t, release, dispatch = self.held_worker()
+        warm = self.narrow_to_two(w, dispatch)
 
         # The broker drops the worker's connection; the worker connects again and consumes in a
         # new session (one consumer on the queue again, the old one gone with its connection).
@@ -533,35 +528,17 @@ class WorkerTest(unittest.TestCase):
         self.assertEqual(len(before), 1, f"the worker's connection in rabbitmqctl list_connections: {before}")
         session = w._session
         rabbitmqctl("close_connection", before[0], "test drops the connection")
-        self.eventually(lambda: w._session > session and declared().consumer_count == 1, "the worker to consume again in a new session", timeout=15)
+        self.eventually(lambda: w._session > session and self.declared(ns).consumer_count == 1, "the worker to consume again in a new session", timeout=15)
         after = self.worker_connections(ns, w)
         self.assertEqual(len(after), 1)
         self.assertNotEqual(after, before)  # a new connection, not the old one still open
         self.assertEqual(w.prefetch, 2)
 
-        # The new session asked the broker for the narrowed prefetch: with the handlers blocked,
-        # the worker takes two messages (32 steps, 4 running) and leaves three in the queue,
-        # where a session back at the concurrency (prefetch 4) would leave one.
-        blocked = dispatch("h", 5, handler={"callable": "held", "method": None, "initialization": {}})
-        self.eventually(lambda: self.orch.depth(ns) == 3, "three messages left in the queue")
-        time.sleep(0.3)
-        m = declared()
-        self.assertEqual((m.message_count, m.consumer_count), (3, 1))
-
-        release.set()
-        for step_id in blocked:
-            r = self.orch.result_for(step_id, timeout=15)[0]
-            self.assertEqual((r["status"], r["result"], r["delivery_count"]), ("success", {"held": True}, 1))
-        with self.assertRaises(AssertionError):  # nothing more comes
-            self.orch.wait(f"{self.orch.prefix}.results", lambda d, p, b: d and d.get("namespace") == ns, timeout=0.5)
-        carried = [r["step_id"] for d, _ in self.result_messages(ns) for r in (d["results"] if d.get("message_type") == "step_results" else [d])]
-        self.assertEqual(sorted(carried), sorted(warm + blocked))  # every step answered exactly once: no warm-up message came back with the dropped connection
-        self.assertEqual(self.orch.depth(ns), 0)
-        self.assertEqual(w.prefetch, 2)
-        w.stop()
-        t.join(15)
-        self.assertFalse(t.is_alive())
-        self.assertEqual(self.orch.depth(ns), 0)  # every message acked
+        # The new session asked the broker for the narrowed prefetch (a session back at the
+        # concurrency would leave one message, not three).
+        blocked = self.three_left_while_held(ns, dispatch)
+        # No warm-up message came back with the dropped connection: each step answered once.
+        self.release_and_check_every_step_answered_once(ns, w, t, release, warm, blocked)
 
     def test_a_cancel_broadcast_reaches_a_running_step_of_a_steps_message(self):
         ns, _, _ = self.start_worker()
