@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiTokenConfig, TaskView } from '@tasker/protocol';
 import { HttpTaskClient } from '@tasker/client';
-import type { Worker } from '@tasker/worker';
 import { startStack, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 import { CliProcess, FIXTURES, json, runCli, runHere, type CliResult } from './run-cli.ts';
@@ -24,7 +23,6 @@ const tokens: ApiTokenConfig[] = [
 
 let stack: Stack;
 let url: string;
-let recording: Worker;
 let cliWorker: CliProcess;
 const executions: Execution[] = [];
 
@@ -54,7 +52,7 @@ beforeAll(async () => {
     template('cli_ops/charge_order.yaml'),
     template('cli_idle/hold.yaml'),
   );
-  recording = await startRecordingWorker(stack, 'cli_shop', templates, executions);
+  await startRecordingWorker(stack, 'cli_shop', templates, executions);
   cliWorker = new CliProcess(['worker', 'start', '--namespace', 'cli_ops', '--handlers', join(FIXTURES, 'handlers.ts'), '--concurrency', '4'], {
     TASKER_AMQP_URL: stack.amqpUrl,
     TASKER_AMQP_PREFIX: stack.prefix,
@@ -64,7 +62,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await cliWorker?.stop('SIGKILL');
-  await recording?.stop();
   await stack?.cleanup();
 });
 

@@ -5,7 +5,7 @@ import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { answering, ErrorCode, Limits, PROTOCOL_VERSION, TaskReply, type StepMessage, type TaskView } from '@tasker/protocol';
 import { loadTemplateDir } from '@tasker/orchestrator';
-import { createWorker, type Worker } from '@tasker/worker';
+import type { Worker } from '@tasker/worker';
 import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
 import { capturedLogger, type LogLine } from '../support/captured-logger.ts';
@@ -680,15 +680,12 @@ describe('bad input', () => {
       },
       { noAck: true },
     );
-    worker = createWorker({
+    worker = await stack.worker({
       namespace: WNS,
       handlers: { first: () => ({ first: true }), second: (ctx) => ({ saw: ctx.getDependencyResult('first') }) },
       concurrency: 4,
-      amqpUrl: stack.amqpUrl,
-      prefix: stack.prefix,
       logger: captured.logger.child({ component: 'worker' }),
     });
-    await worker.start();
 
     // Fixture tasks: six live tasks, then one completes its first step and one waits for a retry.
     const names = ['live', 'other', 'done', 'waiting', 'big', 'nul'] as const;
@@ -707,7 +704,6 @@ describe('bad input', () => {
   });
 
   afterAll(async () => {
-    await worker?.stop();
     await replyChannel?.close().catch(() => undefined);
     await dead?.close();
     if (tmp) await rm(tmp, { recursive: true, force: true });

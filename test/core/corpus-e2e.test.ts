@@ -3,7 +3,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTemplate, TemplateError, type CompiledTemplate } from '@tasker/protocol';
-import type { Worker } from '@tasker/worker';
 import { startStack, tasksWhen, finished, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 
@@ -46,7 +45,6 @@ const CONTEXT_OVERRIDES: Record<string, Record<string, unknown>> = {
 
 describe.skipIf(!present)('every standard-only corpus template runs end to end with a generic handler', () => {
   let stack: Stack;
-  const workers: Worker[] = [];
   const executions: Execution[] = [];
   const runnable: CompiledTemplate[] = [];
 
@@ -61,10 +59,9 @@ describe.skipIf(!present)('every standard-only corpus template runs end to end w
     }
     await stack.orchestrator.registerTemplates(runnable);
     for (const t of runnable) stack.namespaces.add(t.namespace);
-    for (const ns of stack.namespaces) workers.push(await startRecordingWorker(stack, ns, runnable, executions));
+    for (const ns of stack.namespaces) await startRecordingWorker(stack, ns, runnable, executions);
   });
   afterAll(async () => {
-    for (const w of workers) await w.stop();
     await stack?.cleanup();
   });
 

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import type { Orchestrator } from '@tasker/orchestrator';
-import type { Worker } from '@tasker/worker';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 
@@ -19,16 +18,14 @@ steps:
 describe('several orchestrators on the same database and queues', () => {
   let stack: Stack;
   let second: Orchestrator;
-  let worker: Worker;
   const executions: Execution[] = [];
   beforeAll(async () => {
     stack = await startStack({ batchSize: 20 });
     const templates = await stack.register(DIAMOND);
     second = await stack.another({ batchSize: 20 });
-    worker = await startRecordingWorker(stack, 'multi', templates, executions, { concurrency: 50, maxPauseMs: 2 });
+    await startRecordingWorker(stack, 'multi', templates, executions, { concurrency: 50, maxPauseMs: 2 });
   });
   afterAll(async () => {
-    await worker?.stop();
     await stack?.cleanup();
   });
 

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Worker } from '@tasker/worker';
 import { startStack, tasksWhen, type Stack } from '../support/stack.ts';
 import { startRecordingWorker, type Execution } from '../support/recording-worker.ts';
 
@@ -23,17 +22,15 @@ steps:
 
 describe('two namespaces with the same template name', () => {
   let stack: Stack;
-  const workers: Worker[] = [];
   const seen: Record<string, Execution[]> = { customer_success: [], payments: [] };
 
   beforeAll(async () => {
     stack = await startStack();
     const templates = await stack.register(CS, PAY);
-    workers.push(await startRecordingWorker(stack, 'customer_success', templates, seen.customer_success!));
-    workers.push(await startRecordingWorker(stack, 'payments', templates, seen.payments!));
+    await startRecordingWorker(stack, 'customer_success', templates, seen.customer_success!);
+    await startRecordingWorker(stack, 'payments', templates, seen.payments!);
   });
   afterAll(async () => {
-    for (const w of workers) await w.stop();
     await stack?.cleanup();
   });
 

@@ -5,10 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { createWorker } from '@tasker/worker';
 import type { StepMessage, StepResult } from '@tasker/protocol';
 import { ManualWorker, resultFor } from '../support/manual-worker.ts';
-import { eventually, startStack, testLogger, taskWhen, tasksWhen, type Stack } from '../support/stack.ts';
+import { eventually, startStack, taskWhen, tasksWhen, type Stack } from '../support/stack.ts';
 
 const FAN = (ns: string) => `
 name: fan
@@ -63,26 +62,18 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
   it('a worker runs every step of the messages it gets and the tasks complete', async () => {
     const o = stack.orchestrator;
     const ran: string[] = [];
-    const worker = createWorker({
+    await stack.worker({
       namespace: 'spm_worker',
-      amqpUrl: stack.amqpUrl,
-      prefix: stack.prefix,
       concurrency: 4,
-      logger: testLogger(),
       handlers: { step: (ctx) => (ran.push(`${ctx.taskId}:${ctx.stepName}`), { step: ctx.stepName }) },
     });
-    await worker.start();
-    try {
-      const created = await o.createTasks(Array.from({ length: 10 }, (_, i) => ({ namespace: 'spm_worker', name: 'fan', context: { i } })));
-      const ids = created.map((c) => (c.ok ? c.task.id : ''));
-      const tasks = await tasksWhen(o, ids, 'complete', 20000);
-      expect(tasks.flatMap((t) => t!.steps.map((s) => s.state))).toEqual(Array(50).fill('complete'));
-      expect(ran).toHaveLength(50);
-      expect(new Set(ran).size).toBe(50);
-      expect(tasks[0]!.steps[4]!.result).toEqual({ step: 'e' });
-    } finally {
-      await worker.stop();
-    }
+    const created = await o.createTasks(Array.from({ length: 10 }, (_, i) => ({ namespace: 'spm_worker', name: 'fan', context: { i } })));
+    const ids = created.map((c) => (c.ok ? c.task.id : ''));
+    const tasks = await tasksWhen(o, ids, 'complete', 20000);
+    expect(tasks.flatMap((t) => t!.steps.map((s) => s.state))).toEqual(Array(50).fill('complete'));
+    expect(ran).toHaveLength(50);
+    expect(new Set(ran).size).toBe(50);
+    expect(tasks[0]!.steps[4]!.result).toEqual({ step: 'e' });
   });
 
   it('a worker given steps messages holds fewer of them, so a second worker of the namespace gets the rest', async () => {
@@ -93,12 +84,9 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
     const released = new Promise<void>((r) => (release = r));
     const ranBy: Record<string, string> = {};
     const worker = (name: string) =>
-      createWorker({
+      stack.worker({
         namespace: 'spm_share',
-        amqpUrl: stack.amqpUrl,
-        prefix: stack.prefix,
         concurrency: 4,
-        logger: testLogger(),
         handlers: {
           step: async (ctx) => {
             ranBy[ctx.taskId] = name;
@@ -111,9 +99,7 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
       const created = await o.createTasks(Array.from({ length: 16 }, (_, i) => ({ namespace: 'spm_share', name: 'one', context: { i } })));
       return created.map((c) => (c.ok ? c.task.id : ''));
     };
-    const a = worker('a');
-    await a.start();
-    let b: ReturnType<typeof worker> | null = null;
+    const a = await worker('a');
     try {
       // Messages of 16 steps: worker a (4 slots) soon asks for ceil(2 × 4 / 16) + 1 = 2 at a time.
       expect(a.prefetch).toBe(4);
@@ -131,8 +117,7 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
       expect((await o.broker.queueStats(queue))?.messageCount).toBe(3);
 
       // A second worker takes and runs those while a still waits on its first four.
-      b = worker('b');
-      await b.start();
+      await worker('b');
       const byB = await eventually(async () => {
         const ids = held.filter((id) => ranBy[id] === 'b');
         return ids.length === 48 ? ids : undefined;
@@ -142,9 +127,7 @@ describe('several steps in one message (TASKER_STEPS_PER_MESSAGE)', () => {
       const all = await tasksWhen(o, held, 'complete', 20000);
       expect(all.filter((t) => (t.steps[0]!.result as { by: string }).by === 'a')).toHaveLength(32);
     } finally {
-      release();
-      await a.stop();
-      await b?.stop();
+      release(); // a's held handlers return, so the stack's cleanup stops it at once
     }
   });
 

@@ -3,8 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { createWorker, type Worker } from '@tasker/worker';
-import { startStack, eventually, testLogger, taskWhen, type Stack } from '../support/stack.ts';
+import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const TEMPLATE = `
@@ -17,13 +16,11 @@ steps:
 
 describe('a worker killed in the middle of a step', () => {
   let stack: Stack;
-  let survivor: Worker | null = null;
   beforeAll(async () => {
     stack = await startStack();
     await stack.register(TEMPLATE);
   });
   afterAll(async () => {
-    await survivor?.stop();
     await stack?.cleanup();
   });
 
@@ -40,14 +37,7 @@ describe('a worker killed in the middle of a step', () => {
       if (!created!.ok) throw created!.error;
       await eventually(async () => (out.includes('started') ? true : undefined), 10000, 'the step to start');
       const runs: number[] = [];
-      survivor = createWorker({
-        namespace: 'crash_ns',
-        amqpUrl: stack.amqpUrl,
-        prefix: stack.prefix,
-        logger: testLogger(),
-        handlers: { slow: (ctx) => (runs.push(ctx.attempt), { by: 'survivor' }) },
-      });
-      await survivor.start();
+      await stack.worker({ namespace: 'crash_ns', handlers: { slow: (ctx) => (runs.push(ctx.attempt), { by: 'survivor' }) } });
       const killedAt = Date.now();
       child.kill('SIGKILL');
       const task = await taskWhen(stack.orchestrator, created!.task.id, 'complete', 10000);

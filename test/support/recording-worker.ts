@@ -1,7 +1,6 @@
-import { createWorker, type StepContext, type Worker } from '@tasker/worker';
+import type { StepContext, Worker } from '@tasker/worker';
 import type { CompiledTemplate } from '@tasker/protocol';
 import type { Stack } from './stack.ts';
-import { testLogger } from './stack.ts';
 
 export interface Execution {
   namespace: string;
@@ -14,7 +13,8 @@ export interface Execution {
 
 /**
  * A real TypeScript worker whose handlers (one per callable of the given templates) record
- * when they ran and return `{ step }` after a short random pause.
+ * when they ran and return `{ step }` after a short random pause. The stack's `cleanup()`
+ * stops it.
  */
 export async function startRecordingWorker(
   stack: Stack,
@@ -35,14 +35,5 @@ export async function startRecordingWorker(
       };
     }
   }
-  const worker = createWorker({
-    namespace,
-    handlers,
-    concurrency: options.concurrency ?? 20,
-    amqpUrl: stack.amqpUrl,
-    prefix: stack.prefix,
-    logger: testLogger(),
-  });
-  await worker.start();
-  return worker;
+  return stack.worker({ namespace, handlers, concurrency: options.concurrency ?? 20 });
 }

@@ -3,6 +3,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { coreTopology, namespaceTopology, parseTemplate, type CompiledTemplate, type TaskState, type TaskView } from '@tasker/protocol';
 import { Orchestrator, type StartOptions } from '@tasker/orchestrator';
+import { createWorker, type Worker, type WorkerOptions } from '@tasker/worker';
 import { AMQP_URL, DATABASE_URL, uniqueSuffix } from './services.ts';
 
 export const testLogger = () => pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -22,6 +23,11 @@ export interface Stack {
   register(...yaml: string[]): Promise<CompiledTemplate[]>;
   /** Starts a second orchestrator on the same schema and prefix. */
   another(options?: StartOptions): Promise<Orchestrator>;
+  /**
+   * Starts a TypeScript worker on this stack's broker and prefix (the test logger unless
+   * given); `cleanup()` stops it, so a test stops one itself only to check what stopping does.
+   */
+  worker(options: Omit<WorkerOptions, 'amqpUrl' | 'prefix'>): Promise<Worker>;
   cleanup(): Promise<void>;
 }
 
@@ -45,6 +51,7 @@ export async function startStack(options: StartOptions = {}): Promise<Stack> {
   const orchestrator = await Orchestrator.start(base);
   const namespaces = new Set<string>();
   const extra: Orchestrator[] = [];
+  const workers: Worker[] = [];
   return {
     orchestrator,
     schema,
@@ -63,7 +70,14 @@ export async function startStack(options: StartOptions = {}): Promise<Stack> {
       extra.push(o);
       return o;
     },
+    async worker(options) {
+      const w = createWorker({ logger: testLogger(), ...options, amqpUrl: base.amqpUrl!, prefix });
+      workers.push(w);
+      await w.start();
+      return w;
+    },
     async cleanup() {
+      for (const w of workers) await w.stop().catch(() => undefined);
       for (const o of extra) await o.stop().catch(() => undefined);
       await orchestrator.stop().catch(() => undefined);
       await dropTopology(base.amqpUrl!, prefix, [...namespaces]);
