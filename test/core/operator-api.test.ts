@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWorker, PermanentError, type Worker } from '@tasker/worker';
+import { PermanentError } from '@tasker/worker';
 import type { ApiTokenConfig, TaskView } from '@tasker/protocol';
-import { startStack, eventually, testLogger, type Stack } from '../support/stack.ts';
+import { startStack, eventually, type Stack } from '../support/stack.ts';
 
 const TOKENS: ApiTokenConfig[] = [
   { name: 'platform', token: 'platform-token-0123456789', namespaces: ['*'], actions: ['admin'] },
@@ -18,6 +18,14 @@ steps:
   - { name: delegate, handler: { callable: delegate }, dependencies: [check] }
   - { name: close, handler: { callable: close }, dependencies: [delegate] }
 `;
+// A payout an operator finishes by hand: its one step waits until the test lets it go.
+const HELD = `
+name: payout_held
+namespace_name: ops_pay
+version: 1.0.0
+steps:
+  - { name: hold, handler: { callable: hold } }
+`;
 const PAY = `
 name: payout
 namespace_name: ops_pay
@@ -29,8 +37,9 @@ steps:
 
 describe('operator surface: HTTP API', () => {
   let stack: Stack;
-  const workers: Worker[] = [];
   const seenSignals: string[] = [];
+  let letHeldGo!: () => void;
+  const heldGo = new Promise<void>((r) => (letHeldGo = r));
   let url: string;
   const call = async (method: string, path: string, token: string | null, body?: unknown) => {
     const res = await fetch(`${url}${path}`, {
@@ -46,54 +55,46 @@ describe('operator surface: HTTP API', () => {
   beforeAll(async () => {
     stack = await startStack({ apiInsecure: false, apiTokens: TOKENS });
     url = stack.orchestrator.httpUrl!;
-    await stack.register(CS, PAY);
-    workers.push(
-      createWorker({
-        namespace: 'ops_cs',
-        amqpUrl: stack.amqpUrl,
-        prefix: stack.prefix,
-        logger: testLogger(),
-        handlers: {
-          check: (ctx) => {
-            if (ctx.getInput('mode') === 'hang') {
-              return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
-            }
-            if (ctx.getInput('mode') === 'fail' && !ctx.getInput('fixed')) throw new PermanentError('broken check', { code: 'BROKEN' });
-            return { checked: true };
-          },
-          delegate: async (ctx) => {
-            const amount = ctx.getInput<number>('amount');
-            const { task } = await ctx.createTask({ namespace: 'ops_pay', name: 'payout', context: { amount: amount ?? 1 } });
-            // Amount 6: the child finishes before this step says it waits.
-            if (amount === 6) await new Promise((r) => setTimeout(r, 500));
-            return ctx.waitFor(task.id);
-          },
-          close: (ctx) => ({ closed: true, payout: ctx.getDependencyResult('delegate') }),
+    await stack.register(CS, PAY, HELD);
+    await stack.worker({
+      namespace: 'ops_cs',
+      handlers: {
+        check: (ctx) => {
+          if (ctx.getInput('mode') === 'hang') {
+            return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
+          }
+          if (ctx.getInput('mode') === 'fail' && !ctx.getInput('fixed')) throw new PermanentError('broken check', { code: 'BROKEN' });
+          return { checked: true };
         },
-      }),
-      createWorker({
-        namespace: 'ops_pay',
-        amqpUrl: stack.amqpUrl,
-        prefix: stack.prefix,
-        logger: testLogger(),
-        handlers: {
-          pay: async (ctx) => {
-            // The parent's "waiting" result must land before this child finishes, or the
-            // step takes the outcome at once and never waits (a path tested elsewhere).
-            if (ctx.getInput<number>('amount') === 5) await new Promise((r) => setTimeout(r, 300));
-            if (ctx.getInput<number>('amount') === 777) {
-              return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
-            }
-            if ((ctx.getInput<number>('amount') ?? 0) > 1000) throw new PermanentError('over the limit', { code: 'LIMIT' });
-            return { paid: ctx.getInput('amount') };
-          },
+        delegate: async (ctx) => {
+          const amount = ctx.getInput<number>('amount');
+          const { task } = await ctx.createTask({ namespace: 'ops_pay', name: ctx.getInput<string>('payout') ?? 'payout', context: { amount: amount ?? 1 } });
+          // Amount 6: the child finishes before this step says it waits.
+          if (amount === 6) await new Promise((r) => setTimeout(r, 500));
+          return ctx.waitFor(task.id);
         },
-      }),
-    );
-    for (const w of workers) await w.start();
+        close: (ctx) => ({ closed: true, payout: ctx.getDependencyResult('delegate') }),
+      },
+    });
+    await stack.worker({
+      namespace: 'ops_pay',
+      handlers: {
+        hold: async () => (await heldGo, { held: 'until the end of the tests' }),
+        pay: async (ctx) => {
+          // The parent's "waiting" result must land before this child finishes, or the
+          // step takes the outcome at once and never waits (a path tested elsewhere).
+          if (ctx.getInput<number>('amount') === 5) await new Promise((r) => setTimeout(r, 300));
+          if (ctx.getInput<number>('amount') === 777) {
+            return new Promise((_, reject) => ctx.signal.addEventListener('abort', () => (seenSignals.push(ctx.taskId), reject(ctx.signal.reason))));
+          }
+          if ((ctx.getInput<number>('amount') ?? 0) > 1000) throw new PermanentError('over the limit', { code: 'LIMIT' });
+          return { paid: ctx.getInput('amount') };
+        },
+      },
+    });
   });
   afterAll(async () => {
-    for (const w of workers) await w.stop();
+    letHeldGo();
     await stack?.cleanup();
   });
 
@@ -207,12 +208,44 @@ describe('operator surface: HTTP API', () => {
     const resolved = await call('POST', `/v1/steps/${check.id}/resolve`, team, { reason: 'checked manually' });
     expect(resolved.status).toBe(200);
     const done = await waitState(failed.id, 'complete');
+    // The resolved step keeps what its last attempt left: when it started and its error.
+    expect(again.steps[0]!.started_at).toBeTruthy();
+    expect(done.steps[0]).toMatchObject({ state: 'complete', started_at: again.steps[0]!.started_at, error: again.steps[0]!.error });
     const audit = done.transitions!.filter((t) => t.actor === 'cs-team').map((t) => `${t.step ?? 'task'}:${t.from_state}->${t.to_state}`);
     expect(audit).toEqual(['task:error->in_progress', 'check:error->enqueued', 'task:error->in_progress', 'check:error->complete']);
     const complete = await call('POST', `/v1/steps/${check.id}/complete`, team, { reason: 'x', result: 1 });
     expect([complete.status, complete.body.error.code]).toEqual([409, 'INVALID_STATE']);
     const missing = await call('POST', '/v1/steps/stp_missing/retry', team, { reason: 'x' });
     expect([missing.status, missing.body.error.code]).toEqual([404, 'UNKNOWN_STEP']);
+  });
+
+  it('completing a child task\'s running step by hand finishes the child, and the parent step waiting for it takes its outcome', async () => {
+    const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 9, payout: 'payout_held' } });
+    const id = created.body.task.id as string;
+    const waiting = await eventually(async () => {
+      const t = (await call('GET', `/v1/tasks/${id}`, platform)).body as TaskView;
+      return t.steps[1]!.state === 'waiting_child' ? t : undefined;
+    });
+    const childId = waiting.steps[1]!.waiting_for_task_id!;
+    const hold = (await waitState(childId, 'in_progress')).steps[0]!;
+    expect(hold.state).toBe('enqueued');
+
+    const done = await call('POST', `/v1/steps/${hold.id}/complete`, platform, { reason: 'paid by phone', result: { paid: 'by phone' } });
+    expect(done.status).toBe(200);
+    expect(done.body.task.state).toBe('complete');
+    expect(done.body.task.steps[0]).toMatchObject({ state: 'complete', attempt: 1, result: { paid: 'by phone' } });
+    const child = (await call('GET', `/v1/tasks/${childId}`, platform)).body as TaskView;
+    const moves = child.transitions!.map((t) => [t.step ?? 'task', t.from_state, t.to_state, t.actor ?? null, t.attempt]);
+    expect(moves.slice(-2)).toEqual([
+      ['hold', 'enqueued', 'complete', 'platform', 1],
+      ['task', 'in_progress', 'complete', null, null],
+    ]);
+    expect(child.transitions!.at(-2)!.reason).toBe('completed with a result by an operator: paid by phone');
+
+    // The child's outcome reaches the parent's waiting step, and the parent runs to its end.
+    const parent = await waitState(id, 'complete');
+    expect(parent.steps[1]!.result).toMatchObject({ task_id: childId, results: { hold: { paid: 'by phone' } } });
+    expect(parent.steps[2]!.result).toMatchObject({ closed: true, payout: { results: { hold: { paid: 'by phone' } } } });
   });
 
   it('lists tasks with filters and cursor pagination, newest first, only within the token\'s namespaces', async () => {
@@ -238,7 +271,7 @@ describe('operator surface: HTTP API', () => {
     const ns = await call('GET', '/v1/namespaces', platform);
     expect(ns.body.items.map((n: { name: string }) => n.name)).toEqual(['ops_cs', 'ops_pay']);
     const list = await call('GET', '/v1/templates?namespace=ops_pay', platform);
-    expect(list.body.items.map((t: { version: string }) => t.version)).toEqual(['1.0.0']);
+    expect(list.body.items.map((t: { name: string; version: string }) => `${t.name}@${t.version}`).sort()).toEqual(['payout@1.0.0', 'payout_held@1.0.0']);
     const one = await call('GET', '/v1/templates/ops_pay/payout/1.0.0', platform);
     expect(one.body.definition.steps[0].name).toBe('pay');
     const yaml = PAY.replace('version: 1.0.0', 'version: 2.0.0');

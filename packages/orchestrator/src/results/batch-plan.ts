@@ -24,13 +24,14 @@ export interface Change {
   id: string;
   task_id: string;
   attempt: number;
-  /** The state the compare-and-set expects. */
-  from_state: 'enqueued' | 'waiting_child';
+  /** The state it was in: `enqueued` or `waiting_child` for a result, any unfinished state for an operator's action. */
+  from_state: string;
   state: 'complete' | 'error' | 'waiting_retry' | 'waiting_child';
   waiting_for: string | null;
   result: unknown;
   error: unknown;
-  started_at: string;
+  /** Null for a step completed by hand before it ever ran. */
+  started_at: string | null;
   finished_at: string;
   retry_in_ms: number | null;
   reason: string;

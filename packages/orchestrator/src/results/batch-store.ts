@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
@@ -50,34 +50,62 @@ export class BatchTransaction {
    * publish now that they are committed.
    */
   async writePlanAndCommit(plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
-    const steps = plan.steps.map((w) => {
-      const c = w.outcome;
-      return {
-        id: w.id,
-        from_state: w.from_state,
-        from_attempt: w.from_attempt,
-        from_deps_pending: w.from_deps_pending,
-        state: w.state,
-        attempt: w.attempt,
-        deps_pending: w.deps_pending,
-        enqueue: w.enqueue,
-        outcome: c !== null,
-        result: c && c.state === 'complete' ? (c.result ?? null) : null,
-        error: c ? c.error : null,
-        started_at: c?.started_at ?? null,
-        finished_at: c?.finished_at ?? null,
-        retry_in_ms: c?.retry_in_ms ?? null,
-        waiting_for: c?.waiting_for ?? null,
-      };
-    });
-    const outbox = messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties }));
-    const args = [steps, plan.tasks, plan.transitions, outbox].map(jsonLiteral).join(', ');
+    const args = planWriteArgs(plan, messages).map(jsonLiteral).join(', ');
     const rows = await this.tx.commit<{ outbox: string[] }>(`SELECT write_result_batch(${args}) AS outbox;`);
-    // Ids only serve to delete the rows once the broker confirms them, so their order
-    // relative to `messages` does not matter.
-    const ids = rows[0]!.outbox;
-    return messages.map((m, i) => ({ ...m, id: String(ids[i]) }));
+    return withOutboxIds(messages, rows[0]!.outbox);
   }
+}
+
+/**
+ * The same read as `BatchTransaction.lockAndReadSteps` (lock the tasks in id order, then read
+ * them and all their steps), inside an ordinary transaction: for operator actions, which
+ * decide and write the way a result batch does.
+ */
+export async function lockAndReadSteps(trx: Kysely<Database>, taskIds: string[]): Promise<{ tasks: Map<string, LockedTask>; steps: Map<string, StepState> }> {
+  const { rows } = await sql<BatchRow>`SELECT * FROM lock_tasks_read_steps(${[...new Set(taskIds)]}::text[])`.execute(trx);
+  return toMaps(rows);
+}
+
+/** The same write as `BatchTransaction.writePlanAndCommit`, inside an ordinary transaction (which the caller commits). */
+export async function writePlan(trx: Kysely<Database>, plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
+  const [steps, tasks, transitions, outbox] = planWriteArgs(plan, messages).map((a) => JSON.stringify(a));
+  const { rows } = await sql<{ outbox: string[] }>`
+    SELECT write_result_batch(${steps}::jsonb, ${tasks}::jsonb, ${transitions}::jsonb, ${outbox}::jsonb) AS outbox`.execute(trx);
+  return withOutboxIds(messages, rows[0]!.outbox);
+}
+
+/** write_result_batch's four arguments: the step rows, the task rows, the audit rows, the outbox rows. */
+function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[] {
+  const steps = plan.steps.map((w) => {
+    const c = w.outcome;
+    return {
+      id: w.id,
+      from_state: w.from_state,
+      from_attempt: w.from_attempt,
+      from_deps_pending: w.from_deps_pending,
+      state: w.state,
+      attempt: w.attempt,
+      deps_pending: w.deps_pending,
+      enqueue: w.enqueue,
+      outcome: c !== null,
+      result: c && c.state === 'complete' ? (c.result ?? null) : null,
+      error: c ? c.error : null,
+      started_at: c?.started_at ?? null,
+      finished_at: c?.finished_at ?? null,
+      retry_in_ms: c?.retry_in_ms ?? null,
+      waiting_for: c?.waiting_for ?? null,
+    };
+  });
+  const outbox = messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties }));
+  return [steps, plan.tasks, plan.transitions, outbox];
+}
+
+/**
+ * The messages with the ids of their committed outbox rows. Ids only serve to delete the
+ * rows once the broker confirms them, so their order relative to `messages` does not matter.
+ */
+function withOutboxIds(messages: OutgoingMessage[], ids: string[]): OutboxRow[] {
+  return messages.map((m, i) => ({ ...m, id: String(ids[i]) }));
 }
 
 function toMaps(rows: BatchRow[]): { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } {

@@ -19,10 +19,9 @@ import type { Logger } from 'pino';
 import type { Database, Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
-import { stepMessagesFor, type LockedTask } from '../tasks/dispatch.ts';
+import type { LockedTask } from '../tasks/dispatch.ts';
 import { buildStepMessage, packSteps, stepOutgoing } from '../tasks/step-messages.ts';
-import type { recordTransitions, TransitionRow } from '../tasks/transitions.ts';
-import { planBatch, type Change, type StepState } from './batch-plan.ts';
+import { planBatch, type BatchPlan, type Change, type StepState } from './batch-plan.ts';
 import { batchTransaction } from './batch-store.ts';
 
 export interface ProcessDeps {
@@ -122,26 +121,41 @@ export async function processResults(
       });
     }
 
-    // The batch's steps by task (looking each task's steps up in the whole batch for every
-    // released step made this quadratic in the batch size).
-    const stepsOf = plan.stepsByTask;
-
-    // Step messages carry every ancestor's result, this batch's included.
-    for (const s of plan.released) {
-      const task = tasks.get(s.task_id)!;
-      const template = await registry.get(task.template_id);
-      messages.push(stepOutgoing(n, buildStepMessage(task, template, s, completedResults(stepsOf.get(s.task_id) ?? []))));
-    }
-
-    const children = plan.finished.filter((t) => t.parent_step_id);
-    if (children.length > 0) {
-      const errors = new Map(plan.tasks.map((w) => [w.id, w.error]));
-      const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: errors.get(t.id) ?? null }, finalResults(stepsOf.get(t.id) ?? []))]));
-      messages.push(...(await childOutcomeMessages(trx, n, children, outcomes)));
-    }
+    messages.push(...(await planMessages(trx, registry, n, tasks, plan)));
     return { outbox: await tx.writePlanAndCommit(plan, packSteps(n, messages, deps.stepsPerMessage ?? 1)), applied: changes.length, ignored };
   });
   return outcome;
+}
+
+/**
+ * The messages a plan implies besides retries: a step message for each step it released
+ * (carrying every ancestor's result, the plan's included), and the outcome of each task it
+ * finished for the step that waits for it, if any. Shared by result batches and operator
+ * actions, which plan the same way (batch-plan.ts).
+ */
+export async function planMessages(
+  trx: Kysely<Database>,
+  registry: TemplateRegistry,
+  n: Names,
+  tasks: Map<string, LockedTask>,
+  plan: BatchPlan,
+): Promise<OutgoingMessage[]> {
+  // The batch's steps by task (looking each task's steps up in the whole batch for every
+  // released step made this quadratic in the batch size).
+  const stepsOf = plan.stepsByTask;
+  const messages: OutgoingMessage[] = [];
+  for (const s of plan.released) {
+    const task = tasks.get(s.task_id)!;
+    const template = await registry.get(task.template_id);
+    messages.push(stepOutgoing(n, buildStepMessage(task, template, s, completedResults(stepsOf.get(s.task_id) ?? []))));
+  }
+  const children = plan.finished.filter((t) => t.parent_step_id);
+  if (children.length > 0) {
+    const errors = new Map(plan.tasks.map((w) => [w.id, w.error]));
+    const outcomes = new Map(children.map((t) => [t.id, outcomeOf({ ...t, error: errors.get(t.id) ?? null }, finalResults(stepsOf.get(t.id) ?? []))]));
+    messages.push(...(await childOutcomeMessages(trx, n, children, outcomes)));
+  }
+  return messages;
 }
 
 /** Results of a task's complete steps, by step name. */
@@ -217,94 +231,6 @@ function decideOutcome(r: Exclude<StepResult, { status: 'waiting' }>, step: Step
     retry_in_ms: delay,
     reason: `retryable error ${e.code} (attempt ${r.attempt} of ${step.max_attempts}); retry in ${delay} ms: ${e.message}`,
   };
-}
-
-/**
- * Readiness, set-based: each completed step takes one off its dependents' pending count;
- * dependents that reach zero (and whose task is live) are enqueued, and their step messages
- * returned. Runs under the task locks.
- */
-export async function releaseDependents(
-  trx: Parameters<typeof recordTransitions>[0],
-  registry: TemplateRegistry,
-  n: Names,
-  tasks: Map<string, LockedTask>,
-  completed: string[],
-  transitions: TransitionRow[],
-): Promise<OutgoingMessage[]> {
-  if (completed.length === 0) return [];
-  // One statement: take the counts off and enqueue, in the same row version, the dependents
-  // that reach zero while their task is live (the task rows are locked by the caller).
-  const live = [...tasks.values()].filter((t) => t.state === 'in_progress').map((t) => t.id);
-  const { rows } = await sql<{ id: string; task_id: string; name: string; became_ready: boolean }>`
-    WITH d AS (
-      SELECT dep AS id, count(*)::int AS n FROM steps, unnest(steps.dependents) AS dep
-      WHERE steps.id = ANY(${completed}::text[]) GROUP BY dep
-    ), old AS (
-      SELECT s.id, d.n, (s.state = 'pending' AND s.deps_pending - d.n = 0 AND s.task_id = ANY(${live}::text[])) AS ready
-      FROM steps s JOIN d ON d.id = s.id
-    )
-    UPDATE steps s SET
-      deps_pending = s.deps_pending - old.n,
-      state = CASE WHEN old.ready THEN 'enqueued' ELSE s.state END,
-      attempt = CASE WHEN old.ready THEN 1 ELSE s.attempt END,
-      enqueued_at = CASE WHEN old.ready THEN now() ELSE s.enqueued_at END,
-      updated_at = now()
-    FROM old
-    WHERE s.id = old.id
-    RETURNING s.id, s.task_id, s.name, old.ready AS became_ready`.execute(trx);
-  const ready = rows.filter((r) => r.became_ready);
-  if (ready.length === 0) return [];
-  for (const r of ready) {
-    transitions.push({ task_id: r.task_id, step_id: r.id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'dependencies complete' });
-  }
-  return stepMessagesFor(trx, registry, n, tasks, ready.map((r) => ({ ...r, attempt: 1 })));
-}
-
-/**
- * Moves tasks to complete (every step complete) or error (a step failed and nothing is in
- * flight any more, so nothing else can progress). Runs under the task locks.
- */
-export async function finishTasks(
-  trx: Parameters<typeof recordTransitions>[0],
-  tasks: Map<string, LockedTask>,
-  taskIds: string[],
-  transitions: TransitionRow[],
-): Promise<LockedTask[]> {
-  if (taskIds.length === 0) return [];
-  const { rows } = await sql<{ task_id: string; total: number; complete: number; in_flight: number; failed: number; first_error: unknown }>`
-    SELECT task_id, count(*)::int AS total,
-           count(*) FILTER (WHERE state = 'complete')::int AS complete,
-           count(*) FILTER (WHERE state IN ('enqueued', 'waiting_retry', 'waiting_child'))::int AS in_flight,
-           count(*) FILTER (WHERE state = 'error')::int AS failed,
-           (array_agg(jsonb_build_object('step', name, 'error', error) ORDER BY finished_at) FILTER (WHERE state = 'error'))[1] AS first_error
-    FROM steps WHERE task_id = ANY(${taskIds}::text[]) GROUP BY task_id`.execute(trx);
-  const complete: string[] = [];
-  const failed: Array<{ id: string; error: unknown }> = [];
-  for (const r of rows) {
-    if (tasks.get(r.task_id)?.state !== 'in_progress') continue;
-    if (r.complete === r.total) complete.push(r.task_id);
-    else if (r.in_flight === 0 && r.failed > 0) failed.push({ id: r.task_id, error: r.first_error });
-  }
-  if (complete.length > 0) {
-    await sql`UPDATE tasks SET state = 'complete', updated_at = now(), completed_at = now()
-              WHERE id = ANY(${complete}::text[]) AND state = 'in_progress'`.execute(trx);
-    for (const id of complete) {
-      tasks.get(id)!.state = 'complete';
-      transitions.push({ task_id: id, step_id: null, from_state: 'in_progress', to_state: 'complete', attempt: null, reason: 'all steps complete' });
-    }
-  }
-  if (failed.length > 0) {
-    await sql`UPDATE tasks t SET state = 'error', error = x.error, updated_at = now(), completed_at = now()
-              FROM jsonb_to_recordset(${JSON.stringify(failed)}::jsonb) AS x(id text, error jsonb)
-              WHERE t.id = x.id AND t.state = 'in_progress'`.execute(trx);
-    for (const f of failed) {
-      tasks.get(f.id)!.state = 'error';
-      const step = (f.error as { step?: string } | null)?.step ?? '?';
-      transitions.push({ task_id: f.id, step_id: null, from_state: 'in_progress', to_state: 'error', attempt: null, reason: `step '${step}' failed and no other step can progress` });
-    }
-  }
-  return [...complete, ...failed.map((f) => f.id)].map((id) => tasks.get(id)!);
 }
 
 /**

@@ -2,7 +2,9 @@ import { sql, type Transaction } from 'kysely';
 import { ErrorCode, PROTOCOL_VERSION, TaskerError, type ControlMessage, type Names } from '@tasker/protocol';
 import type { Database, Db } from '../db/database.ts';
 import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
-import { childOutcomeMessages, finishTasks, releaseDependents } from '../results/process-results.ts';
+import { planBatch, type StepState } from '../results/batch-plan.ts';
+import { lockAndReadSteps, writePlan } from '../results/batch-store.ts';
+import { childOutcomeMessages, planMessages } from '../results/process-results.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import { lockTasks, stepMessagesFor, type LockedTask } from './dispatch.ts';
 import { recordTransitions, type TransitionRow } from './transitions.ts';
@@ -81,24 +83,27 @@ export async function cancelTask(deps: OperationDeps, taskId: string, actor: Act
   });
 }
 
-/** Shared by retry, resolve and complete: lock the step's task, check the step's state. */
+/**
+ * Shared by retry, resolve and complete: lock the step's task and read it with its steps
+ * (as a result batch does), check the step's state.
+ */
 async function withStep<T>(
   deps: OperationDeps,
   stepId: string,
   allowed: string[],
   what: string,
-  body: (trx: Transaction<Database>, task: LockedTask, tasks: Map<string, LockedTask>, step: { id: string; name: string; state: string; attempt: number; max_attempts: number }) => Promise<T>,
+  body: (trx: Transaction<Database>, task: LockedTask, read: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> }, step: StepState) => Promise<T>,
 ): Promise<T> {
   return deps.db.transaction().execute(async (trx) => {
     const taskId = await taskOfStep(trx, stepId);
-    const tasks = await lockTasks(trx, [taskId]);
-    const task = tasks.get(taskId)!;
-    const step = await trx.selectFrom('steps').select(['id', 'name', 'state', 'attempt', 'max_attempts']).where('id', '=', stepId).executeTakeFirstOrThrow();
+    const read = await lockAndReadSteps(trx, [taskId]);
+    const task = read.tasks.get(taskId)!;
+    const step = read.steps.get(stepId)!;
     if (!allowed.includes(step.state)) {
       throw invalid(`step ${step.name} (${stepId}) is ${step.state}; ${what} needs a step that is ${allowed.join(' or ')}`);
     }
     if (task.state === 'complete' || task.state === 'cancelled') throw invalid(`task ${taskId} is ${task.state}; ${what} needs a live or failed task`);
-    return body(trx, task, tasks, step);
+    return body(trx, task, read, step);
   });
 }
 
@@ -116,7 +121,7 @@ async function reopenTask(trx: Transaction<Database>, task: LockedTask, actor: A
  * the task resumes from there.
  */
 export async function retryStep(deps: OperationDeps, stepId: string, actor: Actor): Promise<{ outbox: OutboxRow[]; taskId: string }> {
-  return withStep(deps, stepId, ['error'], 'retry', async (trx, task, tasks, step) => {
+  return withStep(deps, stepId, ['error'], 'retry', async (trx, task, { tasks }, step) => {
     const transitions: TransitionRow[] = [];
     await reopenTask(trx, task, actor, transitions);
     const template = await deps.registry.get(task.template_id);
@@ -143,26 +148,33 @@ export async function completeStepManually(
   mode: { kind: 'resolve' } | { kind: 'complete'; result: unknown },
 ): Promise<{ outbox: OutboxRow[]; taskId: string }> {
   const allowed = mode.kind === 'resolve' ? ['error'] : ['error', 'pending', 'enqueued', 'waiting_retry', 'waiting_child'];
-  return withStep(deps, stepId, allowed, mode.kind, async (trx, task, tasks, step) => {
+  return withStep(deps, stepId, allowed, mode.kind, async (trx, task, { tasks, steps }, step) => {
     const transitions: TransitionRow[] = [];
     await reopenTask(trx, task, actor, transitions);
-    const result = mode.kind === 'complete' ? mode.result : null;
-    await sql`UPDATE steps SET state = 'complete', result = ${JSON.stringify(result)}::jsonb, next_retry_at = NULL,
-                finished_at = now(), updated_at = now()
-              WHERE id = ${stepId} AND state = ${step.state}`.execute(trx);
-    transitions.push({
-      task_id: task.id,
-      step_id: stepId,
-      from_state: step.state,
-      to_state: 'complete',
-      attempt: step.attempt || null,
-      reason: `${mode.kind === 'resolve' ? 'resolved' : 'completed with a result'} by an operator: ${actor.reason}`,
-      actor: actor.name,
-    });
-    const messages = await releaseDependents(trx, deps.registry, deps.names, tasks, [stepId], transitions);
-    const finished = await finishTasks(trx, tasks, [task.id], transitions);
-    messages.push(...(await childOutcomeMessages(trx, deps.names, finished)));
-    await recordTransitions(trx, transitions);
-    return { outbox: await insertOutbox(trx, messages), taskId: task.id };
+    // Readiness of the dependents and the task's end are planned as for a worker's result
+    // (batch-plan.ts); the step keeps when it started and the error of its last attempt, if any.
+    const { started_at, error } = await trx.selectFrom('steps').select(['started_at', 'error']).where('id', '=', stepId).executeTakeFirstOrThrow();
+    const by = `${mode.kind === 'resolve' ? 'resolved' : 'completed with a result'} by an operator: ${actor.reason}`;
+    const plan = planBatch(tasks, steps, [
+      {
+        id: stepId,
+        task_id: task.id,
+        attempt: step.attempt,
+        from_state: step.state,
+        state: 'complete',
+        waiting_for: null,
+        result: mode.kind === 'complete' ? mode.result : null,
+        error,
+        started_at: started_at ? new Date(started_at).toISOString() : null,
+        finished_at: new Date().toISOString(),
+        retry_in_ms: null,
+        reason: by,
+      },
+    ]);
+    const own = plan.transitions.find((t) => t.step_id === stepId)!;
+    Object.assign(own, { attempt: step.attempt || null, actor: actor.name });
+    const messages = await planMessages(trx, deps.registry, deps.names, tasks, plan);
+    const outbox = await writePlan(trx, { ...plan, transitions: [...transitions, ...plan.transitions] }, messages);
+    return { outbox, taskId: task.id };
   });
 }
