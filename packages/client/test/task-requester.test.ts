@@ -10,7 +10,7 @@ import {
   type TaskSummary,
 } from '@tasker/protocol';
 import { AmqpTaskRequester } from '../src/index.ts';
-import { AMQP_URL, Inbox, TestRabbit, testLogger, uniquePrefix } from './support/rabbit.ts';
+import { AMQP_URL, Inbox, TestRabbit, testLogger, uniquePrefix } from '../../transport/test/support/rabbit.ts';
 
 /**
  * The orchestrator is played by a fake responder on the task-requests queue. It answers by

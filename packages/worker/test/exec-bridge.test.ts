@@ -7,7 +7,7 @@ import { ErrorCode, StepResult } from '@tasker/protocol';
 import { EXEC_CHILD_EXITED, ExecWorker, type ExecWorkerOptions } from '../src/index.ts';
 import { parseChildLine } from '../src/exec-protocol.ts';
 import { FakeOrchestrator } from './support/fake-orchestrator.ts';
-import { AMQP_URL, testLogger } from './support/rabbit.ts';
+import { AMQP_URL, testLogger } from '../../transport/test/support/rabbit.ts';
 
 const CHILD = fileURLToPath(new URL('./fixtures/exec-child.mjs', import.meta.url));
 

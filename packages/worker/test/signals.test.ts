@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AMQP_URL } from './support/rabbit.ts';
+import { AMQP_URL } from '../../transport/test/support/rabbit.ts';
 import { FakeOrchestrator } from './support/fake-orchestrator.ts';
 
 let orch: FakeOrchestrator;

@@ -10,7 +10,7 @@ import {
   type TaskReply,
 } from '@tasker/protocol';
 import { Worker, type WorkerOptions } from '../../src/index.ts';
-import { AMQP_URL, Inbox, TestRabbit, testLogger, uniquePrefix, type ConsumeMessage } from './rabbit.ts';
+import { AMQP_URL, Inbox, TestRabbit, testLogger, uniquePrefix, type ConsumeMessage } from '../../../transport/test/support/rabbit.ts';
 
 export interface ReceivedResult {
   /** Null when the body did not decode as a StepResult; see `problem`. */

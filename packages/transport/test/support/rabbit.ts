@@ -1,7 +1,9 @@
-import { Broker, type Consumer, type Delivery, type ManagedChannel } from '@tasker/transport';
-import { nanoid } from 'nanoid';
+// The broker side of the packages' own tests (transport's users: client and worker), on the
+// real RabbitMQ: a prefix per file, its topology deleted again afterwards.
+import { randomBytes } from 'node:crypto';
 import { pino } from 'pino';
 import { coreTopology, names, type Names, type Topology } from '@tasker/protocol';
+import { Broker, type Consumer, type Delivery, type ManagedChannel } from '../../src/index.ts';
 
 type Channel = Awaited<ReturnType<ManagedChannel['get']>>;
 export type ConsumeMessage = Delivery['message'];
@@ -13,7 +15,7 @@ export const testLogger = pino({ level: process.env['TEST_LOG_LEVEL'] ?? 'silent
 
 /** A prefix of its own for one test file, so files never see each other's messages. */
 export function uniquePrefix(): string {
-  return `t_${nanoid(8).toLowerCase().replace(/[^a-z0-9]/g, 'x')}`;
+  return `t_${randomBytes(5).toString('hex')}`;
 }
 
 /**
