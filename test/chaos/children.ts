@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { say, sleep } from './exec.ts';
 
-const CHILD_MAIN = fileURLToPath(new URL('./child-main.ts', import.meta.url));
+const CHILD_MAIN = fileURLToPath(new URL('../../scripts/child-main.ts', import.meta.url));
 /** Lines kept per child, shown when it exits unexpectedly. */
 const TAIL_LINES = 30;
 

@@ -12,7 +12,7 @@ import { cyan, dim, red, yellow } from './report.ts';
 
 /** How long a child may take to stop after SIGTERM before it is killed. */
 export const STOP_GRACE_MS = 10_000;
-const CHILD_MAIN = fileURLToPath(new URL('./child-main.ts', import.meta.url));
+const CHILD_MAIN = fileURLToPath(new URL('../../../../scripts/child-main.ts', import.meta.url));
 /** Lines kept per child, shown when it dies unexpectedly. */
 const TAIL_LINES = 20;
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Runs one of the chaos suite's children (`node --import tsx child-main.ts <entrypoint.ts>`)
-// and ties its life to the runner's (the approach of examples/refunds/src/demo/child-main.ts):
-// stdin is a pipe from the runner, which never writes to it, so its end means the runner is
-// gone, even killed with SIGKILL. The child then gets SIGTERM and stops the orderly way
-// instead of consuming queues and holding connections until someone notices.
+// Runs a child process of the demo or of the chaos suite (`node --import tsx child-main.ts
+// <entrypoint.ts>`) and ties its life to its parent's: stdin is a pipe from the parent, which
+// never writes to it, so its end means the parent is gone, even killed with SIGKILL (no
+// cleanup of its own ran). The child then gets SIGTERM and stops the orderly way instead of
+// holding the port, the queues' consumers and the database connections until someone notices.
 import { pathToFileURL } from 'node:url';
 
 const entrypoint = process.argv[2];
