@@ -1,5 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import {
+  answering,
   ErrorCode,
   Limits,
   PROTOCOL_VERSION,
@@ -322,10 +323,10 @@ export async function childOutcomeMessages(
 ): Promise<OutgoingMessage[]> {
   const children = finished.filter((t) => t.parent_step_id);
   if (children.length === 0) return [];
-  const { rows: parents } = await sql<{ id: string; task_id: string; name: string; attempt: number; namespace: string }>`
-    SELECT s.id, s.task_id, s.name, s.attempt, t.namespace FROM steps s JOIN tasks t ON t.id = s.task_id
+  const { rows: parents } = await sql<{ step_id: string; task_id: string; step_name: string; attempt: number; namespace: string }>`
+    SELECT s.id AS step_id, s.task_id, s.name AS step_name, s.attempt, t.namespace FROM steps s JOIN tasks t ON t.id = s.task_id
     WHERE s.id = ANY(${children.map((c) => c.parent_step_id!)}::text[])`.execute(trx);
-  const byId = new Map(parents.map((p) => [p.id, p]));
+  const byId = new Map(parents.map((p) => [p.step_id, p]));
   const outcomes = known ?? (await childOutcomes(trx, children.map((c) => c.id)));
   const now = new Date().toISOString();
   const out: OutgoingMessage[] = [];
@@ -334,13 +335,7 @@ export async function childOutcomeMessages(
     const o = outcomes.get(c.id);
     if (!p || !o || p.task_id !== c.parent_task_id) continue;
     const base = {
-      protocol_version: PROTOCOL_VERSION,
-      message_type: 'step_result' as const,
-      task_id: p.task_id,
-      step_id: p.id,
-      namespace: p.namespace,
-      step_name: p.name,
-      attempt: p.attempt,
+      ...answering(p),
       started_at: now,
       finished_at: now,
       worker_id: `tasker:child:${c.id}`,
@@ -354,7 +349,7 @@ export async function childOutcomeMessages(
       exchange: n.resultsExchange,
       routingKey: p.namespace,
       body: JSON.stringify(result),
-      properties: { type: 'step_result', persistent: true, contentType: 'application/json', messageId: `${p.id}:${p.attempt}:child` },
+      properties: { type: 'step_result', persistent: true, contentType: 'application/json', messageId: `${p.step_id}:${p.attempt}:child` },
     });
   }
   return out;
