@@ -161,7 +161,7 @@ say(
 say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
 say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
 say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
-say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE=${opts.stepsPerMessage}; the orchestrator's default is 1)`);
+say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE=${opts.stepsPerMessage}; the orchestrator's default is 1); at most ${opts.requestsPerMessage} task request(s) per AMQP message (the requester's maxRequestsPerMessage)`);
 say(`worker concurrency ${opts.concurrency} for every system; run id ${runId}; logs in ${outDir}`);
 if (opts.nodelay) say('WHAT-IF: --nodelay forces TCP_NODELAY on Tasker\'s AMQP sockets (not the code as committed)');
 
@@ -170,6 +170,7 @@ const result: Record<string, unknown> = {
   mode: opts.mode,
   queue_type: opts.queueType,
   steps_per_message: opts.stepsPerMessage,
+  requests_per_message: opts.requestsPerMessage,
   concurrency: opts.concurrency,
   sizes: opts.sizes,
   machine,
@@ -192,6 +193,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
       runId,
       queueType: opts.queueType,
       stepsPerMessage: opts.stepsPerMessage,
+      requestsPerMessage: opts.requestsPerMessage,
       orchestrators: 1,
       databaseUrl: opts.databaseUrl,
       amqpUrl: opts.amqpUrl,
@@ -460,6 +462,7 @@ const startStack = (label: string, orchestrators: number, workerEnv: Record<stri
     runId,
     queueType: opts.queueType,
     stepsPerMessage: opts.stepsPerMessage,
+    requestsPerMessage: opts.requestsPerMessage,
     orchestrators,
     databaseUrl: opts.databaseUrl,
     amqpUrl: opts.amqpUrl,

@@ -128,6 +128,8 @@ export interface Options {
   queueType: QueueType;
   /** Most steps in one step message (TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators). */
   stepsPerMessage: number;
+  /** Most task requests in one AMQP message (the bench's AmqpTaskRequester, `maxRequestsPerMessage`). */
+  requestsPerMessage: number;
   json: string | null;
   outDir: string;
   sections: Set<Section>;
@@ -156,6 +158,8 @@ export const USAGE = `pnpm bench [options]
   --queue-type TYPE       classic or quorum work queues for Tasker (default: TASKER_QUEUE_TYPE, else quorum)
   --steps-per-message N  TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators (default: that variable, else 16;
                           the orchestrator's own default is 1, for workers that predate 'steps' messages)
+  --requests-per-message N  most task requests in one AMQP message (the requester's maxRequestsPerMessage;
+                          default 100, its own default; 1 sends each request alone)
   --peers LIST            comma-separated peers, or all / none / bullmq / graphile / pgboss (default: all)
   --only LIST             run only these sections: ${SECTIONS.join(', ')}
   --skip LIST             skip these sections
@@ -180,6 +184,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let json: string | null = null;
   let queueType = (process.env.TASKER_QUEUE_TYPE as QueueType | undefined) ?? 'quorum';
   let stepsPerMessage = Number(process.env.TASKER_STEPS_PER_MESSAGE || 16);
+  let requestsPerMessage = 100;
   let outDir = defaultOutDir;
   let only: Section[] | null = null;
   const skip = new Set<Section>();
@@ -220,6 +225,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         const n = Number(value());
         if (!Number.isInteger(n) || n < 1 || n > 100) throw new Error('--steps-per-message is a whole number from 1 to 100');
         stepsPerMessage = n;
+        break;
+      }
+      case '--requests-per-message': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1 || n > 500) throw new Error('--requests-per-message is a whole number from 1 to 500');
+        requestsPerMessage = n;
         break;
       }
       case '--peers': {
@@ -291,6 +302,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     sizes,
     queueType,
     stepsPerMessage,
+    requestsPerMessage,
     json,
     outDir,
     sections,

@@ -27,6 +27,8 @@ export interface StackOptions {
   concurrency: number;
   /** TASKER_STEPS_PER_MESSAGE of the orchestrators. */
   stepsPerMessage: number;
+  /** The bench's AmqpTaskRequester: most task requests in one message. */
+  requestsPerMessage: number;
 }
 
 /**

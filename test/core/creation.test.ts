@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
-import { PROTOCOL_VERSION, TaskReply } from '@tasker/protocol';
+import { PROTOCOL_VERSION, TaskReplies, TaskReply } from '@tasker/protocol';
+import { AmqpTaskRequester } from '@tasker/client';
 import pino from 'pino';
 import { createDb } from '@tasker/orchestrator';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
+import { DeadLetterReader } from '../support/dead-letters.ts';
 import { createTasks } from '../../packages/orchestrator/src/tasks/create-tasks.ts';
 import { ContextValidator } from '../../packages/orchestrator/src/tasks/context-validator.ts';
 
@@ -147,6 +149,90 @@ describe('task creation', () => {
     expect(good.ok && good.task.namespace).toBe('shop');
     const bad = TaskReply.parse(replies.get('bad'));
     expect(!bad.ok && bad.error.code).toBe('INVALID_CONTEXT');
+  });
+
+  it('AMQP: each request of a task_requests message is created or refused on its own, and answered by its request_id', async () => {
+    const o = stack.orchestrator;
+    const marker = `batch${Math.random().toString(36).slice(2, 8)}`;
+    const dead = await DeadLetterReader.start(o.broker, o.names.deadLetterQueue);
+    const messages: Array<{ type: string; body: unknown }> = [];
+    const ch = await o.broker.model!.createChannel();
+    try {
+      await ch.consume('amq.rabbitmq.reply-to', (m) => {
+        if (m && m.properties.correlationId === marker) messages.push({ type: String(m.properties.type), body: JSON.parse(m.content.toString()) });
+      }, { noAck: true });
+      const request = (requestId: string | undefined, fields: Record<string, unknown>) => ({
+        protocol_version: PROTOCOL_VERSION, message_type: 'task_request', namespace: 'shop', name: 'order', ...(requestId ? { request_id: requestId } : {}), ...fields,
+      });
+      const before = await count();
+      const body = {
+        protocol_version: PROTOCOL_VERSION,
+        message_type: 'task_requests',
+        requests: [
+          request('good', { context: { order_id: `${marker}-1`, amount: 1 } }),
+          request('bad-context', { context: { order_id: `${marker}-2` } }),
+          request('unknown', { name: 'refund', context: {} }),
+          request('good-too', { context: { order_id: `${marker}-3`, amount: 2 }, idempotency_key: `${marker}-key` }),
+          // Parked alone: a field of the wrong type (answered, its request_id is readable) and
+          // a request without request_id (not answered: no reply could say which it answers).
+          request('wrong-type', { context: 'order', marker }),
+          request(undefined, { context: { order_id: `${marker}-4`, amount: 1 }, marker }),
+        ],
+      };
+      ch.publish(o.names.taskRequestsExchange, 'shop', Buffer.from(JSON.stringify(body)), { replyTo: 'amq.rabbitmq.reply-to', correlationId: marker });
+      await eventually(async () => (messages.length === 2 && dead.parked.filter((p) => p.body.includes(Buffer.from(marker))).length === 2 ? true : undefined), 5000, 'two reply messages and two parked requests');
+
+      const batch = messages.find((m) => m.type === 'task_replies')!;
+      const replies = TaskReplies.parse(batch.body).replies;
+      const byId = new Map(replies.map((r) => [r.request_id, r]));
+      expect([...byId.keys()].sort()).toEqual(['bad-context', 'good', 'good-too', 'unknown']);
+      const good = byId.get('good')!;
+      expect(good.ok && [good.created, good.task.namespace, good.task.name]).toEqual([true, 'shop', 'order']);
+      expect(byId.get('good-too')!.ok).toBe(true);
+      expect(byId.get('bad-context')).toMatchObject({ ok: false, error: { code: 'INVALID_CONTEXT' } });
+      expect(byId.get('unknown')).toMatchObject({ ok: false, error: { code: 'UNKNOWN_TEMPLATE' } });
+      // The parked request with a request_id is told why, in a reply of its own.
+      const refusal = TaskReply.parse(messages.find((m) => m.type === 'task_reply')!.body);
+      expect(refusal).toMatchObject({ ok: false, request_id: 'wrong-type', error: { code: 'INVALID_MESSAGE' } });
+      expect(refusal.ok === false && refusal.error.message).toMatch(/task request 5 of 6 in a task_requests message does not match its schema: context/);
+      const parked = dead.parked.filter((p) => p.body.includes(Buffer.from(marker)));
+      expect(parked.map((p) => [JSON.parse(p.body.toString()).request_id, p.code]).sort()).toEqual([
+        [undefined, 'INVALID_MESSAGE'],
+        ['wrong-type', 'INVALID_MESSAGE'],
+      ]);
+      expect(parked.find((p) => !JSON.parse(p.body.toString()).request_id)!.reason).toMatch(/needs its request_id/);
+      expect(await count()).toBe(before + 2);
+    } finally {
+      await ch.close();
+      await dead.close();
+    }
+  });
+
+  it('AMQP: AmqpTaskRequester sends the requests made in one turn together, and each caller gets its own task', async () => {
+    const requester = new AmqpTaskRequester(stack.orchestrator.broker, { prefix: stack.orchestrator.names.prefix });
+    try {
+      const before = await count();
+      const outcomes = await Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          requester.createTask({ namespace: 'shop', name: 'order', context: { order_id: `turn-${i}`, amount: i % 3 === 0 ? -1 : i } }).then(
+            (r) => ({ ok: true as const, order: r.task.id }),
+            (e: { code: string }) => ({ ok: false as const, code: e.code }),
+          ),
+        ),
+      );
+      // Every third context breaks the input schema: only those callers are refused.
+      outcomes.forEach((o, i) => expect(o.ok ? 'created' : o.code).toBe(i % 3 === 0 ? 'INVALID_CONTEXT' : 'created'));
+      const ids = outcomes.flatMap((o) => (o.ok ? [o.order] : []));
+      expect(new Set(ids).size).toBe(20);
+      expect(await count()).toBe(before + 20);
+      const { rows } = await sql<{ id: string; order_id: string }>`SELECT id, context->>'order_id' AS order_id FROM tasks WHERE id = ANY(${ids}::text[])`.execute(stack.orchestrator.db);
+      const orderOf = new Map(rows.map((r) => [r.id, r.order_id]));
+      outcomes.forEach((o, i) => {
+        if (o.ok) expect(orderOf.get(o.order)).toBe(`turn-${i}`);
+      });
+    } finally {
+      await requester.close();
+    }
   });
 
   it('a small batch is created on kept plans that find what it references by key, and the setting ends with it', async () => {

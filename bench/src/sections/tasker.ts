@@ -79,6 +79,7 @@ export async function openRequester(stack: TaskerStack): Promise<AmqpTaskRequest
     prefix: stack.prefix,
     logger: pino({ level: 'silent' }),
     connectionName: 'tasker-bench',
+    maxRequestsPerMessage: stack.o.requestsPerMessage,
   });
   await requester.createTask({ namespace: 'bench_idle', name: 'diamond', context: { i: -1 } });
   return requester;

@@ -4,11 +4,16 @@ import { pino, type Logger } from 'pino';
 import {
   DEFAULT_AMQP_PREFIX,
   ErrorCode,
+  Limits,
+  TASK_REPLIES_SHAPE,
+  TASK_REQUESTS_SHAPE,
   TaskReply,
   TaskerError,
-  decodeMessage,
+  decodeOneOrMany,
+  encodeBatch,
   names,
   type Names,
+  type TaskRequest,
   type TaskSummary,
 } from '@tasker/protocol';
 import { Broker, type ManagedChannel } from '@tasker/transport';
@@ -35,6 +40,13 @@ export interface AmqpTaskRequesterOptions {
   prefix?: string;
   /** @defaultValue the broker's logger */
   logger?: Logger;
+  /**
+   * Most requests in one message. Requests made in the same turn of the event loop for the
+   * same namespace travel together in a `task_requests` message (the orchestrator answers
+   * each on its own); 1 sends every request alone. A request made alone always goes alone.
+   * @defaultValue 100
+   */
+  maxRequestsPerMessage?: number;
 }
 
 export interface AmqpTaskRequesterConnectOptions extends AmqpTaskRequesterOptions {
@@ -48,9 +60,26 @@ export interface AmqpTaskRequesterConnectOptions extends AmqpTaskRequesterOption
 
 interface PendingRequest {
   readonly channel: ConfirmChannel;
+  /** The correlation id of the `task_requests` message it went in, if it did not go alone. */
+  readonly batch?: string;
   readonly resolve: (r: CreateTaskResult) => void;
   readonly reject: (e: Error) => void;
 }
+
+/** A request built and waiting for the next send (the end of this turn of the event loop). */
+interface OutgoingRequest {
+  readonly requestId: string;
+  readonly message: TaskRequest;
+  /** Its JSON, without `request_id`. */
+  readonly json: string;
+  readonly pending: Omit<PendingRequest, 'channel'>;
+  /** True once it settled (timed out, aborted) before it was sent: it is then left out. */
+  readonly settled: () => boolean;
+}
+
+/** Room for the envelope of a `task_requests` message and the `request_id` of each request. */
+const ENVELOPE_BYTES = 1024;
+const REQUEST_ID_BYTES = 64;
 
 /**
  * Creates tasks by publishing TaskRequests and waiting for the orchestrator's TaskReply.
@@ -64,8 +93,14 @@ interface PendingRequest {
 export class AmqpTaskRequester {
   private readonly names: Names;
   private readonly logger: Logger;
-  /** Requests published and waiting for their reply, by correlation id. */
+  /** Requests published and waiting for their reply, by request id (the correlation id of a request sent alone). */
   private readonly pending = new Map<string, PendingRequest>();
+  /** The requests of each `task_requests` message in flight, by the message's correlation id. */
+  private readonly batches = new Map<string, string[]>();
+  /** Requests made in this turn of the event loop, by namespace, sent at its end. */
+  private outgoing = new Map<string, OutgoingRequest[]>();
+  private sendScheduled = false;
+  private readonly maxRequestsPerMessage: number;
   /** Every createTask call not settled yet (published or still waiting for the channel), to fail on close(). */
   private readonly unsettled = new Set<(err: Error) => void>();
   private channel: Promise<ManagedChannel<ConfirmChannel>> | null = null;
@@ -80,6 +115,11 @@ export class AmqpTaskRequester {
   ) {
     this.names = names(options.prefix ?? DEFAULT_AMQP_PREFIX);
     this.logger = (options.logger ?? broker.logger).child({ component: 'task-requester' });
+    const max = options.maxRequestsPerMessage ?? 100;
+    if (!Number.isInteger(max) || max < 1 || max > Limits.maxRequestsPerMessage) {
+      throw new TaskerError(ErrorCode.INVALID_MESSAGE, `maxRequestsPerMessage must be an integer from 1 to ${Limits.maxRequestsPerMessage}; got ${max}`);
+    }
+    this.maxRequestsPerMessage = max;
   }
 
   /** Connects a Broker of its own; {@link close} closes it. */
@@ -91,7 +131,11 @@ export class AmqpTaskRequester {
       connectionName: options.connectionName ?? 'tasker-client',
       logger,
     });
-    const requester = new AmqpTaskRequester(broker, { prefix: n.prefix, logger });
+    const requester = new AmqpTaskRequester(broker, {
+      prefix: n.prefix,
+      logger,
+      ...(options.maxRequestsPerMessage !== undefined ? { maxRequestsPerMessage: options.maxRequestsPerMessage } : {}),
+    });
     requester.ownsBroker = true;
     return requester;
   }
@@ -107,8 +151,8 @@ export class AmqpTaskRequester {
     if (this.closed) throw new TaskerError(ErrorCode.INTERNAL, 'task requester is closed');
     const message = buildTaskRequest(req);
     const timeoutMs = options.timeoutMs ?? 30_000;
-    const correlationId = nanoid();
-    const body = Buffer.from(JSON.stringify(message));
+    const requestId = nanoid();
+    const json = JSON.stringify(message);
     const signal = options.signal;
     if (signal?.aborted) throw abortError(signal);
 
@@ -119,7 +163,9 @@ export class AmqpTaskRequester {
         settled = true;
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
-        this.pending.delete(correlationId);
+        const sent = this.pending.get(requestId);
+        this.pending.delete(requestId);
+        if (sent?.batch !== undefined) this.forgetBatchWhenSettled(sent.batch);
         this.unsettled.delete(fail);
         return true;
       };
@@ -142,39 +188,109 @@ export class AmqpTaskRequester {
       const onAbort = (): void => fail(abortError(signal!));
       signal?.addEventListener('abort', onAbort, { once: true });
 
-      this.replyChannel()
-        .then((mc) => mc.get())
-        .then((ch) => {
-          if (settled) return;
-          if (this.closed) return fail(closedError());
-          this.pending.set(correlationId, {
-            channel: ch,
-            resolve: (r) => {
-              if (finish()) resolve(r);
-            },
-            reject: fail,
-          });
-          ch.publish(
-            this.names.taskRequestsExchange,
-            message.namespace,
-            body,
-            {
-              replyTo: DIRECT_REPLY_TO,
-              correlationId,
-              contentType: 'application/json',
-              type: 'task_request',
-              persistent: true,
-              // Unroutable means no task-requests queue: fail now instead of at the timeout.
-              mandatory: true,
-            },
-            (err: unknown) => {
-              if (err) fail(new TaskerError(ErrorCode.INTERNAL, `task request not accepted by the broker: ${errText(err)}`));
-            },
-          );
-          this.logger.debug({ correlationId, namespace: message.namespace, name: message.name }, 'task request sent');
-        })
-        .catch((err: unknown) => fail(new TaskerError(ErrorCode.INTERNAL, `cannot send the task request: ${errText(err)}`)));
+      let group = this.outgoing.get(message.namespace);
+      if (!group) this.outgoing.set(message.namespace, (group = []));
+      group.push({
+        requestId,
+        message,
+        json,
+        pending: {
+          resolve: (r) => {
+            if (finish()) resolve(r);
+          },
+          reject: fail,
+        },
+        settled: () => settled,
+      });
+      if (!this.sendScheduled) {
+        this.sendScheduled = true;
+        setImmediate(() => this.sendOutgoing());
+      }
     });
+  }
+
+  /**
+   * Sends the requests made in this turn of the event loop: per namespace (the routing key),
+   * up to `maxRequestsPerMessage` and the message size limit in one message; a request alone
+   * as a `task_request` whose correlation id is its request id.
+   */
+  private sendOutgoing(): void {
+    this.sendScheduled = false;
+    const groups = this.outgoing;
+    this.outgoing = new Map();
+    for (const requests of groups.values()) {
+      const live = requests.filter((r) => !r.settled());
+      let chunk: OutgoingRequest[] = [];
+      let bytes = ENVELOPE_BYTES;
+      for (const r of live) {
+        const size = Buffer.byteLength(r.json) + REQUEST_ID_BYTES;
+        if (chunk.length > 0 && (chunk.length >= this.maxRequestsPerMessage || bytes + size > Limits.maxMessageBytes)) {
+          this.send(chunk);
+          chunk = [];
+          bytes = ENVELOPE_BYTES;
+        }
+        chunk.push(r);
+        bytes += size;
+      }
+      if (chunk.length > 0) this.send(chunk);
+    }
+  }
+
+  /** Publishes one message carrying `requests` (all for one namespace) once the reply channel is open. */
+  private send(requests: OutgoingRequest[]): void {
+    const failAll = (err: Error): void => {
+      for (const r of requests) r.pending.reject(err);
+    };
+    const { namespace } = requests[0]!.message;
+    this.replyChannel()
+      .then((mc) => mc.get())
+      .then((ch) => {
+        const live = requests.filter((r) => !r.settled());
+        if (live.length === 0) return;
+        if (this.closed) return failAll(closedError());
+        const alone = live.length === 1;
+        const correlationId = alone ? live[0]!.requestId : nanoid();
+        for (const r of live) this.pending.set(r.requestId, { channel: ch, ...r.pending, ...(alone ? {} : { batch: correlationId }) });
+        const body = alone
+          ? live[0]!.json
+          : encodeBatch(
+              TASK_REQUESTS_SHAPE,
+              live.map((r) => `${r.json.slice(0, -1)},"request_id":${JSON.stringify(r.requestId)}}`),
+            );
+        if (!alone) this.batches.set(correlationId, live.map((r) => r.requestId));
+        ch.publish(
+          this.names.taskRequestsExchange,
+          namespace,
+          Buffer.from(body),
+          {
+            replyTo: DIRECT_REPLY_TO,
+            correlationId,
+            contentType: 'application/json',
+            type: alone ? 'task_request' : 'task_requests',
+            persistent: true,
+            // Unroutable means no task-requests queue: fail now instead of at the timeout.
+            mandatory: true,
+          },
+          (err: unknown) => {
+            if (err) failAll(new TaskerError(ErrorCode.INTERNAL, `task request not accepted by the broker: ${errText(err)}`));
+          },
+        );
+        this.logger.debug({ correlationId, namespace, requests: live.length }, 'task requests sent');
+      })
+      .catch((err: unknown) => failAll(new TaskerError(ErrorCode.INTERNAL, `cannot send the task request: ${errText(err)}`)));
+  }
+
+  /** Drops the record of a `task_requests` message once none of its requests waits any more. */
+  private forgetBatchWhenSettled(correlationId: string): void {
+    const ids = this.batches.get(correlationId);
+    if (ids && !ids.some((id) => this.pending.has(id))) this.batches.delete(correlationId);
+  }
+
+  /** The requests a reply or a returned message without a request id is about: the message's. */
+  private requestsOf(correlationId: string | undefined): PendingRequest[] {
+    if (correlationId === undefined) return [];
+    const ids = this.batches.get(correlationId) ?? [correlationId];
+    return ids.map((id) => this.pending.get(id)).filter((p): p is PendingRequest => p !== undefined);
   }
 
   /** Rejects pending requests, closes the reply channel (and the Broker, when {@link connect} made it). */
@@ -210,36 +326,57 @@ export class AmqpTaskRequester {
       for (const p of [...this.pending.values()]) if (p.channel === ch) p.reject(err);
     });
     ch.on('return', (msg: Message) => {
-      const id = msg.properties.correlationId as string | undefined;
-      const p = id ? this.pending.get(id) : undefined;
-      p?.reject(
-        new TaskerError(
-          ErrorCode.INTERNAL,
-          `task request was unroutable: no queue is bound to exchange '${this.names.taskRequestsExchange}' ` +
-            `(is the orchestrator's topology declared for prefix '${this.names.prefix}'?)`,
-        ),
+      const err = new TaskerError(
+        ErrorCode.INTERNAL,
+        `task request was unroutable: no queue is bound to exchange '${this.names.taskRequestsExchange}' ` +
+          `(is the orchestrator's topology declared for prefix '${this.names.prefix}'?)`,
       );
+      for (const p of this.requestsOf(msg.properties.correlationId as string | undefined)) p.reject(err);
     });
     await ch.consume(DIRECT_REPLY_TO, (msg) => this.onReply(msg), { noAck: true });
   }
 
+  /**
+   * A `task_reply`, or a `task_replies` message: each reply settles the request its
+   * `request_id` names, or, without one, the request(s) of the message its correlation id names.
+   */
   private onReply(msg: ConsumeMessage | null): void {
     if (!msg) return;
-    const id = msg.properties.correlationId as string | undefined;
-    const p = id ? this.pending.get(id) : undefined;
-    if (!p) {
-      this.logger.warn({ correlationId: id }, 'task reply for no pending request (timed out or closed); ignored');
-      return;
-    }
-    const decoded = decodeMessage(TaskReply, msg.content, 'task reply');
+    const correlationId = msg.properties.correlationId as string | undefined;
+    const decoded = decodeOneOrMany(TaskReply, TASK_REPLIES_SHAPE, msg.content, 'task reply');
     if (!decoded.ok) {
-      this.logger.error({ correlationId: id, err: decoded.error.message }, 'invalid task reply');
-      p.reject(decoded.error);
+      this.logger.error({ correlationId, err: decoded.error.message }, 'invalid task reply');
+      for (const p of this.requestsOf(correlationId)) p.reject(decoded.error);
       return;
     }
-    const reply = decoded.value;
-    if (reply.ok) p.resolve({ created: reply.created, task: reply.task });
-    else p.reject(new TaskerError(reply.error.code as ErrorCode, reply.error.message, reply.error.issues ?? []));
+    for (const part of decoded.value) {
+      const requestId = part.decoded.ok ? part.decoded.value.request_id : part.place !== null ? requestIdOf(part.body) : undefined;
+      const targets = requestId !== undefined ? [this.pending.get(requestId)].filter((p) => p !== undefined) : this.requestsOf(correlationId);
+      if (targets.length === 0) {
+        this.logger.warn({ correlationId, requestId }, 'task reply for no pending request (timed out or closed); ignored');
+        continue;
+      }
+      for (const p of targets) {
+        if (!part.decoded.ok) {
+          this.logger.error({ correlationId, err: part.decoded.error.message }, 'invalid task reply');
+          p.reject(part.decoded.error);
+        } else if (part.decoded.value.ok) p.resolve({ created: part.decoded.value.created, task: part.decoded.value.task });
+        else {
+          const e = part.decoded.value.error;
+          p.reject(new TaskerError(e.code as ErrorCode, e.message, e.issues ?? []));
+        }
+      }
+    }
+  }
+}
+
+/** The `request_id` of one reply of a `task_replies` message that failed its schema, if it can be read. */
+function requestIdOf(json: string): string | undefined {
+  try {
+    const id = (JSON.parse(json) as { request_id?: unknown } | null)?.request_id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -3,9 +3,12 @@ import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ErrorCode,
+  TASK_REPLIES_SHAPE,
+  TASK_REQUESTS_SHAPE,
   TaskRequest,
   TaskerError,
-  decodeMessage,
+  decodeOneOrMany,
+  encodeBatch,
   type TaskReply,
   type TaskSummary,
 } from '@tasker/protocol';
@@ -15,12 +18,17 @@ import { AMQP_URL, Inbox, TestRabbit, testLogger, uniquePrefix } from '../../tra
 /**
  * The orchestrator is played by a fake responder on the task-requests queue. It answers by
  * the template name: `slow` after `context.delay_ms`, `refused` with ok:false, `ignored`
- * never; anything else at once with a new task.
+ * never; anything else at once with a new task. The requests of a `task_requests` message
+ * are answered one by one, each reply with its request_id, except `together` (one
+ * `task_replies` message for the whole message) and `envelope_refused` (one refusal without
+ * request_id, as the orchestrator answers a message it parks whole).
  */
 const prefix = uniquePrefix();
 let rabbit: TestRabbit;
 let requester: AmqpTaskRequester;
-const requests = new Inbox<{ request: TaskRequest; msg: ConsumeMessage }>();
+const requests = new Inbox<{ request: TaskRequest; msg: ConsumeMessage; of: number }>();
+/** Every message the responder received. */
+const messages: ConsumeMessage[] = [];
 
 function summaryFor(req: TaskRequest): TaskSummary {
   return {
@@ -68,19 +76,43 @@ async function respond(req: TaskRequest): Promise<TaskReply | null> {
   };
 }
 
+function sendReply(msg: ConsumeMessage, body: string): Promise<void> {
+  return rabbit.broker.publish('', msg.properties.replyTo as string, Buffer.from(body), {
+    correlationId: msg.properties.correlationId as string,
+    persistent: false,
+  });
+}
+
 beforeAll(async () => {
   rabbit = await TestRabbit.open(prefix);
   await rabbit.consume(rabbit.names.taskRequestsQueue, async (msg) => {
-    const decoded = decodeMessage(TaskRequest, msg.content, 'task request');
+    messages.push(msg);
+    const decoded = decodeOneOrMany(TaskRequest, TASK_REQUESTS_SHAPE, msg.content, 'task request');
     if (!decoded.ok) throw decoded.error;
-    requests.push({ request: decoded.value, msg });
-    const reply = await respond(decoded.value);
-    if (reply && msg.properties.replyTo) {
-      await rabbit.broker.publish('', msg.properties.replyTo as string, Buffer.from(JSON.stringify(reply)), {
-        correlationId: msg.properties.correlationId as string,
-        persistent: false,
-      });
+    const parts = decoded.value.map((p) => {
+      if (!p.decoded.ok) throw p.decoded.error;
+      return p.decoded.value;
+    });
+    for (const request of parts) requests.push({ request, msg, of: parts.length });
+    if (!msg.properties.replyTo) return;
+    if (parts[0]!.name === 'envelope_refused') {
+      const refusal: TaskReply = { protocol_version: 1, message_type: 'task_reply', ok: false, error: { code: ErrorCode.INVALID_MESSAGE, message: 'the envelope is broken' } };
+      return sendReply(msg, JSON.stringify(refusal));
     }
+    const answer = async (r: TaskRequest) => {
+      const reply = await respond(r);
+      return reply && { ...reply, ...(r.request_id !== undefined ? { request_id: r.request_id } : {}) };
+    };
+    if (parts[0]!.name === 'together') {
+      const replies = await Promise.all(parts.map(answer));
+      return sendReply(msg, encodeBatch(TASK_REPLIES_SHAPE, replies.map((r) => JSON.stringify(r))));
+    }
+    await Promise.all(
+      parts.map(async (r) => {
+        const reply = await answer(r);
+        if (reply) await sendReply(msg, JSON.stringify(reply));
+      }),
+    );
   });
   requester = await AmqpTaskRequester.connect({ url: AMQP_URL, logger: testLogger, prefix });
 });
@@ -125,6 +157,61 @@ describe('AmqpTaskRequester', () => {
     expect(msg.properties.replyTo).toMatch(/^amq\.rabbitmq\.reply-to\./);
     expect(msg.properties.correlationId).toEqual(expect.any(String));
     expect(msg.properties.contentType).toBe('application/json');
+  });
+
+  it('sends the requests made in one turn for one namespace as one task_requests message, each with its own request_id', async () => {
+    const before = messages.length;
+    const results = await Promise.all(
+      [0, 1, 2, 3].map((i) =>
+        requester.createTask({ namespace: i < 3 ? 'payments' : 'shipping', name: 'process_refund', context: { i }, idempotencyKey: `turn-${i}` }),
+      ),
+    );
+    expect(results.map((r) => r.task.id)).toEqual(['task_turn-0', 'task_turn-1', 'task_turn-2', 'task_turn-3']);
+    const sent = messages.slice(before);
+    // One message per namespace: the routing key is what a broker user's topic permission checks.
+    expect(sent.map((m) => [m.fields.routingKey, m.properties.type]).sort()).toEqual([
+      ['payments', 'task_requests'],
+      ['shipping', 'task_request'],
+    ]);
+    const batch = JSON.parse(sent.find((m) => m.fields.routingKey === 'payments')!.content.toString());
+    expect(batch).toMatchObject({ protocol_version: 1, message_type: 'task_requests' });
+    expect(batch.requests.map((r: TaskRequest) => r.idempotency_key)).toEqual(['turn-0', 'turn-1', 'turn-2']);
+    const ids = batch.requests.map((r: TaskRequest) => r.request_id);
+    expect(new Set(ids).size).toBe(3);
+    for (const r of batch.requests) expect(r).toMatchObject({ message_type: 'task_request', namespace: 'payments', request_id: expect.any(String) });
+    // A request alone goes as before: no request_id, its correlation id is its own.
+    const alone = JSON.parse(sent.find((m) => m.fields.routingKey === 'shipping')!.content.toString());
+    expect(alone.request_id).toBeUndefined();
+  });
+
+  it('settles each request from a task_replies message by its request_id', async () => {
+    const results = await Promise.all(
+      [0, 1, 2].map((i) => requester.createTask({ namespace: 'payments', name: 'together', context: { existing: i === 1 }, idempotencyKey: `together-${i}` })),
+    );
+    expect(results.map((r) => [r.task.id, r.created])).toEqual([
+      ['task_together-0', true],
+      ['task_together-1', false],
+      ['task_together-2', true],
+    ]);
+  });
+
+  it('fails every request of a task_requests message refused whole (a reply without request_id)', async () => {
+    const errors = await Promise.all(
+      [0, 1].map((i) => requester.createTask({ namespace: 'payments', name: 'envelope_refused', context: { i } }).catch((e: unknown) => e)),
+    );
+    for (const e of errors) expect(e).toMatchObject({ code: ErrorCode.INVALID_MESSAGE, message: 'the envelope is broken' });
+  });
+
+  it('with maxRequestsPerMessage 1, sends every request alone; it refuses a value out of range', async () => {
+    const own = await AmqpTaskRequester.connect({ url: AMQP_URL, logger: testLogger, prefix, maxRequestsPerMessage: 1 });
+    try {
+      const before = messages.length;
+      await Promise.all([0, 1, 2].map((i) => own.createTask({ namespace: 'payments', name: 'process_refund', context: { i }, idempotencyKey: `one-by-one-${i}` })));
+      expect(messages.slice(before).map((m) => m.properties.type)).toEqual(['task_request', 'task_request', 'task_request']);
+    } finally {
+      await own.close();
+    }
+    expect(() => new AmqpTaskRequester(rabbit.broker, { prefix, maxRequestsPerMessage: 0 })).toThrow(/maxRequestsPerMessage must be an integer from 1 to 500; got 0/);
   });
 
   it('matches each reply to its request when replies come back in another order', async () => {

@@ -9,8 +9,11 @@ import {
   StepResult,
   STEP_MESSAGES_SHAPE,
   STEP_RESULTS_SHAPE,
+  TASK_REPLIES_SHAPE,
+  TASK_REQUESTS_SHAPE,
   TaskerError,
   TaskRequest,
+  encodeBatch,
   TemplateError,
   coreTopology,
   names,
@@ -243,8 +246,9 @@ export class Orchestrator {
         queue: n.taskRequestsQueue,
         what: 'task request',
         schema: TaskRequest,
+        batch: TASK_REQUESTS_SHAPE,
         park: park('task_request'),
-        check: (r, d) =>
+        check: (r, d, inBatch) =>
           !d.message.properties.replyTo
             ? new TaskerError(ErrorCode.MISSING_REPLY_TO, 'task request has no reply_to property; nobody could be told the outcome')
             : !this.mayReplyTo(d.message.properties.replyTo as string)
@@ -260,29 +264,17 @@ export class Orchestrator {
                   ErrorCode.INVALID_MESSAGE,
                   `task request for namespace '${r.namespace}' was published with routing key '${d.message.fields.routingKey}'`,
                 )
+              : inBatch && r.request_id === undefined
+              ? // Its reply could not say which request it answers.
+                new TaskerError(ErrorCode.INVALID_MESSAGE, 'a task request in a task_requests message needs its request_id')
               : null,
         process: async (items) => {
           const { outcomes, outbox } = await createTasks(
             { ...deps, validator: this.validator },
-            items.map(({ value: { protocol_version: _v, message_type: _t, ...body } }) => body),
+            items.map(({ value: { protocol_version: _v, message_type: _t, request_id: _r, ...body } }) => body),
           );
           await this.relay.publish(outbox);
-          await Promise.all(
-            items.map((item, i) => {
-              const o = outcomes[i]!;
-              const reply: TaskReply = o.ok
-                ? { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: true, created: o.created, task: o.task }
-                : { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: o.error.toJSON() };
-              const props = item.delivery.message.properties;
-              return this.broker
-                .publish('', props.replyTo as string, Buffer.from(JSON.stringify(reply)), {
-                  correlationId: props.correlationId,
-                  persistent: false,
-                  type: 'task_reply',
-                })
-                .catch((err: Error) => this.logger.warn({ err: err.message }, 'task reply could not be sent'));
-            }),
-          );
+          await this.sendTaskReplies(items.map((item, i) => ({ delivery: item.delivery, request: item.value, inBatch: item.part !== undefined, outcome: outcomes[i]! })));
         },
       }),
     );
@@ -300,17 +292,59 @@ export class Orchestrator {
   }
 
   /**
-   * Parks an unprocessable message on the dead-letter queue with the reason. A task request
-   * whose sender waits for a reply is also told why, instead of waiting for its timeout.
+   * Answers task requests: a request that came alone with a `task_reply`, the requests of one
+   * `task_requests` message with one `task_replies` message, each reply naming its
+   * `request_id`; to the message's `reply_to`, with its `correlation_id`. Replies are not
+   * persistent (direct reply-to); one that cannot be sent is logged, and the requester's
+   * timeout tells it to ask again with the same idempotency key.
    */
-  /** Parks a message on the dead letters with the reason; `body` parks one item of a message carrying several. */
+  private async sendTaskReplies(answers: Array<{ delivery: Delivery; request: TaskRequest; inBatch: boolean; outcome: CreateOutcome }>): Promise<void> {
+    const byMessage = new Map<Delivery, string[]>();
+    const sends: Array<Promise<unknown>> = [];
+    for (const a of answers) {
+      const o = a.outcome;
+      const id = a.request.request_id !== undefined ? { request_id: a.request.request_id } : {};
+      const reply: TaskReply = o.ok
+        ? { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: true, created: o.created, task: o.task, ...id }
+        : { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: o.error.toJSON(), ...id };
+      if (!a.inBatch) {
+        sends.push(this.publishReply(a.delivery, JSON.stringify(reply), 'task_reply'));
+        continue;
+      }
+      let replies = byMessage.get(a.delivery);
+      if (!replies) byMessage.set(a.delivery, (replies = []));
+      replies.push(JSON.stringify(reply));
+    }
+    for (const [d, replies] of byMessage) sends.push(this.publishReply(d, encodeBatch(TASK_REPLIES_SHAPE, replies), 'task_replies'));
+    await Promise.all(sends);
+  }
+
+  private publishReply(d: Delivery, body: string, type: 'task_reply' | 'task_replies'): Promise<unknown> {
+    return this.broker
+      .publish('', d.message.properties.replyTo as string, Buffer.from(body), { correlationId: d.message.properties.correlationId, persistent: false, type })
+      .catch((err: Error) => this.logger.warn({ err: err.message }, 'task reply could not be sent'));
+  }
+
+  /**
+   * Parks a message on the dead letters with the reason; `body` parks one item of a message
+   * carrying several. A task request whose sender waits for a reply is also told why, instead
+   * of waiting for its timeout; one request of a `task_requests` message is answered with its
+   * `request_id`, and not at all when it has none that can be read.
+   */
   private async park(d: Delivery, kind: string, e: { code: string; message: string }, body?: string): Promise<void> {
     const replyTo = d.message.properties.replyTo as string | undefined;
-    if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo)) {
-      const reply: TaskReply = { protocol_version: PROTOCOL_VERSION, message_type: 'task_reply', ok: false, error: { code: e.code, message: e.message } };
-      await this.broker
-        .publish('', replyTo, Buffer.from(JSON.stringify(reply)), { correlationId: d.message.properties.correlationId, persistent: false, type: 'task_reply' })
-        .catch((err: Error) => this.logger.warn({ err: err.message }, 'refusal reply could not be sent'));
+    const id = body === undefined ? undefined : requestIdOf(body);
+    // One request of several without a readable request_id: a reply could not say which it answers.
+    const answerable = body === undefined || id !== undefined;
+    if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo) && answerable) {
+      const reply: TaskReply = {
+        protocol_version: PROTOCOL_VERSION,
+        message_type: 'task_reply',
+        ok: false,
+        error: { code: e.code, message: e.message },
+        ...(id !== undefined ? { request_id: id } : {}),
+      };
+      await this.publishReply(d, JSON.stringify(reply), 'task_reply');
     }
     await this.broker.publish(this.names.deadLetterExchange, `invalid.${kind}`, body === undefined ? d.body : Buffer.from(body), {
       headers: {
@@ -451,5 +485,15 @@ export class Orchestrator {
     await this.broker.close();
     await this.db.destroy();
     void this.pool;
+  }
+}
+
+/** The `request_id` of one request of a `task_requests` message, from its JSON, when it is a usable one. */
+function requestIdOf(body: string): string | undefined {
+  try {
+    const id = (JSON.parse(body) as { request_id?: unknown } | null)?.request_id;
+    return typeof id === 'string' && id.length > 0 && id.length <= 255 ? id : undefined;
+  } catch {
+    return undefined;
   }
 }

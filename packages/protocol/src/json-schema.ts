@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { StepMessage, StepMessages } from './messages/step-message.ts';
 import { StepResult, StepResults } from './messages/step-result.ts';
-import { TaskReply, TaskRequest } from './messages/task-request.ts';
+import { TaskReplies, TaskReply, TaskRequest, TaskRequests } from './messages/task-request.ts';
 import { RetryDue } from './messages/retry-due.ts';
 import { ControlMessage } from './messages/control.ts';
 import { TemplateSpec } from './template.ts';
@@ -14,7 +14,9 @@ export const PUBLISHED_SCHEMAS = {
   'step-result': StepResult,
   'step-results': StepResults,
   'task-request': TaskRequest,
+  'task-requests': TaskRequests,
   'task-reply': TaskReply,
+  'task-replies': TaskReplies,
   'retry-due': RetryDue,
   'control': ControlMessage,
   'task-template': TemplateSpec,

@@ -13,6 +13,8 @@ export const Limits = {
   maxResultsPerMessage: 500,
   /** Most step messages in one `steps` message. @defaultValue 100 */
   maxStepsPerMessage: 100,
+  /** Most task requests in one `task_requests` message (and replies in one `task_replies`). @defaultValue 500 */
+  maxRequestsPerMessage: 500,
   /** Deepest nesting of arrays and objects in any JSON payload. @defaultValue 64 */
   maxJsonDepth: 64,
 } as const;

@@ -25,8 +25,8 @@ export interface BatchConsumerOptions<S extends z.ZodType> {
   batch?: BatchShape;
   /** Let NUL characters through decoding (the processor sanitizes them). @defaultValue false */
   allowNul?: boolean;
-  /** Extra checks on a decoded message; a returned error parks it. */
-  check?: (value: z.infer<S>, delivery: Delivery) => TaskerError | null;
+  /** Extra checks on a decoded message (`inBatch`: one item of a message carrying several); a returned error parks it. */
+  check?: (value: z.infer<S>, delivery: Delivery, inBatch: boolean) => TaskerError | null;
   /**
    * Where unprocessable messages go, with the reason in headers. `body` is given when only
    * one item of a message carrying several is parked: publish it instead of the whole body.
@@ -124,7 +124,7 @@ export class BatchConsumer<S extends z.ZodType> {
       for (const part of parts) {
         let error: { code: string; message: string } | null;
         try {
-          error = part.decoded.ok ? (this.o.check?.(part.decoded.value, d) ?? null) : part.decoded.error;
+          error = part.decoded.ok ? (this.o.check?.(part.decoded.value, d, part.place !== null) ?? null) : part.decoded.error;
         } catch (err) {
           error = { code: 'INVALID_MESSAGE', message: `${this.o.what} could not be checked: ${(err as Error).message}` };
         }

@@ -1,5 +1,13 @@
 import { z } from 'zod';
-import { errorCodeString, id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
+import { Limits } from '../limits.ts';
+import { batchMessage, errorCodeString, id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
+
+/** The requester's id for one request of a `task_requests` message, echoed by its reply. */
+const requestId = z
+  .string()
+  .min(1)
+  .max(255)
+  .describe('In a task_requests message (required there): your id for this request, echoed by its reply.');
 
 /**
  * Service (or handler) → orchestrator, to the task-requests exchange with the namespace as
@@ -26,6 +34,7 @@ export const TaskRequest = z
       .optional()
       .describe('The task (and step) that created this one, for cross-namespace coordination.'),
     requested_by: z.string().max(200).optional(),
+    request_id: requestId.optional(),
   })
   .describe('Ask for a task to be created.');
 export type TaskRequest = z.infer<typeof TaskRequest>;
@@ -60,13 +69,50 @@ export const TaskReply = z
       ok: z.literal(true),
       created: z.boolean().describe('false when the idempotency key matched an existing task.'),
       task: TaskSummary,
+      request_id: requestId.optional(),
     }),
     z.object({
       protocol_version: protocolVersion,
       message_type: z.literal('task_reply'),
       ok: z.literal(false),
       error: ErrorBody,
+      request_id: requestId.optional(),
     }),
   ])
   .describe('The answer to a task request.');
 export type TaskReply = z.infer<typeof TaskReply>;
+
+/** How a `task_requests` message carries its requests (for `decodeOneOrMany` and `encodeBatch`). */
+export const TASK_REQUESTS_SHAPE = {
+  messageType: 'task_requests',
+  field: 'requests',
+  max: Limits.maxRequestsPerMessage,
+} as const;
+
+/**
+ * Service → orchestrator: several task requests in one message, to the task-requests
+ * exchange with their namespace as routing key (every request of the message for that
+ * namespace), each with its own `request_id`. Optional: requests may always go one by one.
+ * Each is created (or refused) on its own, exactly as if it had come alone, and answered
+ * with a reply carrying its `request_id` (several replies may share a `task_replies` message).
+ */
+export const TaskRequests = batchMessage(TASK_REQUESTS_SHAPE, TaskRequest).describe(
+  'Several task requests in one message (a service creating many tasks at once): requester → orchestrator.',
+);
+export type TaskRequests = z.infer<typeof TaskRequests>;
+
+/** How a `task_replies` message carries its replies. */
+export const TASK_REPLIES_SHAPE = {
+  messageType: 'task_replies',
+  field: 'replies',
+  max: Limits.maxRequestsPerMessage,
+} as const;
+
+/**
+ * Orchestrator → requester: the replies to requests of a `task_requests` message, each with
+ * the `request_id` of the request it answers, to `reply_to` with the message's `correlation_id`.
+ */
+export const TaskReplies = batchMessage(TASK_REPLIES_SHAPE, TaskReply).describe(
+  'Several task replies in one message, each naming its request_id: orchestrator → requester.',
+);
+export type TaskReplies = z.infer<typeof TaskReplies>;
