@@ -8,8 +8,8 @@ import type { Db } from './database.ts';
  * (`pnpm db:snapshot`), so reviews see the schema change itself.
  */
 export async function describeSchema(db: Db, schema: string): Promise<string> {
-  const columns = await sql<{ table_name: string; column_name: string; data_type: string; is_nullable: string; column_default: string | null }>`
-    SELECT table_name, column_name, data_type, is_nullable, column_default
+  const columns = await sql<{ table_name: string; column_name: string; data_type: string; collation_name: string | null; is_nullable: string; column_default: string | null }>`
+    SELECT table_name, column_name, data_type, collation_name, is_nullable, column_default
     FROM information_schema.columns WHERE table_schema = ${schema}
     ORDER BY table_name, ordinal_position`.execute(db);
   const indexes = await sql<{ tablename: string; indexdef: string }>`
@@ -32,7 +32,8 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
   let table = '';
   for (const c of columns.rows) {
     if (c.table_name !== table) lines.push(`table ${(table = c.table_name)}`);
-    lines.push(`  ${c.column_name} ${c.data_type}${c.is_nullable === 'NO' ? ' not null' : ''}${c.column_default ? ` default ${strip(c.column_default)}` : ''}`);
+    // A collation is shown where a column names one (information_schema leaves the database's default out).
+    lines.push(`  ${c.column_name} ${c.data_type}${c.collation_name ? ` collate ${c.collation_name}` : ''}${c.is_nullable === 'NO' ? ' not null' : ''}${c.column_default ? ` default ${strip(c.column_default)}` : ''}`);
   }
   for (const i of indexes.rows) lines.push(`index ${strip(i.indexdef)}`);
   for (const c of constraints.rows) lines.push(`constraint ${strip(c.table_name)}: ${strip(c.def)}`);

@@ -8,6 +8,7 @@ import * as m0003 from './migrations/0003_result_batches.ts';
 import * as m0004 from './migrations/0004_index_paths.ts';
 import * as m0005 from './migrations/0005_statement_reference_checks.ts';
 import * as m0006 from './migrations/0006_result_batch_write.ts';
+import * as m0007 from './migrations/0007_identifier_collation.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004_index_paths': m0004,
   '0005_statement_reference_checks': m0005,
   '0006_result_batch_write': m0006,
+  '0007_identifier_collation': m0007,
 };
 
 class StaticProvider implements MigrationProvider {
@@ -26,10 +28,11 @@ class StaticProvider implements MigrationProvider {
 }
 
 /**
- * Creates the schema and runs pending migrations. Safe when several processes start at
- * once: a transaction-level advisory lock keyed on the schema name serializes them.
+ * Creates the schema and runs pending migrations (up to and including `upTo`, when given:
+ * tests of an upgrade). Safe when several processes start at once: an advisory lock keyed
+ * on the schema name serializes them.
  */
-export async function migrate(db: Db, schema: string, logger: Logger): Promise<string[]> {
+export async function migrate(db: Db, schema: string, logger: Logger, options: { upTo?: string } = {}): Promise<string[]> {
   return db.connection().execute(async (conn) => {
     await sql`SELECT pg_advisory_lock(hashtext(${`tasker.migrate.${schema}`}))`.execute(conn);
     try {
@@ -41,11 +44,12 @@ export async function migrate(db: Db, schema: string, logger: Logger): Promise<s
         migrationTableName: 'schema_migrations',
         migrationLockTableName: 'schema_migrations_lock',
       });
-      let outcome = await migrator.migrateToLatest();
+      const run = () => (options.upTo === undefined ? migrator.migrateToLatest() : migrator.migrateTo(options.upTo));
+      let outcome = await run();
       // kysely looks for its migration table by listing the tables of every schema; another
       // schema dropped meanwhile (another installation, a test) fails that listing with
       // 3F000 naming that schema. Nothing was applied then: look again.
-      for (let i = 0; i < 5 && droppedMeanwhile(outcome.error, schema); i++) outcome = await migrator.migrateToLatest();
+      for (let i = 0; i < 5 && droppedMeanwhile(outcome.error, schema); i++) outcome = await run();
       const { error, results } = outcome;
       const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
       if (error) throw error instanceof Error ? error : new Error(String(error));

@@ -1,0 +1,99 @@
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb } from '../src/db/database.ts';
+import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+
+// An installation upgraded with rows in it: migration 0007 (identifier columns compare
+// bytewise) applied on top of 0006 keeps every row, every index lookup and every guard.
+const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const schema = `upgrade_${Math.random().toString(36).slice(2, 10)}`;
+const logger = pino({ level: 'silent' });
+
+describe('upgrading an installation that has tasks', () => {
+  const { db } = createDb(url, schema, 2);
+  const a = new pg.Client({ connectionString: url });
+  const S = `"${schema}"`;
+  const failure = async (p: Promise<unknown>) => {
+    const err = (await p.then(() => null, (e: unknown) => e)) as { code?: string; message?: string } | null;
+    expect(err, 'the statement should have failed').not.toBeNull();
+    return { code: err!.code, message: err!.message };
+  };
+
+  beforeAll(async () => {
+    await ensureDatabase(url, logger);
+    expect(await migrate(db, schema, logger, { upTo: '0006_result_batch_write' })).toContain('0006_result_batch_write');
+    await a.connect();
+    await a.query(`INSERT INTO ${S}.namespaces (name) VALUES ('shop')`);
+    const { rows } = await a.query(
+      `INSERT INTO ${S}.templates (namespace, name, version, major, minor, patch, definition)
+       VALUES ('shop', 'order', '1.0.0', 1, 0, 0, '{}') RETURNING id::text`,
+    );
+    for (const [id, parent, key] of [['tsk_B1', null, 'Key-É'], ['tsk_a1', 'tsk_B1', 'key-é']] as const) {
+      await a.query(
+        `INSERT INTO ${S}.tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key, parent_task_id)
+         VALUES ($1, 'shop', 'order', '1.0.0', $2, 'in_progress', '{}', $1, $3, $4)`,
+        [id, rows[0].id, key, parent],
+      );
+      await a.query(
+        `INSERT INTO ${S}.steps (id, task_id, name, position, state, max_attempts, deps_pending) VALUES ('stp_' || $1::text, $1, 'charge', 0, 'enqueued', 3, 0)`,
+        [id],
+      );
+      await a.query(`INSERT INTO ${S}.transitions (task_id, step_id, to_state, reason) VALUES ($1, 'stp_' || $1::text, 'enqueued', 'created')`, [id]);
+    }
+    expect(await migrate(db, schema, logger)).toEqual(['0007_identifier_collation']);
+  });
+  afterAll(async () => {
+    await a.end();
+    await db.schema.dropSchema(schema).ifExists().cascade().execute();
+    await db.destroy();
+  });
+
+  it('the identifier columns compare bytewise, and the rows written before are all there', async () => {
+    const { rows: cols } = await a.query(
+      `SELECT table_name || '.' || column_name AS col FROM information_schema.columns
+       WHERE table_schema = $1 AND collation_name = 'C' ORDER BY 1`,
+      [schema],
+    );
+    expect(cols.map((c) => c.col)).toEqual([
+      'steps.id', 'steps.name', 'steps.task_id', 'steps.waiting_for_task_id',
+      'tasks.correlation_id', 'tasks.id', 'tasks.idempotency_key', 'tasks.name', 'tasks.namespace', 'tasks.parent_task_id',
+      'transitions.task_id',
+    ]);
+    const { rows } = await a.query(
+      `SELECT t.id, s.id AS step, t.parent_task_id, (SELECT count(*)::int FROM ${S}.transitions x WHERE x.task_id = t.id) AS audit
+       FROM ${S}.tasks t JOIN ${S}.steps s ON s.task_id = t.id ORDER BY t.id`,
+    );
+    expect(rows).toEqual([
+      { id: 'tsk_B1', step: 'stp_tsk_B1', parent_task_id: null, audit: 1 },
+      { id: 'tsk_a1', step: 'stp_tsk_a1', parent_task_id: 'tsk_B1', audit: 1 },
+    ]);
+  });
+
+  it('lookups by id, by idempotency key and by step name use the rebuilt indexes and find the same rows', async () => {
+    await a.query('SET enable_seqscan = off');
+    try {
+      const plan = await a.query(`EXPLAIN SELECT id FROM ${S}.tasks WHERE id = $1`, ['tsk_a1']);
+      expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index.*Scan using tasks_pkey/);
+      const byId = await a.query(`SELECT id FROM ${S}.tasks WHERE id = $1`, ['tsk_a1']);
+      expect(byId.rows).toEqual([{ id: 'tsk_a1' }]);
+      const byKey = await a.query(`SELECT id FROM ${S}.tasks WHERE namespace = 'shop' AND idempotency_key = ANY($1::text[]) ORDER BY id`, [['Key-É', 'key-é', 'KEY-É']]);
+      expect(byKey.rows.map((r) => r.id)).toEqual(['tsk_B1', 'tsk_a1']);
+      const step = await a.query(`SELECT id FROM ${S}.steps WHERE task_id = $1 AND name = 'charge'`, ['tsk_a1']);
+      expect(step.rows).toEqual([{ id: 'stp_tsk_a1' }]);
+    } finally {
+      await a.query('RESET enable_seqscan');
+    }
+  });
+
+  it('the guards made again around the change still hold: unique keys, the parent reference, fixed ids', async () => {
+    const dup = await failure(a.query(`UPDATE ${S}.tasks SET idempotency_key = 'Key-É' WHERE id = 'tsk_a1'`));
+    expect(dup.code).toBe('23505');
+    const orphan = await failure(a.query(`UPDATE ${S}.tasks SET parent_task_id = 'tsk_none' WHERE id = 'tsk_a1'`));
+    expect(orphan.code).toBe('23503');
+    const moved = await failure(a.query(`UPDATE ${S}.steps SET task_id = 'tsk_B1' WHERE id = 'stp_tsk_a1'`));
+    expect(moved.message).toMatch(/task_id/);
+    const renamed = await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_c1' WHERE id = 'tsk_B1'`));
+    expect(renamed.message).toMatch(/id and template_id/);
+  });
+});
