@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { PROTOCOL_VERSION, TaskReplies, TaskReply } from '@tasker/protocol';
-import { AmqpTaskRequester } from '@tasker/client';
+import { AmqpTaskRequester, HttpTaskClient } from '@tasker/client';
 import pino from 'pino';
 import { createDb } from '@tasker/orchestrator';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
@@ -128,6 +128,41 @@ describe('task creation', () => {
     expect(((await missing.json()) as { error: { code: string } }).error.code).toBe('UNKNOWN_TASK');
     const ready = await fetch(`${url}/health/ready`);
     expect(ready.status).toBe(200);
+  });
+
+  it('HTTP: POST /v1/tasks/batch creates or refuses each task on its own, in order, with the status POST /v1/tasks would give it', async () => {
+    const client = new HttpTaskClient({ baseUrl: stack.orchestrator.httpUrl! });
+    const before = await count();
+    const key = `bulk-${Math.random().toString(36).slice(2, 8)}`;
+    const out = await client.createTasks([
+      { namespace: 'shop', name: 'order', context: { order_id: 'bulk-1', amount: 1 } },
+      { namespace: 'shop', name: 'order', context: { order_id: 'x', amount: -1 } },
+      { namespace: 'shop', name: 'refund', context: {} },
+      { namespace: 'shop', name: 'order', version: '1.0.0', context: { order_id: 'bulk-2', amount: 2 }, idempotencyKey: key },
+      { namespace: 'shop', name: 'order', version: '1.0.0', context: { order_id: 'bulk-2', amount: 2 }, idempotencyKey: key },
+    ]);
+    expect(out.map((o) => (o.ok ? [o.created, o.task.version] : [o.error.status, o.error.code]))).toEqual([
+      [true, '1.10.0'],
+      [400, 'INVALID_CONTEXT'],
+      [404, 'UNKNOWN_TEMPLATE'],
+      [true, '1.0.0'],
+      [false, '1.0.0'],
+    ]);
+    // The same idempotency key twice in one batch makes one task, which both answers show (201, then 200).
+    const [, , , a, b] = out;
+    expect(a!.ok && b!.ok && a!.task.id === b!.task.id).toBe(true);
+    expect(a!.ok && a!.task.steps.map((s) => [s.name, s.state])).toEqual([['charge', 'enqueued']]);
+    expect(await count()).toBe(before + 2);
+    // Asked again later, the key's task comes back as 200 (created: false).
+    const [again] = await client.createTasks([{ namespace: 'shop', name: 'order', context: { order_id: 'bulk-2', amount: 2 }, idempotencyKey: key }]);
+    expect(again!.ok && [again!.created, again!.task.id]).toEqual([false, a!.ok && a!.task.id]);
+    // A request that fails validation in the client names its place, and nothing is sent.
+    const bad = await client.createTasks([{ namespace: 'shop', name: 'order', context: {} }, { namespace: 'Shop!', name: 'order', context: {} }]).catch((e: unknown) => e);
+    expect(bad).toMatchObject({ code: 'INVALID_MESSAGE', issues: [{ path: 'tasks.1.namespace' }] });
+    const raw = await fetch(`${stack.orchestrator.httpUrl}/v1/tasks/batch`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ tasks: [] }) });
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as { error: { code: string; message: string } }).error.message).toMatch(/tasks/);
+    expect(await count()).toBe(before + 2);
   });
 
   it('AMQP: a task request gets a reply with the task, or the refusal', async () => {

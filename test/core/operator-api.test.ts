@@ -123,6 +123,23 @@ describe('operator surface: HTTP API', () => {
     expect((await call('POST', '/v1/tasks', null, { bad: true })).status).toBe(401);
   });
 
+  it('POST /v1/tasks/batch is refused whole (403, nothing created) when one task is outside the token\'s namespaces', async () => {
+    const listed = async () => (await call('GET', '/v1/tasks?namespace=ops_cs&limit=200', platform)).body.items.length as number;
+    const before = await listed();
+    const mixed = await call('POST', '/v1/tasks/batch', team, {
+      tasks: [
+        { namespace: 'ops_cs', name: 'refund', context: {} },
+        { namespace: 'ops_pay', name: 'payout', context: { amount: 1 } },
+      ],
+    });
+    expect([mixed.status, mixed.body.error.code]).toEqual([403, 'FORBIDDEN']);
+    expect(mixed.body.error.message).toMatch(/namespace 'ops_pay'/);
+    const reader = await call('POST', '/v1/tasks/batch', TOKENS[2]!.token, { tasks: [{ namespace: 'ops_cs', name: 'refund', context: {} }] });
+    expect([reader.status, reader.body.error.code]).toEqual([403, 'FORBIDDEN']);
+    expect((await call('POST', '/v1/tasks/batch', null, { tasks: [] })).status).toBe(401);
+    expect(await listed()).toBe(before);
+  });
+
   it('a step waits for the child task it created; the child links both ways; the parent completes with the child result', async () => {
     const created = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 5 } });
     expect(created.status).toBe(201);

@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import {
   CreateTaskResponse,
+  CreateTasksResponse,
+  Limits,
   ErrorCode,
   ErrorResponse,
   ListTasksResponse,
@@ -89,6 +91,9 @@ export interface HttpCreateTaskResult {
   task: TaskView;
 }
 
+/** One task of {@link HttpTaskClient.createTasks}: created (or found by its idempotency key), or refused. */
+export type HttpCreateTasksItem = ({ ok: true } & HttpCreateTaskResult) | { ok: false; error: HttpError };
+
 /**
  * The orchestrator's HTTP API: tasks (create, read, list, cancel), operator actions on
  * steps (retry, resolve, complete), namespaces and templates (list, read, validate,
@@ -115,6 +120,38 @@ export class HttpTaskClient {
     const payload: CreateTaskBody = body;
     const res = await this.request('POST', '/v1/tasks', payload, options.signal);
     return this.parse(CreateTaskResponse, res, 'POST /v1/tasks');
+  }
+
+  /**
+   * Creates several tasks in one request (`POST /v1/tasks/batch`, at most 500), each as
+   * {@link createTask} would: the outcomes in the order asked, a refused task as an
+   * {@link HttpError} with the status `POST /v1/tasks` would have given it. Every request is
+   * validated here first (a bad one fails the call, naming `tasks.N.<field>`, and nothing is
+   * sent); a token not allowed one of the namespaces fails the call whole (403), and nothing is created.
+   */
+  async createTasks(reqs: CreateTaskRequest[], options: HttpRequestOptions = {}): Promise<HttpCreateTasksItem[]> {
+    if (reqs.length < 1 || reqs.length > Limits.maxRequestsPerMessage) {
+      throw new TaskerError(ErrorCode.INVALID_MESSAGE, `createTasks takes 1 to ${Limits.maxRequestsPerMessage} tasks; got ${reqs.length}`);
+    }
+    const tasks: CreateTaskBody[] = reqs.map((req, i) => {
+      try {
+        const { protocol_version: _v, message_type: _t, ...body } = buildTaskRequest(req);
+        return body;
+      } catch (e) {
+        if (!(e instanceof TaskerError)) throw e;
+        throw new TaskerError(e.code, `tasks.${i}: ${e.message}`, e.issues.map((x) => ({ ...x, path: `tasks.${i}.${x.path}` })));
+      }
+    });
+    const res = await this.request('POST', '/v1/tasks/batch', { tasks }, options.signal);
+    const { results } = await this.parse(CreateTasksResponse, res, 'POST /v1/tasks/batch');
+    if (results.length !== reqs.length) {
+      throw new HttpError(res.status, ErrorCode.INVALID_MESSAGE, `POST /v1/tasks/batch answered ${results.length} results for ${reqs.length} tasks`);
+    }
+    return results.map((r) =>
+      'error' in r
+        ? { ok: false as const, error: new HttpError(r.status, r.error.code, r.error.message, r.error.issues ?? []) }
+        : { ok: true as const, created: r.created, task: r.task },
+    );
   }
 
   /** The task with its steps; TaskerError `UNKNOWN_TASK` when there is none with that id. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { Limits } from './limits.ts';
 import { ErrorBody, TaskSummary } from './messages/task-request.ts';
 import { id, identifier, isoTime, namespaceName } from './messages/common.ts';
 
@@ -122,6 +123,23 @@ export const ApiTokensFile = z.object({ tokens: z.array(ApiTokenConfig) });
 
 export const CreateTaskResponse = z.object({ created: z.boolean(), task: TaskView });
 export type CreateTaskResponse = z.infer<typeof CreateTaskResponse>;
+
+/** `POST /v1/tasks/batch`: several tasks in one request, each created (or refused) on its own. */
+export const CreateTasksBody = z.object({ tasks: z.array(CreateTaskBody).min(1).max(Limits.maxRequestsPerMessage) });
+export type CreateTasksBody = z.infer<typeof CreateTasksBody>;
+
+/**
+ * One task of `POST /v1/tasks/batch`, in the order asked: `status` is what `POST /v1/tasks`
+ * would have answered for it alone (201 created, 200 the task its idempotency key made
+ * before, 4xx the refusal).
+ */
+export const CreateTasksItem = z.union([
+  z.object({ status: z.int(), created: z.boolean(), task: TaskView }),
+  z.object({ status: z.int(), error: ErrorBody }),
+]);
+export type CreateTasksItem = z.infer<typeof CreateTasksItem>;
+export const CreateTasksResponse = z.object({ results: z.array(CreateTasksItem) });
+export type CreateTasksResponse = z.infer<typeof CreateTasksResponse>;
 
 export const ErrorResponse = z.object({ error: ErrorBody });
 export type ErrorResponse = z.infer<typeof ErrorResponse>;

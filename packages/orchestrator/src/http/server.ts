@@ -3,6 +3,8 @@ import { z } from 'zod';
 import {
   CompleteStepBody,
   CreateTaskBody,
+  CreateTasksBody,
+  CreateTasksResponse,
   ErrorCode,
   ErrorResponse,
   ID_PATTERN,
@@ -69,6 +71,7 @@ const Items = <S extends z.ZodType>(s: S) => z.object({ items: z.array(s) });
 /** Every route with its action and shapes: the OpenAPI document is generated from this. */
 export const ROUTES: RouteDoc[] = [
   { method: 'post', path: '/v1/tasks', summary: 'Create a task (201), or return the task an idempotency key already made (200)', action: 'create', body: CreateTaskBody, response: CreatedTask },
+  { method: 'post', path: '/v1/tasks/batch', summary: 'Create up to 500 tasks in one request (200): each as POST /v1/tasks would, its own status in results, in order', action: 'create', body: CreateTasksBody, response: CreateTasksResponse },
   { method: 'get', path: '/v1/tasks', summary: 'List tasks, newest first, filtered, with cursor pagination', action: 'read', query: ListTasksQuery, response: ListTasksResponse },
   { method: 'get', path: '/v1/tasks/{id}', summary: 'A task with its steps, transitions, parent and children', action: 'read', response: TaskView },
   { method: 'post', path: '/v1/tasks/{id}/cancel', summary: 'Cancel a task in progress and the tasks it created', action: 'operate', body: OperatorActionBody, response: TaskEnvelope },
@@ -157,6 +160,22 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     // idempotency key, as it is now. Transitions and family are for GET /v1/tasks/:id.
     const task = outcome.view ?? (await orchestrator.getTask(outcome.task.id));
     return reply.status(outcome.created ? 201 : 200).send({ created: outcome.created, task });
+  });
+
+  app.post('/v1/tasks/batch', async (req) => {
+    const body = parse(CreateTasksBody, req.body, 'request body');
+    // Every namespace must be allowed before anything is created: a batch is refused whole.
+    const p = principal(req);
+    for (const namespace of new Set(body.tasks.map((t) => t.namespace))) allowed(p, 'create', namespace);
+    const outcomes = await orchestrator.createTasks(body.tasks.map((t) => ({ ...t, requested_by: t.requested_by ?? p.name })));
+    const results = await Promise.all(
+      outcomes.map(async (o) => {
+        if (!o.ok) return { status: STATUS[o.error.code] ?? 400, ...errorBody(o.error) };
+        const task = o.view ?? (await orchestrator.getTask(o.task.id));
+        return { status: o.created ? 201 : 200, created: o.created, task };
+      }),
+    );
+    return { results };
   });
 
   app.get('/v1/tasks', async (req) => {
