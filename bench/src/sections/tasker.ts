@@ -65,6 +65,45 @@ export async function createOverHttp(
   }
 }
 
+/** Tasks per `POST /v1/tasks/batch` request of the load generator, and such requests in flight. */
+export const HTTP_BATCH_SIZE = 100;
+export const HTTP_BATCH_CONCURRENCY = 4;
+
+/** Creates `count` tasks over HTTP in `POST /v1/tasks/batch` requests of `HTTP_BATCH_SIZE`, `HTTP_BATCH_CONCURRENCY` in flight. */
+export async function createOverHttpBatch(
+  stack: { urls: string[]; token: string },
+  namespace: string,
+  name: string,
+  count: number,
+  deadline: number,
+): Promise<Created> {
+  const { urls } = stack;
+  const load = new HttpLoad(HTTP_BATCH_CONCURRENCY, stack.token);
+  const requests = Math.ceil(count / HTTP_BATCH_SIZE);
+  let created = 0;
+  const t0 = performance.now();
+  try {
+    const r = await pool(
+      requests,
+      HTTP_BATCH_CONCURRENCY,
+      async (i) => {
+        const first = i * HTTP_BATCH_SIZE;
+        const tasks = Array.from({ length: Math.min(HTTP_BATCH_SIZE, count - first) }, (_, j) => JSON.parse(taskBody(namespace, name, first + j)) as unknown);
+        const res = await load.post(`${urls[i % urls.length]}/v1/tasks/batch`, JSON.stringify({ tasks }));
+        if (res.status !== 200) throw new Error(`POST /v1/tasks/batch answered ${res.status}: ${res.text.slice(0, 300)}`);
+        const { results } = JSON.parse(res.text) as { results: Array<{ status: number }> };
+        const refused = results.find((x) => x.status !== 201);
+        if (refused) throw new Error(`POST /v1/tasks/batch refused a task: ${JSON.stringify(refused).slice(0, 300)}`);
+        created += results.length;
+      },
+      deadline,
+    );
+    return { seconds: (performance.now() - t0) / 1000, ok: created, failed: (requests - r.done) * HTTP_BATCH_SIZE, firstError: r.firstError };
+  } finally {
+    load.close();
+  }
+}
+
 export interface Created {
   seconds: number;
   ok: number;
@@ -279,9 +318,13 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
 }
 
 export interface CreateResult {
+  /** One task per `POST /v1/tasks`. */
   http_per_sec: number;
+  /** `HTTP_BATCH_SIZE` tasks per `POST /v1/tasks/batch`. */
+  http_batch_per_sec: number;
   amqp_per_sec: number;
   http: { tasks: number; seconds: number; failed: number };
+  http_batch: { tasks: number; seconds: number; failed: number };
   amqp: { tasks: number; seconds: number; failed: number };
 }
 
@@ -294,16 +337,20 @@ export async function creationRates(
   count: number,
   deadline: number,
   /** Wraps each transport's measurement (the caller records where the CPU went during it). */
-  measure: <T>(via: Via, fn: () => Promise<T>) => Promise<T> = (_via, fn) => fn(),
+  measure: <T>(via: Via | 'http_batch', fn: () => Promise<T>) => Promise<T> = (_via, fn) => fn(),
 ): Promise<CreateResult> {
   const http = await measure('http', () => createOverHttp(stack, 'bench_idle', 'diamond', count, deadline));
   if (http.firstError) process.stderr.write(`  HTTP creation errors (${http.failed}): ${http.firstError.message}\n`);
+  const batch = await measure('http_batch', () => createOverHttpBatch(stack, 'bench_idle', 'diamond', count, deadline));
+  if (batch.firstError) process.stderr.write(`  HTTP batch creation errors (${batch.failed}): ${batch.firstError.message}\n`);
   const amqp = await measure('amqp', () => createOverAmqp(stack, 'bench_idle', 'diamond', count, deadline));
   if (amqp.firstError) process.stderr.write(`  AMQP creation errors (${amqp.failed}): ${amqp.firstError.message}\n`);
   return {
     http_per_sec: round(http.ok / http.seconds, 1),
+    http_batch_per_sec: round(batch.ok / batch.seconds, 1),
     amqp_per_sec: round(amqp.ok / amqp.seconds, 1),
     http: { tasks: http.ok, seconds: round(http.seconds, 3), failed: http.failed },
+    http_batch: { tasks: batch.ok, seconds: round(batch.seconds, 3), failed: batch.failed },
     amqp: { tasks: amqp.ok, seconds: round(amqp.seconds, 3), failed: amqp.failed },
   };
 }
