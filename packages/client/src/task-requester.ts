@@ -12,6 +12,7 @@ import {
   decodeOneOrMany,
   encodeBatch,
   names,
+  readRequestId,
   type Names,
   type TaskRequest,
   type TaskSummary,
@@ -350,7 +351,7 @@ export class AmqpTaskRequester {
       return;
     }
     for (const part of decoded.value) {
-      const requestId = part.decoded.ok ? part.decoded.value.request_id : part.place !== null ? requestIdOf(part.body) : undefined;
+      const requestId = part.decoded.ok ? part.decoded.value.request_id : part.place !== null ? readRequestId(part.body) : undefined;
       const targets = requestId !== undefined ? [this.pending.get(requestId)].filter((p) => p !== undefined) : this.requestsOf(correlationId);
       if (targets.length === 0) {
         this.logger.warn({ correlationId, requestId }, 'task reply for no pending request (timed out or closed); ignored');
@@ -367,16 +368,6 @@ export class AmqpTaskRequester {
         }
       }
     }
-  }
-}
-
-/** The `request_id` of one reply of a `task_replies` message that failed its schema, if it can be read. */
-function requestIdOf(json: string): string | undefined {
-  try {
-    const id = (JSON.parse(json) as { request_id?: unknown } | null)?.request_id;
-    return typeof id === 'string' ? id : undefined;
-  } catch {
-    return undefined;
   }
 }
 

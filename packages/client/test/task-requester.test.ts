@@ -104,7 +104,10 @@ beforeAll(async () => {
       return reply && { ...reply, ...(r.request_id !== undefined ? { request_id: r.request_id } : {}) };
     };
     if (parts[0]!.name === 'together') {
-      const replies = await Promise.all(parts.map(answer));
+      // `context.broken`: its reply lacks the task (it fails the reply schema), the others are fine.
+      const replies = await Promise.all(
+        parts.map(async (r) => (r.context['broken'] ? { protocol_version: 1, message_type: 'task_reply', ok: true, created: true, request_id: r.request_id } : answer(r))),
+      );
       return sendReply(msg, encodeBatch(TASK_REPLIES_SHAPE, replies.map((r) => JSON.stringify(r))));
     }
     await Promise.all(
@@ -193,6 +196,16 @@ describe('AmqpTaskRequester', () => {
       ['task_together-1', false],
       ['task_together-2', true],
     ]);
+  });
+
+  it('a reply of a task_replies message that breaks the schema fails its own request only, named by its request_id', async () => {
+    const [bad, good] = await Promise.all(
+      [true, false].map((broken, i) =>
+        requester.createTask({ namespace: 'payments', name: 'together', context: { broken }, idempotencyKey: `broken-${i}` }).catch((e: unknown) => e),
+      ),
+    );
+    expect(bad).toMatchObject({ code: ErrorCode.INVALID_MESSAGE, message: expect.stringMatching(/task reply 1 of 2 in a task_replies message does not match its schema: task/) });
+    expect(good).toMatchObject({ created: true, task: { id: 'task_broken-1' } });
   });
 
   it('fails every request of a task_requests message refused whole (a reply without request_id)', async () => {

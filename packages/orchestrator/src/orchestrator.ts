@@ -17,6 +17,7 @@ import {
   TemplateError,
   coreTopology,
   names,
+  readRequestId,
   type CompiledTemplate,
   type ApiTokenConfig,
   type CreateTaskBody,
@@ -333,7 +334,7 @@ export class Orchestrator {
    */
   private async park(d: Delivery, kind: string, e: { code: string; message: string }, body?: string): Promise<void> {
     const replyTo = d.message.properties.replyTo as string | undefined;
-    const id = body === undefined ? undefined : requestIdOf(body);
+    const id = body === undefined ? undefined : readRequestId(body);
     // One request of several without a readable request_id: a reply could not say which it answers.
     const answerable = body === undefined || id !== undefined;
     if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo) && answerable) {
@@ -485,15 +486,5 @@ export class Orchestrator {
     await this.broker.close();
     await this.db.destroy();
     void this.pool;
-  }
-}
-
-/** The `request_id` of one request of a `task_requests` message, from its JSON, when it is a usable one. */
-function requestIdOf(body: string): string | undefined {
-  try {
-    const id = (JSON.parse(body) as { request_id?: unknown } | null)?.request_id;
-    return typeof id === 'string' && id.length > 0 && id.length <= 255 ? id : undefined;
-  } catch {
-    return undefined;
   }
 }

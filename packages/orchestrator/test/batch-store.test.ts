@@ -5,8 +5,9 @@ import { createDb, jsonLiteral } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
 import { batchTransaction, KEPT_PLAN_TASKS } from '../src/results/batch-store.ts';
+import { DATABASE_URL } from './support/statements.ts';
 
-const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const url = DATABASE_URL;
 const schema = `store_${Math.random().toString(36).slice(2, 10)}`;
 const logger = pino({ level: 'silent' });
 

@@ -3,10 +3,11 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+import { DATABASE_URL, failure } from './support/statements.ts';
 
 // An installation upgraded with rows in it: migration 0007 (identifier columns compare
 // bytewise) applied on top of 0006 keeps every row, every index lookup and every guard.
-const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const url = DATABASE_URL;
 const schema = `upgrade_${Math.random().toString(36).slice(2, 10)}`;
 const logger = pino({ level: 'silent' });
 
@@ -14,11 +15,6 @@ describe('upgrading an installation that has tasks', () => {
   const { db } = createDb(url, schema, 2);
   const a = new pg.Client({ connectionString: url });
   const S = `"${schema}"`;
-  const failure = async (p: Promise<unknown>) => {
-    const err = (await p.then(() => null, (e: unknown) => e)) as { code?: string; message?: string } | null;
-    expect(err, 'the statement should have failed').not.toBeNull();
-    return { code: err!.code, message: err!.message };
-  };
 
   beforeAll(async () => {
     await ensureDatabase(url, logger);

@@ -3,11 +3,12 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+import { DATABASE_URL, failure } from './support/statements.ts';
 
 // steps.task_id and tasks.template_id are checked once per statement by triggers
 // (migration 0005) instead of row by row by foreign keys: these are the guarantees a
 // foreign key gave, checked against a real Postgres.
-const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const url = DATABASE_URL;
 const schema = `refs_${Math.random().toString(36).slice(2, 10)}`;
 const logger = pino({ level: 'silent' });
 
@@ -32,11 +33,6 @@ describe('references between steps, tasks and templates', () => {
        FROM unnest($1::text[]) t, generate_series(1, 2) n`,
       [taskIds],
     );
-  const failure = async (p: Promise<unknown>) => {
-    const err = (await p.then(() => null, (e: unknown) => e)) as { code?: string; message?: string } | null;
-    expect(err, 'the statement should have failed').not.toBeNull();
-    return { code: err!.code, message: err!.message };
-  };
 
   beforeAll(async () => {
     await ensureDatabase(url, logger);

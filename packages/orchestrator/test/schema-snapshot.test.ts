@@ -4,8 +4,9 @@ import pino from 'pino';
 import { createDb } from '../src/db/database.ts';
 import { describeSchema } from '../src/db/describe-schema.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+import { DATABASE_URL } from './support/statements.ts';
 
-const url = process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker';
+const url = DATABASE_URL;
 const schema = `snap_${Math.random().toString(36).slice(2, 10)}`;
 const logger = pino({ level: 'silent' });
 

@@ -3,7 +3,7 @@ import { Limits } from '../limits.ts';
 import { batchMessage, errorCodeString, id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
 
 /** The requester's id for one request of a `task_requests` message, echoed by its reply. */
-const requestId = z
+export const requestId = z
   .string()
   .min(1)
   .max(255)
@@ -116,3 +116,17 @@ export const TaskReplies = batchMessage(TASK_REPLIES_SHAPE, TaskReply).describe(
   'Several task replies in one message, each naming its request_id: orchestrator → requester.',
 );
 export type TaskReplies = z.infer<typeof TaskReplies>;
+
+/**
+ * The `request_id` of one request or reply given as JSON that failed its schema, when it
+ * holds a usable one: whoever answers (or is answered) can still say which it was.
+ */
+export function readRequestId(json: string): string | undefined {
+  let id: unknown;
+  try {
+    id = (JSON.parse(json) as { request_id?: unknown } | null)?.request_id;
+  } catch {
+    return undefined;
+  }
+  return requestId.safeParse(id).success ? (id as string) : undefined;
+}
