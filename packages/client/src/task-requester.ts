@@ -84,6 +84,9 @@ const REQUEST_ID_BYTES = 64;
 
 /**
  * Creates tasks by publishing TaskRequests and waiting for the orchestrator's TaskReply.
+ * The requests made in one turn of the event loop for one namespace go in one
+ * `task_requests` message (up to `maxRequestsPerMessage`), each with a `request_id` its reply
+ * names; a request made alone goes alone. Each caller still gets its own outcome.
  *
  * Replies use RabbitMQ direct reply-to: the `amq.rabbitmq.reply-to` consumer (no-ack) and
  * the requests must share one channel, so the requester keeps a managed channel of its own

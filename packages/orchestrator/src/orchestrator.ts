@@ -334,18 +334,19 @@ export class Orchestrator {
    */
   private async park(d: Delivery, kind: string, e: { code: string; message: string }, body?: string): Promise<void> {
     const replyTo = d.message.properties.replyTo as string | undefined;
-    const id = body === undefined ? undefined : readRequestId(body);
-    // One request of several without a readable request_id: a reply could not say which it answers.
-    const answerable = body === undefined || id !== undefined;
-    if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo) && answerable) {
-      const reply: TaskReply = {
-        protocol_version: PROTOCOL_VERSION,
-        message_type: 'task_reply',
-        ok: false,
-        error: { code: e.code, message: e.message },
-        ...(id !== undefined ? { request_id: id } : {}),
-      };
-      await this.publishReply(d, JSON.stringify(reply), 'task_reply');
+    if (kind === 'task_request' && replyTo && this.mayReplyTo(replyTo)) {
+      const id = body === undefined ? undefined : readRequestId(body);
+      // One request of several without a readable request_id: no reply could say which it answers.
+      if (body === undefined || id !== undefined) {
+        const reply: TaskReply = {
+          protocol_version: PROTOCOL_VERSION,
+          message_type: 'task_reply',
+          ok: false,
+          error: { code: e.code, message: e.message },
+          ...(id !== undefined ? { request_id: id } : {}),
+        };
+        await this.publishReply(d, JSON.stringify(reply), 'task_reply');
+      }
     }
     await this.broker.publish(this.names.deadLetterExchange, `invalid.${kind}`, body === undefined ? d.body : Buffer.from(body), {
       headers: {
