@@ -28,6 +28,7 @@ export {
 } from './http-client.ts';
 export type {
   HttpCreateTaskResult,
+  HttpCreateTasksItem,
   HttpRequestOptions,
   HttpTaskClientOptions,
   ListTasksFilter,
