@@ -243,6 +243,32 @@ describe('task creation', () => {
     }
   });
 
+  it('AMQP: a task_requests message with a broken envelope is parked whole, and one refusal without request_id answers it', async () => {
+    const o = stack.orchestrator;
+    const marker = `envelope${Math.random().toString(36).slice(2, 8)}`;
+    const dead = await DeadLetterReader.start(o.broker, o.names.deadLetterQueue);
+    const replies: unknown[] = [];
+    const ch = await o.broker.model!.createChannel();
+    try {
+      await ch.consume('amq.rabbitmq.reply-to', (m) => {
+        if (m && m.properties.correlationId === marker) replies.push(JSON.parse(m.content.toString()));
+      }, { noAck: true });
+      const body = { protocol_version: PROTOCOL_VERSION, message_type: 'task_requests', requests: [], marker };
+      ch.publish(o.names.taskRequestsExchange, 'shop', Buffer.from(JSON.stringify(body)), { replyTo: 'amq.rabbitmq.reply-to', correlationId: marker });
+      const parked = await eventually(async () => dead.find(marker), 5000, 'the parked message');
+      expect(parked.code).toBe('INVALID_MESSAGE');
+      expect(parked.reason).toMatch(/task_requests message: requests must be an array of 1 to 500 task requests; it has 0/);
+      await eventually(async () => (replies.length > 0 ? true : undefined), 5000, 'the refusal');
+      expect(replies).toHaveLength(1);
+      const refusal = TaskReply.parse(replies[0]);
+      expect(refusal).toMatchObject({ ok: false, error: { code: 'INVALID_MESSAGE' } });
+      expect('request_id' in refusal).toBe(false);
+    } finally {
+      await ch.close();
+      await dead.close();
+    }
+  });
+
   it('AMQP: AmqpTaskRequester sends the requests made in one turn together, and each caller gets its own task', async () => {
     const requester = new AmqpTaskRequester(stack.orchestrator.broker, { prefix: stack.orchestrator.names.prefix });
     try {
