@@ -48,7 +48,12 @@ export class HttpLoad {
   }
 }
 
+/** One benchmark task as `POST /v1/tasks` takes it (and each of `POST /v1/tasks/batch`'s `tasks`). */
+export function taskInput(namespace: string, name: string, i: number): { namespace: string; name: string; context: { i: number } } {
+  return { namespace, name, context: { i } };
+}
+
 /** The body of POST /v1/tasks for one benchmark task. */
 export function taskBody(namespace: string, name: string, i: number): string {
-  return JSON.stringify({ namespace, name, context: { i } });
+  return JSON.stringify(taskInput(namespace, name, i));
 }

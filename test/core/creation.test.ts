@@ -61,8 +61,9 @@ describe('task creation', () => {
 
   it('a batch with a taken idempotency key creates the others once, with their steps, audit rows and first step message', async () => {
     const key = `taken-${Math.random().toString(36).slice(2, 8)}`;
+    const rows = async (q: ReturnType<typeof sql<{ n: number }>>) => (await q.execute(stack.orchestrator.db)).rows[0]!.n;
     const [first] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', context: { order_id: 'tk-1', amount: 1 }, idempotency_key: key }]);
-    const outboxBefore = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`.execute(stack.orchestrator.db)).rows[0]!.n;
+    const outboxBefore = await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`);
     const outcomes = await stack.orchestrator.createTasks([
       { namespace: 'shop', name: 'order', context: { order_id: 'tk-2', amount: 2 } },
       { namespace: 'shop', name: 'order', context: { order_id: 'tk-1', amount: 1 }, idempotency_key: key },
@@ -70,14 +71,12 @@ describe('task creation', () => {
     expect(outcomes.map((o) => (o.ok ? o.created : o.error.code))).toEqual([true, false]);
     expect(outcomes[1]!.ok && first!.ok && outcomes[1]!.task.id).toBe(first!.ok && first!.task.id);
     const fresh = outcomes[0]!.ok ? outcomes[0]!.task.id : '';
-    const rows = async (q: ReturnType<typeof sql<{ n: number }>>) => (await q.execute(stack.orchestrator.db)).rows[0]!.n;
     expect(await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM tasks WHERE context->>'order_id' = 'tk-2'`)).toBe(1);
     expect(await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM steps WHERE task_id = ${fresh}`)).toBe(1);
     // The task's creation and its step's two: created pending, then enqueued.
     expect(await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${fresh}`)).toBe(3);
     // Its first step message went out once (its outbox row may already be confirmed and deleted).
-    const after = (await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`.execute(stack.orchestrator.db)).rows[0]!.n;
-    expect(after - outboxBefore).toBeLessThanOrEqual(1);
+    expect((await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`)) - outboxBefore).toBeLessThanOrEqual(1);
   });
 
   it('a context that breaks the input schema is refused naming every field, and no task row exists', async () => {

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { AmqpTaskRequester } from '@tasker/client';
-import { HttpLoad, taskBody } from '../http-load.ts';
+import { HttpLoad, taskBody, taskInput } from '../http-load.ts';
 import type { ChildMessage } from '../proc.ts';
 import type { TaskerStack } from '../tasker-stack.ts';
 import { percentile, pool, round, sleep } from '../util.ts';
@@ -88,7 +88,7 @@ export async function createOverHttpBatch(
       HTTP_BATCH_CONCURRENCY,
       async (i) => {
         const first = i * HTTP_BATCH_SIZE;
-        const tasks = Array.from({ length: Math.min(HTTP_BATCH_SIZE, count - first) }, (_, j) => JSON.parse(taskBody(namespace, name, first + j)) as unknown);
+        const tasks = Array.from({ length: Math.min(HTTP_BATCH_SIZE, count - first) }, (_, j) => taskInput(namespace, name, first + j));
         const res = await load.post(`${urls[i % urls.length]}/v1/tasks/batch`, JSON.stringify({ tasks }));
         if (res.status !== 200) throw new Error(`POST /v1/tasks/batch answered ${res.status}: ${res.text.slice(0, 300)}`);
         const { results } = JSON.parse(res.text) as { results: Array<{ status: number }> };
@@ -98,7 +98,7 @@ export async function createOverHttpBatch(
       },
       deadline,
     );
-    return { seconds: (performance.now() - t0) / 1000, ok: created, failed: (requests - r.done) * HTTP_BATCH_SIZE, firstError: r.firstError };
+    return { seconds: (performance.now() - t0) / 1000, ok: created, failed: count - created, firstError: r.firstError };
   } finally {
     load.close();
   }
