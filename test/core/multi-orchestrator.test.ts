@@ -48,5 +48,10 @@ describe('several orchestrators on the same database and queues', () => {
     const { rows: taskDone } = await sql<{ n: number }>`
       SELECT count(*)::int AS n FROM transitions WHERE step_id IS NULL AND to_state = 'complete'`.execute(db);
     expect(taskDone[0]!.n).toBe(200);
+    // Each orchestrator applied results from its task cache, and found copies the other had
+    // made stale (its write changed nothing then; the counts above are the proof).
+    const stats = [stack.orchestrator, second].map((o) => o.taskCache!.stats);
+    expect(stats.every((s) => s.hits > 0)).toBe(true);
+    expect(stats.reduce((n, s) => n + s.stale, 0)).toBeGreaterThan(0);
   });
 });

@@ -145,6 +145,44 @@ describe('step results', () => {
     ]);
   });
 
+  it("results for the tasks this orchestrator created are applied from its task cache, in one round trip each", async () => {
+    const o = stack.orchestrator;
+    const cache = o.taskCache!;
+    const before = worker.received.length;
+    const [created] = await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: { k: 'v' } }]);
+    expect(created!.ok).toBe(true);
+    const { hits, misses, stale } = cache.stats;
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    await worker.succeed(first!, { n: 1 });
+    const [second] = (await worker.waitFor(before + 2)).slice(before + 1);
+    // The step message built from the cache carries the context and the first step's result.
+    expect(second!.input).toEqual({ k: 'v' });
+    expect(second!.dependency_results).toEqual({ first: { n: 1 } });
+    await worker.succeed(second!, 'done');
+    const task = await taskWhen(o, first!.task_id, (t) => t.state === 'complete');
+    expect(task.steps.map((s) => [s.name, s.state, s.result])).toEqual([['first', 'complete', { n: 1 }], ['second', 'complete', 'done']]);
+    expect(cache.stats).toMatchObject({ hits: hits + 2, misses, stale });
+  });
+
+  it('a result the task cache would apply to a task an operator cancelled meanwhile is decided from the database', async () => {
+    const o = stack.orchestrator;
+    const cache = o.taskCache!;
+    const before = worker.received.length;
+    await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    // The cache still holds the task in progress; the write finds it cancelled and writes nothing.
+    await o.cancelTask(first!.task_id, { name: 'test', reason: 'the cache must not decide this' });
+    const stale = cache.stats.stale;
+    await worker.succeed(first!, 'too late');
+    await eventually(async () => (cache.stats.stale > stale ? true : undefined), 5000, 'the cached batch found stale');
+    await new Promise((r) => setTimeout(r, 300));
+    const task = await o.getTask(first!.task_id);
+    expect(task!.state).toBe('cancelled');
+    expect(task!.steps.map((s) => [s.name, s.state, s.result ?? null])).toEqual([['first', 'cancelled', null], ['second', 'cancelled', null]]);
+    expect(worker.received.filter((m) => m.task_id === first!.task_id)).toHaveLength(1);
+    expect(await transitionsInto(first!.step_id, 'complete')).toBe(0);
+  });
+
   it('every result message above was acked: once the orchestrator stops, none goes back to the results queue', async () => {
     const o = stack.orchestrator;
     await eventually(async () => ((await o.broker.queueDepth(o.names.resultsQueue)) === 0 ? true : undefined), 5000, 'results queue drained');

@@ -43,6 +43,13 @@ export const OrchestratorConfigSchema = z.object({
   environment: z.string().nullable().default(null),
   /** Most results (or requests) processed in one transaction; a message carrying several counts each. @defaultValue 200 */
   batchSize: z.coerce.number().int().min(1).max(5000).default(200),
+  /**
+   * Memory, in MiB (estimated from the JSON held), for this orchestrator's copy of the live
+   * tasks its result batches touched: the next batch for them then runs in one round trip to
+   * Postgres instead of two (the write checks the copy under the task locks). 0 turns it off.
+   * @defaultValue 32
+   */
+  taskCacheMb: z.coerce.number().min(0).max(65536).default(32),
   /** Batches of one queue processed at once (each its own transaction). @defaultValue 4 */
   batchConcurrency: z.coerce.number().int().min(1).max(64).default(4),
   /**
@@ -102,6 +109,7 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   batchSize: 'TASKER_BATCH_SIZE',
   prefetch: 'TASKER_PREFETCH',
   batchConcurrency: 'TASKER_BATCH_CONCURRENCY',
+  taskCacheMb: 'TASKER_TASK_CACHE_MB',
   outboxSweepMs: 'TASKER_OUTBOX_SWEEP_MS',
   outboxStaleMs: 'TASKER_OUTBOX_STALE_MS',
   apiTokensFile: 'TASKER_API_TOKENS_FILE',

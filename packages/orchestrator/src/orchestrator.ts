@@ -36,6 +36,7 @@ import { BatchQueue } from './batch-queue.ts';
 import { buildHttpServer } from './http/server.ts';
 import { OutboxRelay } from './outbox/outbox.ts';
 import { processResults } from './results/process-results.ts';
+import { TaskCache } from './results/task-cache.ts';
 import { processPoison } from './results/process-poison.ts';
 import { processRetries } from './results/process-retries.ts';
 import { ContextValidator } from './tasks/context-validator.ts';
@@ -82,6 +83,8 @@ export class Orchestrator {
   private readonly creator: BatchQueue<{ input: CreateTaskBody; resolve: (o: CreateOutcome) => void; reject: (e: unknown) => void }>;
   /** Where the HTTP API listens, once started. */
   httpUrl: string | null = null;
+  /** This orchestrator's copy of the live tasks its result batches touched (null: TASKER_TASK_CACHE_MB=0). */
+  readonly taskCache: TaskCache | null;
 
   private constructor(
     readonly config: OrchestratorConfig,
@@ -93,6 +96,7 @@ export class Orchestrator {
     readonly resultOrigin: ResultOriginCheck | null = null,
   ) {
     this.names = names(config.amqpPrefix);
+    this.taskCache = config.taskCacheMb > 0 ? new TaskCache(config.taskCacheMb * 1024 * 1024) : null;
     this.creator = new BatchQueue({
       batchSize: config.batchSize,
       concurrency: config.batchConcurrency,
@@ -167,7 +171,7 @@ export class Orchestrator {
     await this.registry.declareKnownNamespaces();
     if (config.templatesDir) await this.registerTemplates(await loadTemplateDir(config.templatesDir, config.environment));
 
-    const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger, stepsPerMessage: config.stepsPerMessage };
+    const deps = { db: this.db, registry: this.registry, names: n, logger: this.logger, stepsPerMessage: config.stepsPerMessage, taskCache: this.taskCache };
     const park = (kind: string) => (d: Delivery, e: { code: string; message: string }, body?: string) => this.park(d, kind, e, body);
     const common = { prefetch: config.prefetch, batchSize: config.batchSize, concurrency: config.batchConcurrency, logger: this.logger };
 
@@ -434,6 +438,7 @@ export class Orchestrator {
         names: this.names,
         logger: this.logger,
         stepsPerMessage: this.config.stepsPerMessage,
+        taskCache: this.taskCache,
       },
       inputs,
       { views: true },
@@ -487,5 +492,6 @@ export class Orchestrator {
     await this.broker.close();
     await this.db.destroy();
     void this.pool;
+    if (this.taskCache) this.logger.info({ taskCache: { ...this.taskCache.stats, held: this.taskCache.size } }, 'stopped');
   }
 }

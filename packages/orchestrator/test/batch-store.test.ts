@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pino from 'pino';
-import { createDb, jsonLiteral } from '../src/db/database.ts';
+import { createDb, jsonLiteral, pipelinedTransaction, textLiteral } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { batchTransaction, KEPT_PLAN_TASKS } from '../src/results/batch-store.ts';
+import { batchTransaction, KEPT_PLAN_TASKS, writeCheckedPlan } from '../src/results/batch-store.ts';
+import { TaskCache } from '../src/results/task-cache.ts';
 import { DATABASE_URL } from './support/statements.ts';
 
 const url = DATABASE_URL;
@@ -103,6 +104,81 @@ describe('result batch store', () => {
     } finally {
       await one.db.destroy();
     }
+  });
+
+  /** The tasks as they are now, held by a fresh TaskCache (as a batch that read them would leave them). */
+  async function held(ids: string[]) {
+    const cache = new TaskCache(1 << 20);
+    const read = await batchTransaction(db, (tx) => tx.lockAndReadSteps(ids));
+    cache.keep(read.tasks, read.steps.values());
+    return cache.take(ids)!;
+  }
+  const auditRows = async (id: string) =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${id}`.execute(db)).rows[0]!.n;
+
+  it('a batch planned from the task cache is written with BEGIN and COMMIT in one round trip when every row is as it was held', async () => {
+    await task('t_held');
+    const batch = await held(['t_held']);
+    const one = createDb(url, schema, 1);
+    const sent: string[] = [];
+    one.pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      client.query = ((...args: unknown[]) => {
+        sent.push(typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string }).text));
+        return query(...args);
+      }) as typeof client.query;
+    });
+    try {
+      const outbox = await pipelinedTransaction(one.db, (tx) =>
+        writeCheckedPlan(tx, batch.check, planBatch(batch.tasks, batch.steps, [done('t_held')]), [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} }]),
+      );
+      expect(outbox).toHaveLength(1);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).toMatch(/^\/\* pipelined \*\/ BEGIN; .*SELECT write_result_batch_checked\(.* COMMIT$/s);
+    } finally {
+      await one.db.destroy();
+    }
+    const { rows } = await sql<{ name: string; state: string; deps_pending: number }>`
+      SELECT name, state, deps_pending FROM steps WHERE task_id = 't_held' ORDER BY name`.execute(db);
+    expect(rows).toEqual([
+      { name: 'a', state: 'complete', deps_pending: 0 },
+      { name: 'b', state: 'enqueued', deps_pending: 0 },
+    ]);
+    expect(await auditRows('t_held')).toBe(2);
+  });
+
+  it('a batch planned from the task cache writes nothing, and says so, when a row differs from what was held', async () => {
+    const changes: Array<[string, (id: string) => Promise<unknown>]> = [
+      // A task's state (the plan writes no task row here, so only the check sees it).
+      ['task state', (id) => sql`UPDATE tasks SET state = 'cancelled' WHERE id = ${id}`.execute(db)],
+      // A step the plan does not write: one more step than was held.
+      ['a step more', (id) => sql`INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents)
+        VALUES (${`${id}_c`}, ${id}, 'c', 2, 'pending', 0, 3, 1, '{}')`.execute(db)],
+      // The attempt of the step the result is for (without the check, the write's compare-and-set would raise).
+      ['an attempt', (id) => sql`UPDATE steps SET attempt = 2 WHERE id = ${`${id}_a`}`.execute(db)],
+    ];
+    for (const [what, change] of changes) {
+      const id = `t_stale_${what.replace(/ /g, '_')}`;
+      await task(id);
+      const batch = await held([id]);
+      await change(id);
+      const { rows: before } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`.execute(db);
+      const outbox = await pipelinedTransaction(db, (tx) =>
+        writeCheckedPlan(tx, batch.check, planBatch(batch.tasks, batch.steps, [done(id)]), [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} }]),
+      );
+      expect(outbox, what).toBeNull();
+      const { rows } = await sql<{ state: string }>`SELECT state FROM steps WHERE id = ${`${id}_a`}`.execute(db);
+      expect(rows[0]!.state, what).toBe('enqueued');
+      expect(await auditRows(id), what).toBe(0);
+      const { rows: after } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`.execute(db);
+      expect(after[0]!.n, what).toBe(before[0]!.n);
+    }
+  });
+
+  it('a text literal reaches Postgres as the same text, whatever quotes or backslashes it holds', async () => {
+    const value = "it's a \\ back'' slash $$";
+    const { rows } = await sql<{ v: string }>`SELECT ${sql.raw(textLiteral(value))} AS v`.execute(db);
+    expect(rows[0]!.v).toBe(value);
   });
 
   it('a JSON literal reaches Postgres as the same value, whatever quotes, backslashes or dollar tags it holds', async () => {

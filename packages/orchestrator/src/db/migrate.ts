@@ -9,6 +9,7 @@ import * as m0004 from './migrations/0004_index_paths.ts';
 import * as m0005 from './migrations/0005_statement_reference_checks.ts';
 import * as m0006 from './migrations/0006_result_batch_write.ts';
 import * as m0007 from './migrations/0007_identifier_collation.ts';
+import * as m0008 from './migrations/0008_result_batch_checked_write.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_statement_reference_checks': m0005,
   '0006_result_batch_write': m0006,
   '0007_identifier_collation': m0007,
+  '0008_result_batch_checked_write': m0008,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -1,8 +1,9 @@
 import { sql, type Kysely } from 'kysely';
-import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
+import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, textLiteral, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
+import type { CacheCheck } from './task-cache.ts';
 
 /**
  * A result batch's transaction in two round trips instead of four (issue 7, per-step
@@ -54,6 +55,26 @@ export class BatchTransaction {
     const rows = await this.tx.commit<{ outbox: string[] }>(`SELECT write_result_batch(${args}) AS outbox;`);
     return withOutboxIds(messages, rows[0]!.outbox);
   }
+}
+
+/**
+ * A result batch planned from the tasks as the TaskCache held them, written in one round trip
+ * (`BEGIN; write_result_batch_checked(…); COMMIT`, migration 0008): the write locks the tasks
+ * and compares every one of their rows with `check` before it writes. Returns the outbox rows
+ * to publish, or null if the tasks changed since the cache had them: then nothing was
+ * written, and the caller reads them under the lock and plans again.
+ */
+export async function writeCheckedPlan(tx: PipelinedTransaction, check: CacheCheck, plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[] | null> {
+  const plans = check.taskIds.length <= KEPT_PLAN_TASKS ? `${KEPT_PLANS} ` : '';
+  const args = [
+    `ARRAY(SELECT jsonb_array_elements_text(${jsonLiteral(check.taskIds)}))`,
+    textLiteral(check.tasks),
+    textLiteral(check.steps),
+    ...planWriteArgs(plan, messages).map(jsonLiteral),
+  ].join(', ');
+  const rows = await tx.only<{ outbox: string[] | null }>(`${plans}SELECT write_result_batch_checked(${args}) AS outbox;`);
+  const ids = rows[0]!.outbox;
+  return ids === null ? null : withOutboxIds(messages, ids);
 }
 
 /**

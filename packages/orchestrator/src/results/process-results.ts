@@ -17,13 +17,14 @@ import {
   type StepResult,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
-import type { Database, Db } from '../db/database.ts';
+import { pipelinedTransaction, type Database, type Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import { buildStepMessage, packSteps, stepOutgoing } from '../tasks/step-messages.ts';
 import { planBatch, type BatchPlan, type Change, type StepState } from './batch-plan.ts';
-import { batchTransaction } from './batch-store.ts';
+import { batchTransaction, writeCheckedPlan } from './batch-store.ts';
+import type { TaskCache } from './task-cache.ts';
 
 export interface ProcessDeps {
   db: Db;
@@ -32,6 +33,8 @@ export interface ProcessDeps {
   logger: Logger;
   /** Most steps in one message (`TASKER_STEPS_PER_MESSAGE`). @defaultValue 1 */
   stepsPerMessage?: number;
+  /** This orchestrator's copy of its live tasks, for one-round-trip batches. @defaultValue none: every batch reads */
+  taskCache?: TaskCache | null;
 }
 
 /** Why a result changed nothing; logged, never thrown (a duplicate is normal under at-least-once). */
@@ -52,80 +55,150 @@ type StepRow = Pick<StepState, 'id' | 'task_id' | 'name' | 'state' | 'attempt' |
  * Two round trips (issue 7; see batch-store.ts): BEGIN with the lock-and-read of the tasks
  * and their steps, then, the batch worked out in memory (batch-plan.ts), the write with
  * COMMIT. Only results that wait for a child task, and finished tasks that a parent step
- * waits for, read more in between.
+ * waits for, read more in between. One round trip when `deps.taskCache` holds every task of
+ * the batch (what this orchestrator's last batch for them left): the plan is made from that
+ * copy, and the write checks it under the lock (writeCheckedPlan); a copy found stale costs
+ * that round trip, and the batch goes the two-round-trip way.
  */
 export async function processResults(
   deps: ProcessDeps,
   results: StepResult[],
 ): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
-  const { db, registry, names: n } = deps;
+  const { taskCache: cache } = deps;
+  const ids = results.map((r) => r.task_id);
+  if (!cache) return (await readAndApply(deps, results)).out;
+  cache.enter(ids);
+  try {
+    return await applyCachedOrRead(deps, cache, results, ids);
+  } finally {
+    cache.leave(ids);
+  }
+}
 
-  const outcome = await batchTransaction(db, async (tx) => {
-    const trx = tx.db;
-    // Set afresh on each run: a conflicting batch is rolled back and run again.
-    const ignored: IgnoredResult[] = [];
-    const { tasks, steps } = await tx.lockAndReadSteps(results.map((r) => r.task_id));
-
-    const changes: Change[] = [];
-    const waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }> = [];
-    const seen = new Set<string>();
-    for (const r of results) {
-      const step = steps.get(r.step_id);
-      const task = tasks.get(r.task_id);
-      const ignore = (code: string, reason: string) => ignored.push({ result: r, code, reason });
-      if (!task) { ignore(ErrorCode.UNKNOWN_TASK, `no task '${r.task_id}'`); continue; }
-      if (!step || step.task_id !== r.task_id) { ignore(ErrorCode.UNKNOWN_STEP, `task '${r.task_id}' has no step '${r.step_id}'`); continue; }
-      if (r.namespace !== task.namespace) {
-        ignore(ErrorCode.INVALID_MESSAGE, `result says namespace '${r.namespace}' but the task is in '${task.namespace}'`);
-        continue;
-      }
-      if (seen.has(r.step_id)) { ignore(ErrorCode.STALE_RESULT, 'duplicate result in the same batch'); continue; }
-      // A child task's outcome answers a step waiting for it; a worker's result answers a dispatched step.
-      const expected = r.child_outcome ? 'waiting_child' : 'enqueued';
-      if (step.state !== expected || step.attempt !== r.attempt) {
-        ignore(ErrorCode.STALE_RESULT, `step is ${step.state} at attempt ${step.attempt}; result is for attempt ${r.attempt}${r.child_outcome ? ' (child outcome)' : ''}`);
-        continue;
-      }
-      seen.add(r.step_id);
-      if (r.status === 'waiting') {
-        waits.push({ r, step });
-        continue;
-      }
-      const template = await registry.get(task.template_id);
-      const policy = template.steps.find((d) => d.name === step.name)?.retry;
-      if (!policy) { ignore(ErrorCode.UNKNOWN_STEP, `step '${step.name}' is not in the task's template`); continue; }
-      changes.push(decide(r, step, policy));
+async function applyCachedOrRead(
+  deps: ProcessDeps,
+  cache: TaskCache,
+  results: StepResult[],
+  ids: string[],
+): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
+  const { db } = deps;
+  // One round trip when this orchestrator holds the batch's tasks (TaskCache). A result that
+  // waits for a child task reads the child in between, so such a batch reads as below.
+  const held = results.some((r) => r.status === 'waiting') ? null : cache.take(ids);
+  if (held) {
+    const out = await pipelinedTransaction(db, (tx) =>
+      applyResults(deps, tx.db, results, held, true, (plan, messages) => writeCheckedPlan(tx, held.check, plan, messages)),
+    ).catch((err: unknown) => {
+      cache.drop(ids);
+      throw err;
+    });
+    if (out) {
+      cache.keep(held.tasks, held.steps.values());
+      return out;
     }
-    changes.push(...(await decideWaits(trx, waits, (r, code, reason) => ignored.push({ result: r, code, reason }))));
+    // The tasks changed since (another orchestrator or an operator), or a result did not fit
+    // what the cache held: nothing was written; read them under the lock as below.
+    cache.stale(ids);
+  }
 
-    if (changes.length === 0) return { outbox: [] as OutboxRow[], applied: 0, ignored };
-
-    const plan = planBatch(tasks, steps, changes);
-    const messages: OutgoingMessage[] = [];
-
-    // Retries wait in the delay queues, then come back to an orchestrator as RetryDue.
-    for (const c of changes.filter((c) => c.state === 'waiting_retry')) {
-      const task = tasks.get(c.task_id)!;
-      const due: RetryDue = {
-        protocol_version: PROTOCOL_VERSION,
-        message_type: 'retry_due',
-        task_id: c.task_id,
-        step_id: c.id,
-        attempt: c.attempt,
-        delay_ms: c.retry_in_ms ?? 0,
-      };
-      messages.push({
-        exchange: c.retry_in_ms ? n.delayLevel(DELAY_LEVELS - 1) : n.delayDueExchange,
-        routingKey: delayRoutingKey(c.retry_in_ms ?? 0, task.namespace),
-        body: JSON.stringify(due),
-        properties: { type: 'retry_due', persistent: true, contentType: 'application/json' },
-      });
-    }
-
-    messages.push(...(await planMessages(trx, registry, n, tasks, plan)));
-    return { outbox: await tx.writePlanAndCommit(plan, packSteps(n, messages, deps.stepsPerMessage ?? 1)), applied: changes.length, ignored };
+  const { out, read } = await readAndApply(deps, results).catch((err: unknown) => {
+    cache.drop(ids);
+    throw err;
   });
-  return outcome;
+  if (out.applied > 0) cache.keep(read.tasks, read.steps.values());
+  return out;
+}
+
+/** The batch's transaction in two round trips: BEGIN with the lock-and-read, then the write with COMMIT. */
+async function readAndApply(
+  deps: ProcessDeps,
+  results: StepResult[],
+): Promise<{ out: { outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }; read: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } }> {
+  return batchTransaction(deps.db, async (tx) => {
+    const read = await tx.lockAndReadSteps(results.map((r) => r.task_id));
+    const out = await applyResults(deps, tx.db, results, read, false, (plan, messages) => tx.writePlanAndCommit(plan, messages));
+    return { out: out!, read };
+  });
+}
+
+/**
+ * Decides each result against its step, plans the batch and writes it (`write`, which
+ * commits). The tasks and steps are as read under the lock, or as the TaskCache held them
+ * (`fromCache`): then a result that would change nothing, or a write that finds the tasks
+ * changed, answers null, so that the batch is read and decided again from the database
+ * rather than from a copy that may be stale. `tasks` and `steps` end as the batch left them.
+ */
+async function applyResults(
+  deps: ProcessDeps,
+  trx: Kysely<Database>,
+  results: StepResult[],
+  { tasks, steps }: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> },
+  fromCache: boolean,
+  write: (plan: BatchPlan, messages: OutgoingMessage[]) => Promise<OutboxRow[] | null>,
+): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] } | null> {
+  const { registry, names: n } = deps;
+  const ignored: IgnoredResult[] = [];
+  const changes: Change[] = [];
+  const waits: Array<{ r: Extract<StepResult, { status: 'waiting' }>; step: StepRow }> = [];
+  const seen = new Set<string>();
+  for (const r of results) {
+    const step = steps.get(r.step_id);
+    const task = tasks.get(r.task_id);
+    const ignore = (code: string, reason: string) => ignored.push({ result: r, code, reason });
+    if (!task) { ignore(ErrorCode.UNKNOWN_TASK, `no task '${r.task_id}'`); continue; }
+    if (!step || step.task_id !== r.task_id) { ignore(ErrorCode.UNKNOWN_STEP, `task '${r.task_id}' has no step '${r.step_id}'`); continue; }
+    if (r.namespace !== task.namespace) {
+      ignore(ErrorCode.INVALID_MESSAGE, `result says namespace '${r.namespace}' but the task is in '${task.namespace}'`);
+      continue;
+    }
+    if (seen.has(r.step_id)) { ignore(ErrorCode.STALE_RESULT, 'duplicate result in the same batch'); continue; }
+    // A child task's outcome answers a step waiting for it; a worker's result answers a dispatched step.
+    const expected = r.child_outcome ? 'waiting_child' : 'enqueued';
+    if (step.state !== expected || step.attempt !== r.attempt) {
+      ignore(ErrorCode.STALE_RESULT, `step is ${step.state} at attempt ${step.attempt}; result is for attempt ${r.attempt}${r.child_outcome ? ' (child outcome)' : ''}`);
+      continue;
+    }
+    seen.add(r.step_id);
+    if (r.status === 'waiting') {
+      waits.push({ r, step });
+      continue;
+    }
+    const template = await registry.get(task.template_id);
+    const policy = template.steps.find((d) => d.name === step.name)?.retry;
+    if (!policy) { ignore(ErrorCode.UNKNOWN_STEP, `step '${step.name}' is not in the task's template`); continue; }
+    changes.push(decide(r, step, policy));
+  }
+  // Only the database says a result changes nothing.
+  if (fromCache && (ignored.length > 0 || waits.length > 0)) return null;
+  changes.push(...(await decideWaits(trx, waits, (r, code, reason) => ignored.push({ result: r, code, reason }))));
+
+  if (changes.length === 0) return { outbox: [], applied: 0, ignored };
+
+  const plan = planBatch(tasks, steps, changes);
+  const messages: OutgoingMessage[] = [];
+
+  // Retries wait in the delay queues, then come back to an orchestrator as RetryDue.
+  for (const c of changes.filter((c) => c.state === 'waiting_retry')) {
+    const task = tasks.get(c.task_id)!;
+    const due: RetryDue = {
+      protocol_version: PROTOCOL_VERSION,
+      message_type: 'retry_due',
+      task_id: c.task_id,
+      step_id: c.id,
+      attempt: c.attempt,
+      delay_ms: c.retry_in_ms ?? 0,
+    };
+    messages.push({
+      exchange: c.retry_in_ms ? n.delayLevel(DELAY_LEVELS - 1) : n.delayDueExchange,
+      routingKey: delayRoutingKey(c.retry_in_ms ?? 0, task.namespace),
+      body: JSON.stringify(due),
+      properties: { type: 'retry_due', persistent: true, contentType: 'application/json' },
+    });
+  }
+
+  messages.push(...(await planMessages(trx, registry, n, tasks, plan)));
+  const outbox = await write(plan, packSteps(n, messages, deps.stepsPerMessage ?? 1));
+  return outbox === null ? null : { outbox, applied: changes.length, ignored };
 }
 
 /**

@@ -19,6 +19,9 @@ import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
 import { buildStepMessage, packStepGroups, stepOutgoing } from './step-messages.ts';
 import type { TransitionRow } from './transitions.ts';
+import type { LockedTask } from './dispatch.ts';
+import type { StepState } from '../results/batch-plan.ts';
+import type { TaskCache } from '../results/task-cache.ts';
 
 /**
  * Creation batches of at most this many tasks (HTTP requests under load come in batches of a
@@ -59,6 +62,8 @@ export async function createTasks(
     logger: Logger;
     /** Most steps in one message (`TASKER_STEPS_PER_MESSAGE`). @defaultValue 1 */
     stepsPerMessage?: number;
+    /** Where the created tasks go, so that their first results run in one round trip. @defaultValue none */
+    taskCache?: TaskCache | null;
   },
   inputs: CreateTaskBody[],
   /** Build each created task's `view` (its steps included): the HTTP API answers with it; a task reply does not. */
@@ -307,11 +312,59 @@ export async function createTasks(
     return [...written, ...(await insertOutbox(trx, repacked))];
   });
 
+  if (deps.taskCache) remember(deps.taskCache, fresh, templates, stepsOf, outcomes);
+
   for (const { p, first } of repeats) {
     const o = outcomes[first.index];
     outcomes[p.index] = o && o.ok ? { ok: true, created: false, task: o.task } : o!;
   }
   return { outcomes, outbox };
+}
+
+/** The tasks just created, as their rows now are, for the TaskCache. */
+function remember(
+  cache: TaskCache,
+  fresh: Prepared[],
+  templates: Map<string, CompiledTemplate>,
+  stepsOf: Map<string, Array<Record<string, unknown>>>,
+  outcomes: CreateOutcome[],
+): void {
+  const tasks = new Map<string, LockedTask>();
+  const steps: StepState[] = [];
+  for (const p of fresh) {
+    const o = outcomes[p.index];
+    if (!o?.ok || !o.created || p.input.parent) continue;
+    const template = templates.get(p.taskId)!;
+    tasks.set(p.taskId, {
+      id: p.taskId,
+      state: 'in_progress',
+      namespace: template.namespace,
+      name: template.name,
+      version: template.version,
+      template_id: String(p.templateId),
+      correlation_id: p.correlationId,
+      // A copy: the caller's object is not ours to keep (a program may change it afterwards).
+      context: structuredClone(p.input.context),
+      parent_task_id: null,
+      parent_step_id: null,
+    });
+    for (const r of stepsOf.get(p.taskId)!) {
+      steps.push({
+        id: r.id as string,
+        task_id: p.taskId,
+        name: r.name as string,
+        state: r.state as string,
+        attempt: r.attempt as number,
+        max_attempts: r.max_attempts as number,
+        deps_pending: r.deps_pending as number,
+        dependents: r.dependents as string[],
+        result: null,
+        error: null,
+        finished_at: null,
+      });
+    }
+  }
+  if (tasks.size > 0) cache.keep(tasks, steps);
 }
 
 export const SUMMARY_COLUMNS =
