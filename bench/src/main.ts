@@ -4,6 +4,7 @@
 // workload, memory with many tasks in flight and with 1 vs 2 orchestrators, and the
 // per-step overhead of each language's worker runtime (issue 4).
 // `pnpm bench --help` lists the options; bench/README.md explains every figure.
+import { LEGS, summarizeTimeline } from './timeline-summary.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -204,6 +205,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
       cpuProfDir: profileDir,
       trace: opts.trace,
       nodelay: opts.nodelay,
+      timeline: opts.timeline,
       concurrency: opts.concurrency,
     }, { BENCH_NOTIFY_STEP: 's4' }),
   );
@@ -301,6 +303,10 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           await stack.mark();
           const r = await linearOverhead(stack, opts.sizes.overheadTasks, Math.min(5, opts.sizes.overheadTasks), deadlineFor());
           writeFileSync(join(outDir, 'overhead-process-stats.json'), JSON.stringify(await stack.stats(), null, 2));
+          if (opts.timeline) {
+            const [o, w] = await Promise.all([stack.orchestrators[0]!.request('timeline'), stack.worker!.request('timeline')]);
+            r.timeline = summarizeTimeline(o.data as string[], w.data as string[], 's4');
+          }
           return r;
         }),
       );
@@ -319,6 +325,16 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         );
         say(`  ${overhead.samples} tasks, ${opts.queueType} queues`);
         say(sharesLine('overhead'));
+        const tl = overhead.timeline;
+        if (tl) {
+          say(
+            table(
+              [`where a step's time goes (--timeline, ${tl.steps} steps; ${tl.statements_per_step} result-batch statement(s) per step)`, 'p50', 'p90'],
+              [...LEGS.map(([k, label]) => [label, tl.legs[k].p50, tl.legs[k].p90] as [string, number, number]), ['handler → next handler, all legs', tl.total.p50, tl.total.p90]],
+            ),
+          );
+          say('  (the processes run from source under tsx, with their libraries wrapped: a little slower than the figures above)');
+        }
       }
     }
     if (wants('create')) {

@@ -140,6 +140,8 @@ export interface Options {
   trace: boolean;
   /** What-if: TCP_NODELAY on Tasker's AMQP sockets (see experiments.ts). */
   nodelay: boolean;
+  /** Where each step's time goes in the overhead section: a timeline of events in Tasker's processes. */
+  timeline: boolean;
   /** Before each measurement, wait up to this long for the machine's CPUs to be under 30 % busy. */
   waitQuietSec: number;
   /** Throughput measurements (Tasker's and each peer's) in a row; the median is reported. */
@@ -167,6 +169,7 @@ export const USAGE = `pnpm bench [options]
   --profile               node --cpu-prof for Tasker's orchestrator and worker (<out>/run-…/profiles/)
   --trace                 time each SQL statement and publisher confirm in Tasker's processes
   --nodelay               what-if: TCP_NODELAY on Tasker's AMQP sockets (amqplib leaves Nagle on)
+  --timeline              where each step's time goes in the overhead section (events in Tasker's processes)
   --wait-quiet SECONDS    before each measurement, wait up to SECONDS for the CPUs to be under 30 % busy
   --repeat N              throughput of Tasker and of each peer N times in a row; report the median
   --out DIR               logs, profiles (default: bench/out)
@@ -193,6 +196,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let profile = false;
   let trace = false;
   let nodelay = false;
+  let timeline = false;
   let waitQuietSec = 0;
   let repeat = 1;
   for (let i = 0; i < argv.length; i++) {
@@ -271,6 +275,9 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
       case '--nodelay':
         nodelay = true;
         break;
+      case '--timeline':
+        timeline = true;
+        break;
       case '--wait-quiet': {
         const n = Number(value());
         if (!Number.isFinite(n) || n < 0 || n > 600) throw new Error('--wait-quiet is seconds from 0 to 600');
@@ -310,6 +317,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     profile,
     trace,
     nodelay,
+    timeline,
     waitQuietSec,
     repeat,
     concurrency: 50,

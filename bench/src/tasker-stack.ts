@@ -24,6 +24,8 @@ export interface StackOptions {
   trace?: boolean;
   /** What-if: TCP_NODELAY on the children's sockets (experiments.ts). */
   nodelay?: boolean;
+  /** Record a timeline of events inside the children (children/timeline.ts). */
+  timeline?: boolean;
   concurrency: number;
   /** TASKER_STEPS_PER_MESSAGE of the orchestrators. */
   stepsPerMessage: number;
@@ -69,6 +71,7 @@ export class TaskerStack {
       TASKER_API_TOKENS: JSON.stringify([{ name: 'bench', token: this.token, namespaces: ['*'], actions: ['create', 'read'] }]),
       BENCH_TRACE: this.o.trace ? '1' : '0',
       BENCH_FORCE_NODELAY: this.o.nodelay ? '1' : '0',
+      BENCH_TIMELINE: this.o.timeline ? '1' : '0',
     };
   }
 
@@ -177,11 +180,11 @@ const bundles = new Map<string, Promise<string>>();
 /**
  * Tasker's processes run as in production: bundled (scripts/bundle.ts, `pnpm build`), not
  * under tsx, whose loader alone holds ~50 MB and transpiles at start. The what-ifs that patch
- * a library in the child (--trace, --nodelay) and --profile (its summary groups time by
- * package path) need the sources, so they run under tsx.
+ * a library in the child (--trace, --nodelay, --timeline) and --profile (its summary groups
+ * time by package path) need the sources, so they run under tsx.
  */
 function childScript(o: StackOptions, name: 'orchestrator' | 'tasker-worker'): Promise<string> {
-  if (o.trace || o.nodelay || o.cpuProfDir) return Promise.resolve(`${name}.ts`);
+  if (o.trace || o.nodelay || o.timeline || o.cpuProfDir) return Promise.resolve(`${name}.ts`);
   const out = join(o.outDir, 'bundle', `${name}.mjs`);
   let p = bundles.get(out);
   if (!p) bundles.set(out, (p = bundle(join(CHILDREN_DIR, `${name}.ts`), out).then(() => out)));

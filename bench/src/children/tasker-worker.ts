@@ -8,6 +8,7 @@ import pino from 'pino';
 import { createWorker } from '@tasker/worker';
 import { fatal, nowMs, onStop, progress, ready } from './ipc.ts';
 import { installAmqpTrace, serveStats } from './trace.ts';
+import { ev } from './timeline.ts';
 
 if (process.env.BENCH_TRACE === '1') installAmqpTrace();
 serveStats();
@@ -19,6 +20,7 @@ const worker = createWorker({
   logger: pino({ level: process.env.TASKER_LOG_LEVEL ?? 'warn', base: { component: 'worker', pid: process.pid } }),
   handlers: {
     bench_noop: async (ctx) => {
+      ev('handler', ctx.stepName);
       const t = nowMs();
       if (notifyStep !== null && ctx.stepName === notifyStep) progress({ taskId: ctx.taskId, step: ctx.stepName });
       return { t };

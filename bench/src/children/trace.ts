@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { onRequest } from './ipc.ts';
+import { clearTimeline, takeTimeline } from './timeline.ts';
 
 interface Timing {
   count: number;
@@ -94,8 +95,10 @@ export function serveStats(): void {
     markElu = performance.eventLoopUtilization();
     markAt = performance.now();
     timings.clear();
+    clearTimeline();
     return null;
   });
+  onRequest('timeline', () => takeTimeline());
   onRequest('stats', () => {
     const cpu = process.cpuUsage(markCpu);
     const elu = performance.eventLoopUtilization(markElu);

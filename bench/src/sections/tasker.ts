@@ -1,3 +1,4 @@
+import type { TimelineSummary } from '../timeline-summary.ts';
 import pino from 'pino';
 import { AmqpTaskRequester } from '@tasker/client';
 import { HttpLoad, taskBody, taskInput } from '../http-load.ts';
@@ -221,6 +222,8 @@ export interface OverheadResult {
   gap_rows_p99: number;
   /** Latency of POST /v1/tasks alone. */
   create_p50: number;
+  /** With --timeline: where each step's time goes, leg by leg (timeline-summary.ts). */
+  timeline?: TimelineSummary;
   timed_out: boolean;
 }
 

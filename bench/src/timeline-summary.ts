@@ -1,0 +1,99 @@
+// Where each step's time goes in the overhead section (`--timeline`): the orchestrator's and
+// the worker's timelines (children/timeline.ts) merged on their shared clock and cut, step by
+// step, into the legs of the path from one step's handler to the next one's. The section runs
+// one task at a time, so the events of one step follow each other; a leg that an unrelated
+// event (task creation, an outbox clean-up) would cut in two is recognised by its kind.
+
+interface Event {
+  t: bigint;
+  who: 'orchestrator' | 'worker';
+  name: string;
+  detail: string;
+}
+
+/** The legs, in path order. */
+export const LEGS = [
+  ['worker_handler_to_publish', 'worker: handler starts → its result is published'],
+  ['broker_result', 'broker: result published → orchestrator receives it'],
+  ['orchestrator_decide', 'orchestrator: result received → first statement sent'],
+  ['postgres', 'Postgres: first statement sent → last one answered'],
+  ['orchestrator_publish', 'orchestrator: answered → next step published'],
+  ['broker_step', 'broker: step published → worker receives it'],
+  ['worker_receive_to_handler', 'worker: step received → handler starts'],
+] as const;
+export type Leg = (typeof LEGS)[number][0];
+
+export interface TimelineSummary {
+  /** Steps followed from one handler to the next. */
+  steps: number;
+  /** Per leg: p50 and p90, ms. */
+  legs: Record<Leg, { p50: number; p90: number }>;
+  /** The whole path (the sum of the legs, step by step), ms. */
+  total: { p50: number; p90: number };
+  /** Result-batch statements (round trips to Postgres) per step, median. */
+  statements_per_step: number;
+}
+
+function parse(who: Event['who'], lines: string[]): Event[] {
+  return lines.map((l) => {
+    const [t, name, ...rest] = l.split(' ');
+    return { t: BigInt(t!), who, name: name!, detail: rest.join(' ') };
+  });
+}
+
+const ms = (a: bigint, b: bigint) => Number(b - a) / 1e6;
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 1000) / 1000;
+}
+
+/**
+ * Follows each step: its handler starts (worker) → its result is published (worker) → the
+ * orchestrator receives it → sends its result batch's statements (`pipelined`: the ones that
+ * apply results; task creation and outbox clean-ups are other kinds) → publishes the next
+ * step → the worker receives it → its handler starts. A step whose handler was the task's
+ * last (`lastStep`) has no next step, and is left out.
+ */
+export function summarizeTimeline(orchestrator: string[], worker: string[], lastStep: string): TimelineSummary {
+  const events = [...parse('orchestrator', orchestrator), ...parse('worker', worker)].sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
+  const legs = Object.fromEntries(LEGS.map(([k]) => [k, [] as number[]])) as Record<Leg, number[]>;
+  const totals: number[] = [];
+  const statements: number[] = [];
+  let c: { handler: bigint; step: string; wpub?: bigint; orecv?: bigint; sql0?: bigint; sqlN?: bigint; n: number; opub?: bigint; wrecv?: bigint } | null = null;
+  for (const e of events) {
+    if (e.who === 'worker' && e.name === 'handler') {
+      if (c && c.wpub && c.orecv && c.sql0 && c.sqlN && c.opub && c.wrecv && c.step !== lastStep) {
+        const parts: Array<[Leg, number]> = [
+          ['worker_handler_to_publish', ms(c.handler, c.wpub)],
+          ['broker_result', ms(c.wpub, c.orecv)],
+          ['orchestrator_decide', ms(c.orecv, c.sql0)],
+          ['postgres', ms(c.sql0, c.sqlN)],
+          ['orchestrator_publish', ms(c.sqlN, c.opub)],
+          ['broker_step', ms(c.opub, c.wrecv)],
+          ['worker_receive_to_handler', ms(c.wrecv, e.t)],
+        ];
+        for (const [k, v] of parts) legs[k].push(v);
+        totals.push(ms(c.handler, e.t));
+        statements.push(c.n);
+      }
+      c = { handler: e.t, step: e.detail, n: 0 };
+      continue;
+    }
+    if (!c) continue;
+    if (e.who === 'worker' && e.name === 'pub' && e.detail.includes('.results/') && !c.wpub) c.wpub = e.t;
+    else if (e.who === 'orchestrator' && e.name === 'recv' && e.detail.includes('.results/') && c.wpub && !c.orecv) c.orecv = e.t;
+    else if (e.who === 'orchestrator' && e.name === 'sql>' && e.detail === 'pipelined' && c.orecv && !c.opub) {
+      c.sql0 ??= e.t;
+      c.n++;
+    } else if (e.who === 'orchestrator' && e.name === 'sql<' && e.detail === 'pipelined' && c.sql0 && !c.opub) c.sqlN = e.t;
+    else if (e.who === 'orchestrator' && e.name === 'pub' && e.detail.includes('.steps/') && c.sqlN && !c.opub) c.opub = e.t;
+    else if (e.who === 'worker' && e.name === 'recv' && e.detail.includes('.steps/') && c.opub && !c.wrecv) c.wrecv = e.t;
+  }
+  return {
+    steps: totals.length,
+    legs: Object.fromEntries(LEGS.map(([k]) => [k, { p50: pct(legs[k], 50), p90: pct(legs[k], 90) }])) as TimelineSummary['legs'],
+    total: { p50: pct(totals, 50), p90: pct(totals, 90) },
+    statements_per_step: pct(statements, 50),
+  };
+}
