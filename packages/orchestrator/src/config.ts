@@ -47,9 +47,9 @@ export const OrchestratorConfigSchema = z.object({
    * Memory, in MiB (estimated from the JSON held), for this orchestrator's copy of the live
    * tasks its result batches touched: the next batch for them then runs in one round trip to
    * Postgres instead of two (the write checks the copy under the task locks). 0 turns it off.
-   * @defaultValue 32
+   * @defaultValue 8
    */
-  taskCacheMb: z.coerce.number().min(0).max(65536).default(32),
+  taskCacheMb: z.coerce.number().min(0).max(65536).default(8),
   /** Batches of one queue processed at once (each its own transaction). @defaultValue 4 */
   batchConcurrency: z.coerce.number().int().min(1).max(64).default(4),
   /**

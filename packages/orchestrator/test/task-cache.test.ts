@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { TaskCache } from '../src/results/task-cache.ts';
 import type { StepState } from '../src/results/batch-plan.ts';
 import type { LockedTask } from '../src/tasks/dispatch.ts';
@@ -80,23 +80,31 @@ describe('TaskCache', () => {
     expect(cache.take(['t2'])).not.toBeNull();
   });
 
-  it('lets the least recently kept tasks go once the estimated size passes its budget', () => {
-    // Each task here is about 600 + 2 × 300 bytes plus its JSON: three fit in 4,000, a big result does not.
-    const cache = new TaskCache(4000);
-    hold(cache, task('t1'), task('t2'), task('t3'));
-    expect(cache.size).toBe(3);
-    hold(cache, task('t1'));
-    hold(cache, task('t4'));
-    expect(cache.take(['t2'])).toBeNull();
-    expect(cache.take(['t1', 't3', 't4'])).not.toBeNull();
-    // A task bigger than the whole budget pushes everything out, itself included.
-    cache.keep(new Map([['t5', task('t5')]]), steps('t5', 'x'.repeat(5000)));
-    expect(cache.take(['t5'])).toBeNull();
-    expect(cache.size).toBe(0);
-    hold(cache, task('t6'), task('t7'));
-    cache.drop(['t6', 'unknown']);
-    expect(cache.size).toBe(1);
-    expect(cache.take(['t7'])).not.toBeNull();
+  it('once full, holds a newcomer only in the place of a task kept more than 30 s ago, never one bigger than it all', () => {
+    vi.useFakeTimers();
+    try {
+      // Each task here is estimated at 600 + 2 × 400 bytes plus its JSON: two fit in 3,000.
+      const cache = new TaskCache(3000);
+      hold(cache, task('t1'), task('t2'));
+      hold(cache, task('t3'));
+      // Full of tasks kept just now (the ones whose results come next): the newcomer waits.
+      expect(cache.size).toBe(2);
+      expect(cache.take(['t3'])).toBeNull();
+      vi.advanceTimersByTime(31_000);
+      hold(cache, task('t2'));
+      hold(cache, task('t3'));
+      // t1 sat idle for 31 s: it went; t2 was kept again just now: it stays.
+      expect(cache.take(['t1'])).toBeNull();
+      expect(cache.take(['t2', 't3'])).not.toBeNull();
+      vi.advanceTimersByTime(31_000);
+      cache.keep(new Map([['t4', task('t4')]]), steps('t4', 'x'.repeat(5000)));
+      expect(cache.take(['t4'])).toBeNull();
+      cache.drop(['t2', 'unknown']);
+      expect(cache.size).toBe(1);
+      expect(cache.take(['t3'])).not.toBeNull();
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('rests when more than a quarter of the batches it gave were found stale (results shared with other orchestrators), then tries again', () => {

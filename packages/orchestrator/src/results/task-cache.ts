@@ -28,11 +28,21 @@ interface Entry {
   task: LockedTask;
   steps: StepState[];
   bytes: number;
+  /** When it was kept (Date.now()). */
+  at: number;
 }
 
 /** What an entry counts for besides its JSON values: the objects, their strings, the map. */
 const ENTRY_BYTES = 600;
-const STEP_BYTES = 300;
+const STEP_BYTES = 400;
+
+/**
+ * When the cache is full, a task kept longer ago than this gives its place to a newcomer (a
+ * task that waits for days must not hold a place forever); a more recent one keeps it, and the
+ * newcomer is not held. Tasks run oldest first, so under a backlog this keeps the tasks whose
+ * results come next, where evicting the least recently kept would evict exactly those.
+ */
+const IDLE_MS = 30_000;
 
 /**
  * Of every WINDOW batches taken from the cache, if more than a quarter were found stale (the
@@ -52,9 +62,9 @@ const REST = 512;
  * operator changed the task). The caller then drops the tasks and reads them as before.
  *
  * Holds tasks in progress that no other task waits for (a finished child task sends its
- * outcome, which needs a read); least recently used go first once the estimated size passes
- * `maxBytes` (the task's context, its steps' results and errors, and a fixed share per
- * object). Each orchestrator has its own.
+ * outcome, which needs a read), within `maxBytes` (estimated: the task's context, its steps'
+ * results and errors, and a fixed share per object); once full, a task is held only in the
+ * place of one kept more than IDLE_MS ago. Each orchestrator has its own.
  */
 export class TaskCache {
   private readonly entries = new Map<string, Entry>();
@@ -160,6 +170,7 @@ export class TaskCache {
       if (!list) byTask.set(s.task_id, (list = []));
       list.push(s);
     }
+    let now: number | undefined;
     for (const task of tasks.values()) {
       this.remove(task.id);
       if (task.state !== 'in_progress' || task.parent_step_id || !PLAIN_ID.test(task.id)) continue;
@@ -167,14 +178,21 @@ export class TaskCache {
       if (own.length === 0 || !own.every((s) => PLAIN_ID.test(s.id))) continue;
       let bytes = ENTRY_BYTES + this.sizeOf(task.context);
       for (const s of own) bytes += STEP_BYTES + this.sizeOf(s.result) + this.sizeOf(s.error);
-      this.entries.set(task.id, { task, steps: own, bytes });
+      if (this.bytes + bytes > this.maxBytes && !this.makeRoom(bytes, now ??= Date.now())) continue;
+      this.entries.set(task.id, { task, steps: own, bytes, at: now ??= Date.now() });
       this.bytes += bytes;
     }
+  }
+
+  /** Lets idle tasks go (oldest kept first) until `bytes` fit; false if they do not. */
+  private makeRoom(bytes: number, now: number): boolean {
+    if (bytes > this.maxBytes) return false;
     for (const [id, e] of this.entries) {
-      if (this.bytes <= this.maxBytes) break;
+      if (this.bytes + bytes <= this.maxBytes || now - e.at < IDLE_MS) break;
       this.entries.delete(id);
       this.bytes -= e.bytes;
     }
+    return this.bytes + bytes <= this.maxBytes;
   }
 
   /**
