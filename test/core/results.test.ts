@@ -164,14 +164,18 @@ describe('step results', () => {
     expect(cache.stats).toMatchObject({ hits: hits + 2, misses, stale });
   });
 
-  it('a result the task cache would apply to a task an operator cancelled meanwhile is decided from the database', async () => {
+  it('a result the task cache would apply to a task another orchestrator cancelled meanwhile is decided from the database', async () => {
     const o = stack.orchestrator;
     const cache = o.taskCache!;
     const before = worker.received.length;
     await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
     const [first] = (await worker.waitFor(before + 1)).slice(before);
-    // The cache still holds the task in progress; the write finds it cancelled and writes nothing.
-    await o.cancelTask(first!.task_id, { name: 'test', reason: 'the cache must not decide this' });
+    // What another orchestrator's cancel writes: this one's cache still holds the task in
+    // progress, and the write finds it cancelled and writes nothing.
+    await o.db.transaction().execute(async (trx) => {
+      await sql`UPDATE tasks SET state = 'cancelled', completed_at = now() WHERE id = ${first!.task_id}`.execute(trx);
+      await sql`UPDATE steps SET state = 'cancelled' WHERE task_id = ${first!.task_id}`.execute(trx);
+    });
     const stale = cache.stats.stale;
     await worker.succeed(first!, 'too late');
     await eventually(async () => (cache.stats.stale > stale ? true : undefined), 5000, 'the cached batch found stale');
@@ -181,6 +185,20 @@ describe('step results', () => {
     expect(task!.steps.map((s) => [s.name, s.state, s.result ?? null])).toEqual([['first', 'cancelled', null], ['second', 'cancelled', null]]);
     expect(worker.received.filter((m) => m.task_id === first!.task_id)).toHaveLength(1);
     expect(await transitionsInto(first!.step_id, 'complete')).toBe(0);
+  });
+
+  it("an operator's action through this orchestrator drops its copy of the task: the next result is read, not found stale", async () => {
+    const o = stack.orchestrator;
+    const cache = o.taskCache!;
+    const before = worker.received.length;
+    await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    await o.cancelTask(first!.task_id, { name: 'test', reason: 'drops the copy' });
+    const { misses, stale } = cache.stats;
+    await worker.succeed(first!, 'too late');
+    await eventually(async () => (cache.stats.misses > misses ? true : undefined), 5000, 'the batch read from the database');
+    expect(cache.stats.stale).toBe(stale);
+    expect((await o.getTask(first!.task_id))!.steps[0]!.state).toBe('cancelled');
   });
 
   it('every result message above was acked: once the orchestrator stops, none goes back to the results queue', async () => {

@@ -408,6 +408,8 @@ export class Orchestrator {
   /** Cancels a task in progress (and the tasks it created); running handlers are told to stop. */
   async cancelTask(id: string, actor: Actor): Promise<void> {
     const { outbox } = await cancelTask(this.opDeps, id, actor);
+    // Not needed for correctness (a batch checks its copy), but it saves that batch a round trip.
+    this.taskCache?.drop([id]);
     await this.relay.publish(outbox);
     this.logger.info({ taskId: id, actor: actor.name, reason: actor.reason }, 'task cancelled');
   }
@@ -415,6 +417,7 @@ export class Orchestrator {
   /** Retries a failed step with a fresh budget of attempts; the task resumes. */
   async retryStep(stepId: string, actor: Actor): Promise<{ taskId: string }> {
     const { outbox, taskId } = await retryStep(this.opDeps, stepId, actor);
+    this.taskCache?.drop([taskId]);
     await this.relay.publish(outbox);
     this.logger.info({ taskId, stepId, actor: actor.name, reason: actor.reason }, 'step retried by an operator');
     return { taskId };
@@ -423,6 +426,7 @@ export class Orchestrator {
   /** Resolves a failed step, or completes an unfinished one with a result; its dependents proceed. */
   async completeStep(stepId: string, actor: Actor, mode: { kind: 'resolve' } | { kind: 'complete'; result: unknown }): Promise<{ taskId: string }> {
     const { outbox, taskId } = await completeStepManually(this.opDeps, stepId, actor, mode);
+    this.taskCache?.drop([taskId]);
     await this.relay.publish(outbox);
     this.logger.info({ taskId, stepId, actor: actor.name, reason: actor.reason, kind: mode.kind }, 'step completed by an operator');
     return { taskId };

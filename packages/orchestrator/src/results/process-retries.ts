@@ -48,5 +48,7 @@ export async function processRetries(
     const messages = packSteps(deps.names, await stepMessagesFor(trx, deps.registry, deps.names, tasks, rows), deps.stepsPerMessage ?? 1);
     return { outbox: await insertTransitionsAndOutbox(trx, transitions, messages), applied: rows.length };
   });
+  // Their steps moved to a new attempt: a copy held would only be found stale by the next batch.
+  deps.taskCache?.drop(dues.map((d) => d.task_id));
   return { ...outcome, ignored };
 }
