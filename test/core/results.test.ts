@@ -201,6 +201,21 @@ describe('step results', () => {
     expect((await o.getTask(first!.task_id))!.steps[0]!.state).toBe('cancelled');
   });
 
+  it("a task whose context the task cache cannot copy (a program's function in it) is created and runs all the same", async () => {
+    const o = stack.orchestrator;
+    const before = worker.received.length;
+    // JSON (the row, the step message) drops the function; a copy of it cannot be made.
+    const [created] = await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: { n: 1, f: () => 1 } as never }]);
+    expect(created!.ok).toBe(true);
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    expect(first!.input).toEqual({ n: 1 });
+    await worker.succeed(first!);
+    const [second] = (await worker.waitFor(before + 2)).slice(before + 1);
+    await worker.succeed(second!);
+    const task = await taskWhen(o, first!.task_id, (t) => t.state === 'complete');
+    expect(task.context).toEqual({ n: 1 });
+  });
+
   it('every result message above was acked: once the orchestrator stops, none goes back to the results queue', async () => {
     const o = stack.orchestrator;
     await eventually(async () => ((await o.broker.queueDepth(o.names.resultsQueue)) === 0 ? true : undefined), 5000, 'results queue drained');

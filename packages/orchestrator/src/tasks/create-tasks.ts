@@ -312,7 +312,15 @@ export async function createTasks(
     return [...written, ...(await insertOutbox(trx, repacked))];
   });
 
-  if (deps.taskCache) remember(deps.taskCache, fresh, templates, stepsOf, outcomes);
+  if (deps.taskCache) {
+    // After the commit nothing may fail the creation: a task the cache cannot copy (a
+    // program's context holding what JSON drops, such as a function) is only not held.
+    try {
+      remember(deps.taskCache, fresh, templates, stepsOf, outcomes);
+    } catch (err) {
+      deps.logger.debug({ err: (err as Error).message }, 'created tasks not held by the task cache');
+    }
+  }
 
   for (const { p, first } of repeats) {
     const o = outcomes[first.index];
