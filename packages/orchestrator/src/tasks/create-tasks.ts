@@ -312,7 +312,7 @@ export async function createTasks(
     return [...written, ...(await insertOutbox(trx, repacked))];
   });
 
-  if (deps.taskCache) {
+  if (deps.taskCache && !deps.taskCache.shared) {
     // After the commit nothing may fail the creation: a task the cache cannot copy (a
     // program's context holding what JSON drops, such as a function) is only not held.
     try {
