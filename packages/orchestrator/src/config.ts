@@ -45,8 +45,9 @@ export const OrchestratorConfigSchema = z.object({
   batchSize: z.coerce.number().int().min(1).max(5000).default(200),
   /**
    * Memory, in MiB (estimated from the JSON held), for this orchestrator's copy of the live
-   * tasks its result batches touched: the next batch for them then runs in one round trip to
-   * Postgres instead of two (the write checks the copy under the task locks). 0 turns it off.
+   * tasks it created or last wrote: the next result batch for them then runs in one round
+   * trip to Postgres instead of two (the write checks the copy under the task locks). The copy
+   * is off by itself while other orchestrators consume the same results. 0 turns it off.
    * @defaultValue 8
    */
   taskCacheMb: z.coerce.number().min(0).max(65536).default(8),
