@@ -65,15 +65,15 @@ export interface StartOptions extends OrchestratorConfigInput {
   resultOrigin?: ResultOriginOptions;
 }
 
+/** How often an orchestrator asks the broker whether others consume its results queue too (see watchSharing). */
+const SHARING_CHECK_MS = 2000;
+
 /**
  * The orchestrator process: Postgres state, the broker consumers (results, expired
  * retries, task requests), the outbox relay and the HTTP API. Several may run against the
  * same database and queues: they share the queues' messages, and per-task row locks keep
  * their transitions from overlapping.
  */
-/** How often an orchestrator asks the broker whether others consume its results queue too (see watchSharing). */
-const SHARING_CHECK_MS = 2000;
-
 export class Orchestrator {
   readonly names: Names;
   readonly registry: TemplateRegistry;
@@ -86,7 +86,7 @@ export class Orchestrator {
   private readonly creator: BatchQueue<{ input: CreateTaskBody; resolve: (o: CreateOutcome) => void; reject: (e: unknown) => void }>;
   /** Where the HTTP API listens, once started. */
   httpUrl: string | null = null;
-  /** This orchestrator's copy of the live tasks its result batches touched (null: TASKER_TASK_CACHE_MB=0). */
+  /** This orchestrator's copy of the live tasks it created or last wrote (null: TASKER_TASK_CACHE_MB=0). */
   readonly taskCache: TaskCache | null;
 
   private constructor(
@@ -491,16 +491,16 @@ export class Orchestrator {
     return { postgres, rabbitmq };
   }
 
-  /** Stops consuming, finishes batches in flight, closes everything it opened. */
   private sharingTimer: NodeJS.Timeout | null = null;
   private stopping = false;
 
   /**
    * Turns the task cache off while other orchestrators consume the same results queue (the
    * broker's consumer count, asked every SHARING_CHECK_MS and after any stale batch), and on
-   * again once this one is alone: with shared results, a task's next result goes to any orchestrator, and copies
-   * made stale by the others cost more round trips than they save (bench, two orchestrators,
-   * classic queues: 3,401 and 3,880 steps/s with the cache, 4,239 and 4,026 without).
+   * again once this one is alone: with shared results, a task's next result goes to any
+   * orchestrator, and copies made stale by the others cost more round trips than they save
+   * (bench, two orchestrators, classic queues: 3,401 and 3,880 steps/s with the cache, 4,239
+   * and 4,026 without).
    */
   private watchSharing(): void {
     const cache = this.taskCache;
@@ -532,6 +532,7 @@ export class Orchestrator {
     void check();
   }
 
+  /** Stops consuming, finishes batches in flight, closes everything it opened. */
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.sharingTimer) clearTimeout(this.sharingTimer);

@@ -66,7 +66,7 @@ export async function processResults(
 ): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
   const { taskCache: cache } = deps;
   const ids = results.map((r) => r.task_id);
-  if (!cache) return (await readAndApply(deps, results)).out;
+  if (!cache) return (await readAndApply(deps, results, ids)).out;
   cache.enter(ids);
   try {
     return await applyCachedOrRead(deps, cache, results, ids);
@@ -101,7 +101,7 @@ async function applyCachedOrRead(
     cache.stale(ids);
   }
 
-  const { out, read } = await readAndApply(deps, results).catch((err: unknown) => {
+  const { out, read } = await readAndApply(deps, results, ids).catch((err: unknown) => {
     cache.drop(ids);
     throw err;
   });
@@ -113,9 +113,10 @@ async function applyCachedOrRead(
 async function readAndApply(
   deps: ProcessDeps,
   results: StepResult[],
+  ids: string[],
 ): Promise<{ out: { outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }; read: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } }> {
   return batchTransaction(deps.db, async (tx) => {
-    const read = await tx.lockAndReadSteps(results.map((r) => r.task_id));
+    const read = await tx.lockAndReadSteps(ids);
     const out = await applyResults(deps, tx.db, results, read, false, (plan, messages) => tx.writePlanAndCommit(plan, messages));
     return { out: out!, read };
   });
