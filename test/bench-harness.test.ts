@@ -49,6 +49,8 @@ describe('benchmark harness', () => {
       'overhead_ms.p50': r.overhead_ms?.p50,
       'overhead_ms.p99': r.overhead_ms?.p99,
       'create.http_per_sec': r.create?.http_per_sec,
+      'create.http_64_per_sec': r.create?.http_64_per_sec,
+      'create.http.latency_ms.p50': r.create?.http?.latency_ms?.p50,
       'create.http_batch_per_sec': r.create?.http_batch_per_sec,
       'create.amqp_per_sec': r.create?.amqp_per_sec,
       'limit.two_hop_msgs_per_sec': r.limit?.two_hop_msgs_per_sec,

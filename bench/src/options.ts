@@ -31,8 +31,10 @@ export interface Sizes {
   warmupTasks: number;
   /** 4-step linear tasks run one at a time. */
   overheadTasks: number;
-  /** Tasks created per transport (HTTP, AMQP). */
+  /** Tasks created per transport (HTTP, AMQP), timed. */
   createTasks: number;
+  /** Untimed tasks each creation measurement begins with, on the connections it then times. */
+  createWarmup: number;
   /** Messages through the raw two hops, per queue type. */
   twoHopMessages: number;
   /** One-at-a-time messages for the two-hop latency; one-row commits for the commit latency. */
@@ -65,6 +67,7 @@ export const SIZES: Record<Mode, Sizes> = {
     warmupTasks: 100,
     overheadTasks: 200,
     createTasks: 3000,
+    createWarmup: 1000,
     twoHopMessages: 20_000,
     latencySamples: 200,
     casRows: 40_000,
@@ -85,6 +88,7 @@ export const SIZES: Record<Mode, Sizes> = {
     warmupTasks: 40,
     overheadTasks: 50,
     createTasks: 600,
+    createWarmup: 200,
     twoHopMessages: 4000,
     latencySamples: 100,
     casRows: 8000,
@@ -105,6 +109,7 @@ export const SIZES: Record<Mode, Sizes> = {
     warmupTasks: 2,
     overheadTasks: 3,
     createTasks: 6,
+    createWarmup: 2,
     twoHopMessages: 100,
     latencySamples: 5,
     casRows: 400,

@@ -6,8 +6,14 @@ import type { ChildMessage } from '../proc.ts';
 import type { TaskerStack } from '../tasker-stack.ts';
 import { percentile, pool, round, sleep } from '../util.ts';
 
-/** In-flight HTTP requests of the load generator. */
+/** In-flight HTTP requests of the load generator in the throughput run's HTTP creation. */
 export const HTTP_CONCURRENCY = 64;
+/**
+ * In-flight `POST /v1/tasks` of the creation section: the rate is measured with as many in
+ * flight as the AMQP measurement's (AMQP_WINDOW), which keeps the orchestrator busy, and with
+ * HTTP_CONCURRENCY, the figure of the sessions before 2026-11-27's eleventh.
+ */
+export const HTTP_CREATE_CONCURRENCY = [256, HTTP_CONCURRENCY] as const;
 /** In-flight AMQP task requests of the load generator. */
 export const AMQP_WINDOW = 256;
 
@@ -38,32 +44,57 @@ export interface ThroughputResult {
   processes?: Record<string, { cpu_pct_of_one_core: number; event_loop_utilization: number }>;
 }
 
-/** Creates `count` tasks over HTTP (round robin over the orchestrators), `HTTP_CONCURRENCY` in flight. */
+/** How a creation run goes: requests in flight, and what happens between an untimed warm-up and the timed requests. */
+export interface CreationRun {
+  /** Requests in flight. */
+  concurrency?: number;
+  /** Requests sent first, with the same connections, and not counted (JIT, connections, pools). @defaultValue 0 */
+  warmup?: number;
+  /** Wraps the timed requests (the caller records where the CPU went during them). */
+  measure?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /** Added to the tasks' `context.i`. @defaultValue 0 */
+  offset?: number;
+}
+
+/** Creates `count` tasks over HTTP one per request (round robin over the orchestrators), `HTTP_CONCURRENCY` in flight unless told. */
 export async function createOverHttp(
   stack: { urls: string[]; token: string },
   namespace: string,
   name: string,
   count: number,
   deadline: number,
-  offset = 0,
+  run: CreationRun = {},
 ): Promise<Created> {
   const { urls } = stack;
-  const load = new HttpLoad(HTTP_CONCURRENCY, stack.token);
-  const t0 = performance.now();
+  const concurrency = run.concurrency ?? HTTP_CONCURRENCY;
+  const offset = run.offset ?? 0;
+  const load = new HttpLoad(concurrency, stack.token);
+  const latencies: number[] = [];
+  const send = async (i: number, timed: boolean) => {
+    const t = performance.now();
+    const res = await load.post(`${urls[i % urls.length]}/v1/tasks`, taskBody(namespace, name, offset + i));
+    if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
+    if (timed) latencies.push(performance.now() - t);
+  };
   try {
-    const r = await pool(
-      count,
-      HTTP_CONCURRENCY,
-      async (i) => {
-        const res = await load.post(`${urls[i % urls.length]}/v1/tasks`, taskBody(namespace, name, offset + i));
-        if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
-      },
-      deadline,
-    );
-    return { seconds: (performance.now() - t0) / 1000, ok: r.done, failed: r.failed, firstError: r.firstError };
+    const warmup = run.warmup ?? 0;
+    if (warmup > 0) {
+      const w = await pool(warmup, concurrency, (i) => send(count + i, false), deadline);
+      if (w.firstError) throw new Error(`HTTP creation warm-up: ${w.firstError.message}`);
+    }
+    const measure = run.measure ?? ((fn) => fn());
+    return await measure(async () => {
+      const t0 = performance.now();
+      const r = await pool(count, concurrency, (i) => send(i, true), deadline);
+      return { seconds: (performance.now() - t0) / 1000, ok: r.done, failed: r.failed, firstError: r.firstError, latency_ms: latencyOf(latencies) };
+    });
   } finally {
     load.close();
   }
+}
+
+function latencyOf(ms: number[]): { p50: number; p99: number } | undefined {
+  return ms.length > 0 ? { p50: round(percentile(ms, 50), 2), p99: round(percentile(ms, 99), 2) } : undefined;
 }
 
 /** Tasks per `POST /v1/tasks/batch` request of the load generator, and such requests in flight. */
@@ -77,19 +108,19 @@ export async function createOverHttpBatch(
   name: string,
   count: number,
   deadline: number,
+  run: Pick<CreationRun, 'warmup' | 'measure'> = {},
 ): Promise<Created> {
   const { urls } = stack;
   const load = new HttpLoad(HTTP_BATCH_CONCURRENCY, stack.token);
-  const requests = Math.ceil(count / HTTP_BATCH_SIZE);
-  let created = 0;
-  const t0 = performance.now();
-  try {
+  /** Sends the `total` tasks numbered from `from` in requests of HTTP_BATCH_SIZE; answers with how many were created. */
+  const send = async (from: number, total: number) => {
+    let created = 0;
     const r = await pool(
-      requests,
+      Math.ceil(total / HTTP_BATCH_SIZE),
       HTTP_BATCH_CONCURRENCY,
       async (i) => {
         const first = i * HTTP_BATCH_SIZE;
-        const tasks = Array.from({ length: Math.min(HTTP_BATCH_SIZE, count - first) }, (_, j) => taskInput(namespace, name, first + j));
+        const tasks = Array.from({ length: Math.min(HTTP_BATCH_SIZE, total - first) }, (_, j) => taskInput(namespace, name, from + first + j));
         const res = await load.post(`${urls[i % urls.length]}/v1/tasks/batch`, JSON.stringify({ tasks }));
         if (res.status !== 200) throw new Error(`POST /v1/tasks/batch answered ${res.status}: ${res.text.slice(0, 300)}`);
         const { results } = JSON.parse(res.text) as { results: Array<{ status: number }> };
@@ -99,7 +130,20 @@ export async function createOverHttpBatch(
       },
       deadline,
     );
-    return { seconds: (performance.now() - t0) / 1000, ok: created, failed: count - created, firstError: r.firstError };
+    return { created, firstError: r.firstError };
+  };
+  try {
+    const warmup = run.warmup ?? 0;
+    if (warmup > 0) {
+      const w = await send(count, warmup);
+      if (w.firstError) throw new Error(`HTTP batch creation warm-up: ${w.firstError.message}`);
+    }
+    const measure = run.measure ?? ((fn) => fn());
+    return await measure(async () => {
+      const t0 = performance.now();
+      const r = await send(0, count);
+      return { seconds: (performance.now() - t0) / 1000, ok: r.created, failed: count - r.created, firstError: r.firstError };
+    });
   } finally {
     load.close();
   }
@@ -110,6 +154,8 @@ export interface Created {
   ok: number;
   failed: number;
   firstError: Error | null;
+  /** Each timed request's time from sent to answered (HTTP one per request). */
+  latency_ms?: { p50: number; p99: number };
 }
 
 /** A connected AMQP task requester (Tasker's client), its reply channel opened by one request to `bench_idle`. */
@@ -133,19 +179,30 @@ export async function createOverAmqp(
   count: number,
   deadline: number,
   requester?: AmqpTaskRequester,
+  run: Pick<CreationRun, 'warmup' | 'measure'> = {},
 ): Promise<Created> {
   const r = requester ?? (await openRequester(stack));
-  try {
-    const t0 = performance.now();
-    const p = await pool(
-      count,
+  const send = (from: number, total: number) =>
+    pool(
+      total,
       AMQP_WINDOW,
       async (i) => {
-        await r.createTask({ namespace, name, context: { i } }, { timeoutMs: 60_000 });
+        await r.createTask({ namespace, name, context: { i: from + i } }, { timeoutMs: 60_000 });
       },
       deadline,
     );
-    return { seconds: (performance.now() - t0) / 1000, ok: p.done, failed: p.failed, firstError: p.firstError };
+  try {
+    const warmup = run.warmup ?? 0;
+    if (warmup > 0) {
+      const w = await send(count, warmup);
+      if (w.firstError) throw new Error(`AMQP creation warm-up: ${w.firstError.message}`);
+    }
+    const measure = run.measure ?? ((fn) => fn());
+    return await measure(async () => {
+      const t0 = performance.now();
+      const p = await send(0, count);
+      return { seconds: (performance.now() - t0) / 1000, ok: p.done, failed: p.failed, firstError: p.firstError };
+    });
   } finally {
     if (!requester) await r.close();
   }
@@ -321,40 +378,85 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
 }
 
 export interface CreateResult {
-  /** One task per `POST /v1/tasks`. */
+  /** One task per `POST /v1/tasks`, HTTP_CREATE_CONCURRENCY[0] (256) in flight. */
   http_per_sec: number;
+  /** One task per `POST /v1/tasks`, HTTP_CONCURRENCY (64) in flight. */
+  http_64_per_sec: number;
   /** `HTTP_BATCH_SIZE` tasks per `POST /v1/tasks/batch`. */
   http_batch_per_sec: number;
   amqp_per_sec: number;
-  http: { tasks: number; seconds: number; failed: number };
-  http_batch: { tasks: number; seconds: number; failed: number };
-  amqp: { tasks: number; seconds: number; failed: number };
+  /** Untimed tasks each measurement began with. */
+  warmup: number;
+  http: CreateRun;
+  http_64: CreateRun;
+  http_batch: CreateRun;
+  amqp: CreateRun;
 }
+
+export interface CreateRun {
+  tasks: number;
+  seconds: number;
+  failed: number;
+  /** Requests in flight. */
+  in_flight: number;
+  /** Sent → answered, of each timed request (HTTP one per request). */
+  latency_ms?: { p50: number; p99: number };
+}
+
+export type CreateMeasurement = Via | 'http_64' | 'http_batch';
 
 /**
  * Task creation alone: diamond tasks of the namespace `bench_idle`, which no worker serves,
- * so their first steps wait in its queue and nothing else runs meanwhile.
+ * so their first steps wait in its queue and nothing else runs meanwhile. Each measurement
+ * starts with `warmup` untimed tasks of its own kind on its own connections: a rate taken
+ * from the first request of a fresh load generator also measures the connections' set-up and
+ * the JIT (3,000 tasks one per request, 64 in flight, on 2026-11-27: 1,816–2,066 tasks/s cold,
+ * 2,312–2,439 after 1,000 untimed, and 2,499–2,861 for 10,000 cold).
  */
 export async function creationRates(
   stack: TaskerStack,
   count: number,
+  warmup: number,
   deadline: number,
-  /** Wraps each transport's measurement (the caller records where the CPU went during it). */
-  measure: <T>(via: Via | 'http_batch', fn: () => Promise<T>) => Promise<T> = (_via, fn) => fn(),
+  /** Wraps each measurement's timed requests (the caller records where the CPU went during them). */
+  measure: <T>(what: CreateMeasurement, fn: () => Promise<T>) => Promise<T> = (_what, fn) => fn(),
 ): Promise<CreateResult> {
-  const http = await measure('http', () => createOverHttp(stack, 'bench_idle', 'diamond', count, deadline));
-  if (http.firstError) process.stderr.write(`  HTTP creation errors (${http.failed}): ${http.firstError.message}\n`);
-  const batch = await measure('http_batch', () => createOverHttpBatch(stack, 'bench_idle', 'diamond', count, deadline));
-  if (batch.firstError) process.stderr.write(`  HTTP batch creation errors (${batch.failed}): ${batch.firstError.message}\n`);
-  const amqp = await measure('amqp', () => createOverAmqp(stack, 'bench_idle', 'diamond', count, deadline));
-  if (amqp.firstError) process.stderr.write(`  AMQP creation errors (${amqp.failed}): ${amqp.firstError.message}\n`);
+  const report = (what: string, c: Created, inFlight: number): CreateRun => {
+    if (c.firstError) process.stderr.write(`  ${what} errors (${c.failed}): ${c.firstError.message}\n`);
+    return { tasks: c.ok, seconds: round(c.seconds, 3), failed: c.failed, in_flight: inFlight, ...(c.latency_ms ? { latency_ms: c.latency_ms } : {}) };
+  };
+  const [saturating, usual] = HTTP_CREATE_CONCURRENCY;
+  const http = report(
+    'HTTP creation',
+    await createOverHttp(stack, 'bench_idle', 'diamond', count, deadline, { concurrency: saturating, warmup, measure: (fn) => measure('http', fn) }),
+    saturating,
+  );
+  const http64 = report(
+    `HTTP creation (${usual} in flight)`,
+    await createOverHttp(stack, 'bench_idle', 'diamond', count, deadline, { concurrency: usual, warmup, offset: 10 * count, measure: (fn) => measure('http_64', fn) }),
+    usual,
+  );
+  const batch = report(
+    'HTTP batch creation',
+    await createOverHttpBatch(stack, 'bench_idle', 'diamond', count, deadline, { warmup, measure: (fn) => measure('http_batch', fn) }),
+    HTTP_BATCH_CONCURRENCY,
+  );
+  const amqp = report(
+    'AMQP creation',
+    await createOverAmqp(stack, 'bench_idle', 'diamond', count, deadline, undefined, { warmup, measure: (fn) => measure('amqp', fn) }),
+    AMQP_WINDOW,
+  );
+  const rate = (r: CreateRun) => round(r.tasks / r.seconds, 1);
   return {
-    http_per_sec: round(http.ok / http.seconds, 1),
-    http_batch_per_sec: round(batch.ok / batch.seconds, 1),
-    amqp_per_sec: round(amqp.ok / amqp.seconds, 1),
-    http: { tasks: http.ok, seconds: round(http.seconds, 3), failed: http.failed },
-    http_batch: { tasks: batch.ok, seconds: round(batch.seconds, 3), failed: batch.failed },
-    amqp: { tasks: amqp.ok, seconds: round(amqp.seconds, 3), failed: amqp.failed },
+    http_per_sec: rate(http),
+    http_64_per_sec: rate(http64),
+    http_batch_per_sec: rate(batch),
+    amqp_per_sec: rate(amqp),
+    warmup,
+    http,
+    http_64: http64,
+    http_batch: batch,
+    amqp,
   };
 }
 
