@@ -162,7 +162,8 @@ function prepareMarkedStatements(client: pg.PoolClient): void {
  * Settings of a transaction whose statements run on plans kept for the connection (issue 7).
  * The orchestrator's connections plan every execution (see createDb), and for a small batch
  * planning costs as much as running: 0.22 of the result write's 0.49 ms, 0.25 of task
- * creation's 0.87 ms (server log, bind vs execute, one task at a time). A kept (generic) plan
+ * creation's 0.87 ms (server log, bind vs execute, one task at a time; creation now runs in a
+ * function that keeps its plan, migration 0009). A kept (generic) plan
  * is made without the values, maybe while the tables are small, and used as they grow, so it
  * is made with index lookups and nested loops only: right for a batch's few rows found by
  * key whatever the statistics say. Big batches are planned for their size (their lookups of
@@ -239,20 +240,6 @@ export async function pipelinedTransaction<T>(db: Db, fn: (tx: PipelinedTransact
       await tx.rollback().catch(() => undefined);
       throw err;
     }
-  });
-}
-
-/**
- * A transaction as kysely's, on plans kept for the connection when `keptPlans` (see
- * KEPT_PLANS; set with BEGIN in one round trip, and for this transaction only).
- */
-export async function inTransaction<T>(db: Db, options: { keptPlans: boolean }, fn: (trx: Kysely<Database>) => Promise<T>): Promise<T> {
-  if (!options.keptPlans) return db.transaction().execute(fn);
-  return pipelinedTransaction(db, async (tx) => {
-    await tx.begin(KEPT_PLANS);
-    const out = await fn(tx.db);
-    await tx.commit();
-    return out;
   });
 }
 

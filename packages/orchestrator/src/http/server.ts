@@ -46,6 +46,8 @@ const STATUS: Partial<Record<string, number>> = {
   [ErrorCode.UNKNOWN_STEP]: 404,
   [ErrorCode.INVALID_STATE]: 409,
   [ErrorCode.PAYLOAD_TOO_LARGE]: 413,
+  // A refusal of ours to retry (a created task that could not be read back), not the caller's mistake.
+  [ErrorCode.INTERNAL]: 500,
 };
 
 function errorBody(e: TaskerError): { error: ErrorBody } {

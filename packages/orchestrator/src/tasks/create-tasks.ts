@@ -13,8 +13,8 @@ import {
   type TaskView,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
-import { inTransaction, type Db } from '../db/database.ts';
-import { insertOutbox, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import type { Db } from '../db/database.ts';
+import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
 import { buildStepMessage, packStepGroups, stepOutgoing } from './step-messages.ts';
@@ -22,13 +22,6 @@ import type { TransitionRow } from './transitions.ts';
 import type { LockedTask } from './dispatch.ts';
 import type { StepState } from '../results/batch-plan.ts';
 import type { TaskCache } from '../results/task-cache.ts';
-
-/**
- * Creation batches of at most this many tasks (HTTP requests under load come in batches of a
- * few dozen) run on plans kept for the connection (KEPT_PLANS). Creation inserts, and finds
- * only the rows it references by key, so a bigger limit than result batches' is right.
- */
-export const KEPT_PLAN_NEW_TASKS = 64;
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
 const nano = customAlphabet(alphabet, 20);
@@ -144,9 +137,10 @@ export async function createTasks(
     }
   }
 
-  // Everything each new task implies is built first, then written in one statement that
-  // inserts the tasks and, for those whose idempotency key was free, their steps, audit
-  // rows and first step messages (issue 7: creation was five statements one after the other).
+  // Everything each new task implies is built first, then written in one statement (one
+  // round trip, its own transaction; migration 0009) that inserts the tasks and, for those
+  // whose idempotency key was free, their steps, audit rows and first step messages (issue 7:
+  // creation was five statements one after the other, then three round trips).
   const taskRows: Array<Record<string, unknown>> = [];
   const stepRows: Array<Record<string, unknown>> = [];
   const transitions: Array<TransitionRow & { task_id: string }> = [];
@@ -160,6 +154,7 @@ export async function createTasks(
       id: p.taskId,
       namespace: p.input.namespace,
       name: p.input.name,
+      version: template.version,
       template_id: p.templateId,
       context: p.input.context,
       correlation_id: p.correlationId,
@@ -203,114 +198,89 @@ export async function createTasks(
     });
   }
 
-  // The first steps of the new tasks, several to a message when allowed; a message goes out
-  // only if all the tasks it carries steps of were created (see below).
-  const packs = packStepGroups(deps.names, messages, deps.stepsPerMessage ?? 1).map((g) => ({
-    message: g.message,
-    parts: g.parts,
-    task_ids: [...new Set(g.parts.map((m) => m.task_id))],
+  // The first steps of the new tasks, several to a message when allowed. A task with an
+  // idempotency key may turn out not to be created (the key was taken meanwhile), so its steps
+  // travel in messages of their own: every message is written exactly when all the tasks it
+  // carries steps of were created.
+  const keyed = new Set(fresh.filter((p) => p.input.idempotency_key).map((p) => p.taskId));
+  const groups = new Map<string, Array<OutgoingMessage & { task_id: string }>>();
+  for (const m of messages) {
+    const k = keyed.has(m.task_id) ? m.task_id : '';
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = []));
+    g.push(m);
+  }
+  const packs = [...groups.values()].flatMap((g) =>
+    packStepGroups(deps.names, g, deps.stepsPerMessage ?? 1).map((p) => ({
+      message: p.message,
+      task_ids: [...new Set(p.parts.map((m) => m.task_id))],
+    })),
+  );
+
+  const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create_batch */
+    SELECT created, outbox FROM create_tasks_batch(
+      ${JSON.stringify(taskRows)}::jsonb, ${JSON.stringify(stepRows)}::jsonb, ${JSON.stringify(transitions)}::jsonb,
+      ${JSON.stringify(packs.map((p) => ({ task_ids: p.task_ids, exchange: p.message.exchange, routing_key: p.message.routingKey, body: p.message.body, properties: p.message.properties })))}::jsonb)`.execute(deps.db);
+  const createdAt = new Map((rows[0]!.created ?? []).map((r) => [r.id, r.created_at]));
+
+  const existingKeys: Prepared[] = [];
+  for (const p of fresh) {
+    if (!createdAt.has(p.taskId)) {
+      existingKeys.push(p);
+      continue;
+    }
+    const template = templates.get(p.taskId)!;
+    const task: TaskSummary = {
+      id: p.taskId,
+      namespace: template.namespace,
+      name: template.name,
+      version: template.version,
+      state: 'in_progress',
+      correlation_id: p.correlationId,
+      idempotency_key: p.input.idempotency_key ?? null,
+      parent_task_id: p.input.parent?.task_id ?? null,
+      parent_step_id: p.input.parent?.step_id ?? null,
+      created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
+    };
+    outcomes[p.index] = options.views
+      ? { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepsOf.get(p.taskId)!) }
+      : { ok: true, created: true, task };
+  }
+
+  // The outbox ids only serve to delete the batch's rows once all are confirmed.
+  const written = packs.filter((p) => p.task_ids.every((id) => createdAt.has(id)));
+  const outbox = written.map(({ message: m }, i): OutboxRow => ({
+    exchange: m.exchange,
+    routingKey: m.routingKey,
+    body: m.body,
+    properties: m.properties,
+    id: String(rows[0]!.outbox[i]),
   }));
 
-  // A small batch (HTTP requests, one at a time or a few dozen) runs on kept plans (KEPT_PLANS).
-  const outbox = await inTransaction(deps.db, { keptPlans: taskRows.length <= KEPT_PLAN_NEW_TASKS }, async (trx) => {
-    const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create */
-      WITH ins AS (
-        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key,
-                           parent_task_id, parent_step_id, requested_by)
-        SELECT x.id, x.namespace, x.name, t.version, x.template_id, 'in_progress', x.context, x.correlation_id,
-               x.idempotency_key, x.parent_task_id, x.parent_step_id, x.requested_by
-        FROM jsonb_to_recordset(${JSON.stringify(taskRows)}::jsonb) AS x(
-          id text, namespace text, name text, template_id bigint, context jsonb, correlation_id text,
-          idempotency_key text, parent_task_id text, parent_step_id text, requested_by text)
-        JOIN templates t ON t.id = x.template_id
-        ON CONFLICT (namespace, idempotency_key) DO NOTHING
-        RETURNING id, created_at
-      ), st AS (
-        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents, enqueued_at)
-        SELECT id, task_id, name, position, state, attempt, max_attempts, deps_pending,
-               ARRAY(SELECT jsonb_array_elements_text(dependents)),
-               CASE WHEN state = 'enqueued' THEN now() END
-        FROM jsonb_to_recordset(${JSON.stringify(stepRows)}::jsonb) AS x(
-          id text, task_id text, name text, position int, state text, attempt int, max_attempts int,
-          deps_pending int, dependents jsonb)
-        WHERE x.task_id IN (SELECT id FROM ins)
-      ), tr AS (
-        INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason)
-        SELECT task_id, step_id, from_state, to_state, attempt, reason
-        FROM jsonb_to_recordset(${JSON.stringify(transitions)}::jsonb)
-          AS x(task_id text, step_id text, from_state text, to_state text, attempt int, reason text)
-        WHERE x.task_id IN (SELECT id FROM ins)
-      ), ob AS (
-        INSERT INTO outbox (exchange, routing_key, body, properties)
-        SELECT exchange, routing_key, body, properties
-        FROM jsonb_to_recordset(${JSON.stringify(packs.map((p) => ({ task_ids: p.task_ids, exchange: p.message.exchange, routing_key: p.message.routingKey, body: p.message.body, properties: p.message.properties })))}::jsonb)
-          AS x(task_ids text[], exchange text, routing_key text, body text, properties jsonb)
-        WHERE x.task_ids <@ (SELECT array_agg(id) FROM ins)
-        RETURNING id
-      )
-      SELECT (SELECT jsonb_agg(jsonb_build_object('id', id, 'created_at', created_at)) FROM ins) AS created,
-             COALESCE((SELECT array_agg(id) FROM ob), '{}') AS outbox`.execute(trx);
-    const createdAt = new Map((rows[0]!.created ?? []).map((r) => [r.id, r.created_at]));
-
-    const existingKeys: Prepared[] = [];
-    for (const p of fresh) {
-      if (!createdAt.has(p.taskId)) {
-        existingKeys.push(p);
-        continue;
-      }
-      const template = templates.get(p.taskId)!;
-      const task: TaskSummary = {
-        id: p.taskId,
-        namespace: template.namespace,
-        name: template.name,
-        version: template.version,
-        state: 'in_progress',
-        correlation_id: p.correlationId,
-        idempotency_key: p.input.idempotency_key ?? null,
-        parent_task_id: p.input.parent?.task_id ?? null,
-        parent_step_id: p.input.parent?.step_id ?? null,
-        created_at: new Date(createdAt.get(p.taskId)!).toISOString(),
-      };
-      outcomes[p.index] = options.views
-        ? { ok: true, created: true, task, view: createdView(task, p.input.context, template, stepsOf.get(p.taskId)!) }
-        : { ok: true, created: true, task };
-    }
-
-    // Idempotency keys already used: return the existing task.
-    if (existingKeys.length > 0) {
+  // Idempotency keys already used: return the existing task. The statement that found each
+  // key taken waited for the transaction that took it to commit, so the row is there to read.
+  // The others are created by now: if this read fails, only the requests it was for fail,
+  // and asking again with the same key returns the task.
+  if (existingKeys.length > 0) {
+    let byKey: Map<string, TaskSummaryRow> | null = null;
+    try {
       const found = await sql<TaskSummaryRow>`
         SELECT ${sql.raw(SUMMARY_COLUMNS)} FROM tasks
         WHERE (namespace, idempotency_key) IN (
           SELECT * FROM jsonb_to_recordset(${JSON.stringify(
             existingKeys.map((p) => ({ namespace: p.input.namespace, idempotency_key: p.input.idempotency_key })),
-          )}::jsonb) AS x(namespace text, idempotency_key text))`.execute(trx);
-      const byKey = new Map(found.rows.map((r) => [`${r.namespace}\u0000${r.idempotency_key}`, r]));
-      for (const p of existingKeys) {
-        const row = byKey.get(`${p.input.namespace}\u0000${p.input.idempotency_key}`);
-        outcomes[p.index] = row
-          ? { ok: true, created: false, task: toSummary(row) }
-          : { ok: false, error: new TaskerError(ErrorCode.INTERNAL, 'idempotency key conflict could not be resolved; retry') };
-      }
+          )}::jsonb) AS x(namespace text, idempotency_key text))`.execute(deps.db);
+      byKey = new Map(found.rows.map((r) => [`${r.namespace}\u0000${r.idempotency_key}`, r]));
+    } catch (err) {
+      deps.logger.warn({ err: (err as Error).message }, 'tasks of taken idempotency keys could not be read');
     }
-    // The outbox ids only serve to delete the batch's rows once all are confirmed.
-    const sent = new Set(packs.filter((p) => p.task_ids.every((id) => createdAt.has(id))));
-    const written = [...sent].map(({ message: m }, i): OutboxRow => ({
-      exchange: m.exchange,
-      routingKey: m.routingKey,
-      body: m.body,
-      properties: m.properties,
-      id: String(rows[0]!.outbox[i]),
-    }));
-    // A message that also carried a step of a task whose idempotency key was taken meanwhile
-    // was not written: the steps of its created tasks go in messages of their own.
-    const orphans = packs
-      .filter((p) => !sent.has(p))
-      .flatMap((p) => p.parts.filter((m) => createdAt.has(m.task_id)))
-      .map(({ task_id: _, ...m }): OutgoingMessage => m);
-    if (orphans.length === 0) return written;
-    const repacked = packStepGroups(deps.names, orphans, deps.stepsPerMessage ?? 1).map((g) => g.message);
-    return [...written, ...(await insertOutbox(trx, repacked))];
-  });
+    for (const p of existingKeys) {
+      const row = byKey?.get(`${p.input.namespace}\u0000${p.input.idempotency_key}`);
+      outcomes[p.index] = row
+        ? { ok: true, created: false, task: toSummary(row) }
+        : { ok: false, error: new TaskerError(ErrorCode.INTERNAL, `the task of idempotency key '${p.input.idempotency_key}' could not be read; retry with the same key`) };
+    }
+  }
 
   if (deps.taskCache && !deps.taskCache.shared) {
     // After the commit nothing may fail the creation: a task the cache cannot copy (a
