@@ -26,8 +26,8 @@ describe('bench --timeline summary', () => {
         at(base + 3, 'recv', 'p.results/ns'),
         at(base + 3.1, 'sql>', 'pipelined'),
         at(base + 3.9, 'sql<', 'pipelined'),
-        at(base + 50, 'sql>', 'prepared:tasks_create'),
-        at(base + 51, 'sql<', 'prepared:tasks_create'),
+        at(base + 50, 'sql>', 'prepared:tasks_create_batch'),
+        at(base + 51, 'sql<', 'prepared:tasks_create_batch'),
         at(base + 51.5, 'pub', 'p.steps/ns'),
       );
     }

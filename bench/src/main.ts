@@ -233,7 +233,10 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           .filter(([k]) => k.startsWith('orchestrator'))
           .flatMap(([, v]) => (v as { timings: Array<{ key: string; count: number }> }).timings);
         const sqlCount = traced.filter((t) => t.key.startsWith('sql')).reduce((a, t) => a + t.count, 0);
-        const txCount = traced.filter((t) => t.key === 'sql begin').reduce((a, t) => a + t.count, 0);
+        // Transactions: a BEGIN (alone, or leading a pipelined text) and a creation batch (one
+        // statement, its own transaction).
+        const opensTransaction = (key: string) => key === 'sql begin' || key.startsWith('sql /* pipelined */ BEGIN') || key.startsWith('sql /* prepared:tasks_create_batch */');
+        const txCount = traced.filter((t) => opensTransaction(t.key)).reduce((a, t) => a + t.count, 0);
         return {
           ...r,
           // CPU time of each process per step over the whole measurement (all repetitions), ms.

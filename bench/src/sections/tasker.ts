@@ -33,7 +33,7 @@ export interface ThroughputResult {
   /** Database-wide counters over the measurement, per step (other clients' work included). */
   pg_commits_per_step?: number;
   pg_wal_syncs_per_step?: number;
-  /** With --trace: the orchestrators' SQL statements and transactions (BEGIN) per step. */
+  /** With --trace: the orchestrators' SQL statements, and their transactions (BEGIN, alone or pipelined, and creation batches) per step. */
   sql_statements_per_step?: number;
   transactions_per_step?: number;
   /** CPU time per step of every process on the machine over the measurement, ms (others' included, named `other: …`). */
