@@ -42,6 +42,13 @@ describe('task creation', () => {
     expect(o!.ok && o!.task.version).toBe('1.10.0');
     const [p] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', version: '1.0.0', context: { order_id: 'o-2', amount: 3 } }]);
     expect(p!.ok && p!.task.version).toBe('1.0.0');
+    // The rows keep the version of the template each task was made from.
+    const ids = [o, p].map((x) => (x!.ok ? x!.task.id : ''));
+    const { rows } = await sql<{ id: string; version: string; template_version: string }>`
+      SELECT t.id, t.version, tp.version AS template_version FROM tasks t JOIN templates tp ON tp.id = t.template_id
+      WHERE t.id = ANY(${ids}::text[])`.execute(stack.orchestrator.db);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    expect(ids.map((id) => [byId.get(id)?.version, byId.get(id)?.template_version])).toEqual([['1.10.0', '1.10.0'], ['1.0.0', '1.0.0']]);
   });
 
   it('the same idempotency key returns the existing task, also when asked concurrently', async () => {
