@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sql } from 'kysely';
+import { sql, type CompiledQuery, type QueryExecutor } from 'kysely';
 import { PROTOCOL_VERSION, TaskReplies, TaskReply } from '@tasker/protocol';
 import { AmqpTaskRequester, HttpTaskClient } from '@tasker/client';
 import pino from 'pino';
-import { createDb } from '@tasker/orchestrator';
+import { createDb, type Db } from '@tasker/orchestrator';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
 import { DeadLetterReader } from '../support/dead-letters.ts';
 import { createTasks } from '../../packages/orchestrator/src/tasks/create-tasks.ts';
@@ -109,6 +109,42 @@ describe('task creation', () => {
     expect(carried.sort((a, b) => a.length - b.length)).toEqual([[ids[3]], [ids[0], ids[2]].sort()]);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox WHERE id = ANY(${outbox.map((m) => m.id)}::bigint[])`.execute(stack.orchestrator.db);
     expect(rows[0]!.n).toBe(2);
+  });
+
+  it('when the task of a taken key cannot be read back, only that request is refused (retry with the key), and the other tasks of the batch stand', async () => {
+    const key = `unreadable-${Math.random().toString(36).slice(2, 8)}`;
+    const [first] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', context: { order_id: 'ur-0', amount: 1 }, idempotency_key: key }]);
+    // The database as the orchestrator's, except that the read of taken keys' tasks fails (a
+    // connection lost after the creation committed).
+    const real = stack.orchestrator.db.getExecutor();
+    const failing = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === 'executeQuery') {
+          return (q: CompiledQuery, id: unknown) =>
+            q.sql.includes('(namespace, idempotency_key) IN')
+              ? Promise.reject(new Error('Connection terminated unexpectedly'))
+              : (target.executeQuery as (q: CompiledQuery, id: unknown) => Promise<unknown>).call(target, q, id);
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as QueryExecutor;
+    const db = { getExecutor: () => failing } as unknown as Db;
+    const deps = { db, registry: stack.orchestrator.registry, validator: new ContextValidator(), names: stack.orchestrator.names, logger: pino({ level: 'silent' }) };
+    const { outcomes, outbox } = await createTasks(deps, [
+      { namespace: 'shop', name: 'order', context: { order_id: 'ur-1', amount: 1 } },
+      { namespace: 'shop', name: 'order', context: { order_id: 'ur-0', amount: 1 }, idempotency_key: key },
+    ]);
+    expect(outcomes[0]!.ok && outcomes[0]!.created).toBe(true);
+    expect(!outcomes[1]!.ok && outcomes[1]!.error.code).toBe('INTERNAL');
+    expect(!outcomes[1]!.ok && outcomes[1]!.error.message).toMatch(/retry with the same key/);
+    expect(outbox).toHaveLength(1);
+    const created = outcomes[0]!.ok ? outcomes[0]!.task.id : '';
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM steps WHERE task_id = ${created} AND state = 'enqueued'`.execute(stack.orchestrator.db);
+    expect(rows[0]!.n).toBe(1);
+    // Asked again with the same key, the existing task comes back.
+    const [again] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', context: { order_id: 'ur-0', amount: 1 }, idempotency_key: key }]);
+    expect(again!.ok && !again!.created && again!.task.id).toBe(first!.ok && first!.task.id);
   });
 
   it('a context that breaks the input schema is refused naming every field, and no task row exists', async () => {
