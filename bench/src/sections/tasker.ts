@@ -70,27 +70,45 @@ export async function createOverHttp(
   const offset = run.offset ?? 0;
   const load = new HttpLoad(concurrency, stack.token);
   const latencies: number[] = [];
-  const send = async (i: number, timed: boolean) => {
+  const post = async (i: number, timed: boolean) => {
     const t = performance.now();
     const res = await load.post(`${urls[i % urls.length]}/v1/tasks`, taskBody(namespace, name, offset + i));
     if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
     if (timed) latencies.push(performance.now() - t);
   };
   try {
-    const warmup = run.warmup ?? 0;
-    if (warmup > 0) {
-      const w = await pool(warmup, concurrency, (i) => send(count + i, false), deadline);
-      if (w.firstError) throw new Error(`HTTP creation warm-up: ${w.firstError.message}`);
-    }
-    const measure = run.measure ?? ((fn) => fn());
-    return await measure(async () => {
-      const t0 = performance.now();
-      const r = await pool(count, concurrency, (i) => send(i, true), deadline);
-      return { seconds: (performance.now() - t0) / 1000, ok: r.done, failed: r.failed, firstError: r.firstError, latency_ms: latencyOf(latencies) };
+    const created = await warmThenTime('HTTP creation', count, run, async (from, total, timed) => {
+      const r = await pool(total, concurrency, (i) => post(from + i, timed), deadline);
+      return { ok: r.done, failed: r.failed, firstError: r.firstError };
     });
+    return { ...created, latency_ms: latencyOf(latencies) };
   } finally {
     load.close();
   }
+}
+
+/**
+ * A creation measurement: `run.warmup` tasks sent untimed (numbered after the timed ones;
+ * any error fails the measurement), then the `count` timed ones inside `run.measure`.
+ * `send` sends `total` tasks numbered from `from`.
+ */
+async function warmThenTime(
+  what: string,
+  count: number,
+  run: Pick<CreationRun, 'warmup' | 'measure'>,
+  send: (from: number, total: number, timed: boolean) => Promise<Omit<Created, 'seconds'>>,
+): Promise<Created> {
+  const warmup = run.warmup ?? 0;
+  if (warmup > 0) {
+    const w = await send(count, warmup, false);
+    if (w.firstError) throw new Error(`${what} warm-up: ${w.firstError.message}`);
+  }
+  const measure = run.measure ?? ((fn) => fn());
+  return measure(async () => {
+    const t0 = performance.now();
+    const r = await send(0, count, true);
+    return { ...r, seconds: (performance.now() - t0) / 1000 };
+  });
 }
 
 function latencyOf(ms: number[]): { p50: number; p99: number } | undefined {
@@ -112,7 +130,7 @@ export async function createOverHttpBatch(
 ): Promise<Created> {
   const { urls } = stack;
   const load = new HttpLoad(HTTP_BATCH_CONCURRENCY, stack.token);
-  /** Sends the `total` tasks numbered from `from` in requests of HTTP_BATCH_SIZE; answers with how many were created. */
+  /** Sends the `total` tasks numbered from `from` in requests of HTTP_BATCH_SIZE. */
   const send = async (from: number, total: number) => {
     let created = 0;
     const r = await pool(
@@ -130,20 +148,10 @@ export async function createOverHttpBatch(
       },
       deadline,
     );
-    return { created, firstError: r.firstError };
+    return { ok: created, failed: total - created, firstError: r.firstError };
   };
   try {
-    const warmup = run.warmup ?? 0;
-    if (warmup > 0) {
-      const w = await send(count, warmup);
-      if (w.firstError) throw new Error(`HTTP batch creation warm-up: ${w.firstError.message}`);
-    }
-    const measure = run.measure ?? ((fn) => fn());
-    return await measure(async () => {
-      const t0 = performance.now();
-      const r = await send(0, count);
-      return { seconds: (performance.now() - t0) / 1000, ok: r.created, failed: count - r.created, firstError: r.firstError };
-    });
+    return await warmThenTime('HTTP batch creation', count, run, send);
   } finally {
     load.close();
   }
@@ -182,26 +190,17 @@ export async function createOverAmqp(
   run: Pick<CreationRun, 'warmup' | 'measure'> = {},
 ): Promise<Created> {
   const r = requester ?? (await openRequester(stack));
-  const send = (from: number, total: number) =>
-    pool(
-      total,
-      AMQP_WINDOW,
-      async (i) => {
-        await r.createTask({ namespace, name, context: { i: from + i } }, { timeoutMs: 60_000 });
-      },
-      deadline,
-    );
   try {
-    const warmup = run.warmup ?? 0;
-    if (warmup > 0) {
-      const w = await send(count, warmup);
-      if (w.firstError) throw new Error(`AMQP creation warm-up: ${w.firstError.message}`);
-    }
-    const measure = run.measure ?? ((fn) => fn());
-    return await measure(async () => {
-      const t0 = performance.now();
-      const p = await send(0, count);
-      return { seconds: (performance.now() - t0) / 1000, ok: p.done, failed: p.failed, firstError: p.firstError };
+    return await warmThenTime('AMQP creation', count, run, async (from, total) => {
+      const p = await pool(
+        total,
+        AMQP_WINDOW,
+        async (i) => {
+          await r.createTask({ namespace, name, context: { i: from + i } }, { timeoutMs: 60_000 });
+        },
+        deadline,
+      );
+      return { ok: p.done, failed: p.failed, firstError: p.firstError };
     });
   } finally {
     if (!requester) await r.close();
