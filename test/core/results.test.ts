@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import amqp from 'amqplib';
+import type { CreateTaskBody } from '@tasker/protocol';
 import { AMQP_URL } from '../support/services.ts';
 import { startStack, eventually, taskWhen, type Stack } from '../support/stack.ts';
 import { ManualWorker } from '../support/manual-worker.ts';
@@ -27,16 +28,22 @@ describe('step results', () => {
   });
   afterAll(async () => stack?.cleanup());
 
+  /** Creates one two_steps task and waits for its first step; `before`: the step messages received until then. */
+  const startTask = async (context: CreateTaskBody['context'] = {}) => {
+    const before = worker.received.length;
+    const [created] = await stack.orchestrator.createTasks([{ namespace: 'results_ns', name: 'two_steps', context }]);
+    expect(created!.ok).toBe(true);
+    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    return { before, first };
+  };
+
   const transitionsInto = async (stepId: string, state: string) => {
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE step_id = ${stepId} AND to_state = ${state}`.execute(stack.orchestrator.db);
     return rows[0]!.n;
   };
 
   it('a duplicated result message changes nothing', async () => {
-    const before = worker.received.length;
-    const [created] = await stack.orchestrator.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
-    expect(created!.ok).toBe(true);
-    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    const { before, first } = await startTask();
     const result = worker.result(first!, { result: { n: 1 } });
     await worker.publish(result);
     await worker.publish(result);
@@ -52,9 +59,7 @@ describe('step results', () => {
   });
 
   it('a result for a stale attempt or a finished step changes nothing', async () => {
-    const before = worker.received.length;
-    await stack.orchestrator.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
-    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    const { first } = await startTask();
     await worker.publish({ ...worker.result(first!, { result: 'stale' }), attempt: 2 });
     await new Promise((r) => setTimeout(r, 300));
     let task = await stack.orchestrator.getTask(first!.task_id);
@@ -84,10 +89,8 @@ describe('step results', () => {
     expect(parked[0]!.reason).toMatch(/not valid JSON/);
     expect(parked[1]!.reason).toMatch(/task_id/);
     // Still processing: a fresh task runs its first step to completion.
-    const before = worker.received.length;
-    await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
-    const [m] = (await worker.waitFor(before + 1)).slice(before);
-    await worker.succeed(m!);
+    const { before, first } = await startTask();
+    await worker.succeed(first!);
     await worker.waitFor(before + 2);
   });
 
@@ -148,11 +151,8 @@ describe('step results', () => {
   it("results for the tasks this orchestrator created are applied from its task cache, in one round trip each", async () => {
     const o = stack.orchestrator;
     const cache = o.taskCache!;
-    const before = worker.received.length;
-    const [created] = await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: { k: 'v' } }]);
-    expect(created!.ok).toBe(true);
+    const { before, first } = await startTask({ k: 'v' });
     const { hits, misses, stale } = cache.stats;
-    const [first] = (await worker.waitFor(before + 1)).slice(before);
     await worker.succeed(first!, { n: 1 });
     const [second] = (await worker.waitFor(before + 2)).slice(before + 1);
     // The step message built from the cache carries the context and the first step's result.
@@ -167,9 +167,7 @@ describe('step results', () => {
   it('a result the task cache would apply to a task another orchestrator cancelled meanwhile is decided from the database', async () => {
     const o = stack.orchestrator;
     const cache = o.taskCache!;
-    const before = worker.received.length;
-    await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
-    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    const { first } = await startTask();
     // What another orchestrator's cancel writes: this one's cache still holds the task in
     // progress, and the write finds it cancelled and writes nothing.
     await o.db.transaction().execute(async (trx) => {
@@ -190,9 +188,7 @@ describe('step results', () => {
   it("an operator's action through this orchestrator drops its copy of the task: the next result is read, not found stale", async () => {
     const o = stack.orchestrator;
     const cache = o.taskCache!;
-    const before = worker.received.length;
-    await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: {} }]);
-    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    const { first } = await startTask();
     await o.cancelTask(first!.task_id, { name: 'test', reason: 'drops the copy' });
     const { misses, stale } = cache.stats;
     await worker.succeed(first!, 'too late');
@@ -203,11 +199,8 @@ describe('step results', () => {
 
   it("a task whose context the task cache cannot copy (a program's function in it) is created and runs all the same", async () => {
     const o = stack.orchestrator;
-    const before = worker.received.length;
     // JSON (the row, the step message) drops the function; a copy of it cannot be made.
-    const [created] = await o.createTasks([{ namespace: 'results_ns', name: 'two_steps', context: { n: 1, f: () => 1 } as never }]);
-    expect(created!.ok).toBe(true);
-    const [first] = (await worker.waitFor(before + 1)).slice(before);
+    const { before, first } = await startTask({ n: 1, f: () => 1 } as never);
     expect(first!.input).toEqual({ n: 1 });
     await worker.succeed(first!);
     const [second] = (await worker.waitFor(before + 2)).slice(before + 1);
