@@ -37,7 +37,7 @@ describe('upgrading an installation that has tasks', () => {
       );
       await a.query(`INSERT INTO ${S}.transitions (task_id, step_id, to_state, reason) VALUES ($1, 'stp_' || $1::text, 'enqueued', 'created')`, [id]);
     }
-    expect(await migrate(db, schema, logger)).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write']);
+    expect(await migrate(db, schema, logger)).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index']);
   });
   afterAll(async () => {
     await a.end();
@@ -91,5 +91,29 @@ describe('upgrading an installation that has tasks', () => {
     expect(moved.message).toMatch(/task_id/);
     const renamed = await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_c1' WHERE id = 'tsk_B1'`));
     expect(renamed.message).toMatch(/id and template_id/);
+  });
+  it('the audit keeps one index, its primary key (task_id, id): the audit rows written before are there, read by task through it', async () => {
+    const { rows: indexes } = await a.query(`SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'transitions'`, [schema]);
+    expect(indexes.map((r) => r.indexdef.replace(`"${schema}".`, '').replace(`${schema}.`, ''))).toEqual([
+      'CREATE UNIQUE INDEX transitions_pkey ON transitions USING btree (task_id, id)',
+    ]);
+    await a.query('SET enable_seqscan = off');
+    try {
+      // The read of GET /v1/tasks/:id (read-task.ts): a task's audit in order.
+      const plan = await a.query(`EXPLAIN SELECT * FROM ${S}.transitions WHERE task_id = $1 ORDER BY id`, ['tsk_a1']);
+      expect(plan.rows.map((r) => r['QUERY PLAN']).join('\n')).toMatch(/Index Scan using transitions_pkey/);
+    } finally {
+      await a.query('RESET enable_seqscan');
+    }
+    const { rows } = await a.query(`SELECT task_id, step_id, to_state FROM ${S}.transitions ORDER BY task_id, id`);
+    expect(rows).toEqual([
+      { task_id: 'tsk_B1', step_id: 'stp_tsk_B1', to_state: 'enqueued' },
+      { task_id: 'tsk_a1', step_id: 'stp_tsk_a1', to_state: 'enqueued' },
+    ]);
+    const { rows: ids } = await a.query(`SELECT id FROM ${S}.transitions WHERE task_id = 'tsk_a1'`);
+    const dup = await failure(
+      a.query(`INSERT INTO ${S}.transitions (id, task_id, to_state, reason) OVERRIDING SYSTEM VALUE VALUES ($1, 'tsk_a1', 'complete', 'again')`, [ids[0].id]),
+    );
+    expect(dup.code).toBe('23505');
   });
 });

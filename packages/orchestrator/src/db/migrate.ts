@@ -11,6 +11,7 @@ import * as m0006 from './migrations/0006_result_batch_write.ts';
 import * as m0007 from './migrations/0007_identifier_collation.ts';
 import * as m0008 from './migrations/0008_result_batch_checked_write.ts';
 import * as m0009 from './migrations/0009_task_creation_write.ts';
+import * as m0010 from './migrations/0010_audit_single_index.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007_identifier_collation': m0007,
   '0008_result_batch_checked_write': m0008,
   '0009_task_creation_write': m0009,
+  '0010_audit_single_index': m0010,
 };
 
 class StaticProvider implements MigrationProvider {
