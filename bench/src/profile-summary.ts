@@ -1,13 +1,17 @@
 // Summarises V8 CPU profiles (`node --cpu-prof`, as written by `pnpm bench --profile`):
 // self time by package and by function, and inclusive time of Tasker's own functions.
+// Functions of a bundle (scripts/bundle.ts, which is what the bench runs) are named by the
+// source they came from, through the bundle's source map.
 //   tsx bench/src/profile-summary.ts <dir-or-file.cpuprofile> [...] [--top N] [--all]
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { SourceMap } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { table } from './report.ts';
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber?: number };
   hitCount?: number;
   children?: number[];
 }
@@ -17,6 +21,33 @@ interface Profile {
   endTime: number;
   samples?: number[];
   timeDeltas?: number[];
+}
+
+/**
+ * Rewrites the call frames of bundled code (a `file://…` script with a `.map` beside it) to
+ * the source each function came from: its file and line. Frames the map does not cover (the
+ * bundler's own helpers) stay as they are. Returns how many frames were rewritten.
+ */
+export function mapToSources(p: Profile): number {
+  const maps = new Map<string, { map: SourceMap; dir: string } | null>();
+  let mapped = 0;
+  for (const n of p.nodes) {
+    const f = n.callFrame;
+    if (!f.url.startsWith('file://')) continue;
+    let m = maps.get(f.url);
+    if (m === undefined) {
+      const file = fileURLToPath(f.url);
+      m = existsSync(`${file}.map`) ? { map: new SourceMap(JSON.parse(readFileSync(`${file}.map`, 'utf8'))), dir: dirname(file) } : null;
+      maps.set(f.url, m);
+    }
+    if (!m) continue;
+    const e = m.map.findEntry(f.lineNumber, f.columnNumber ?? 0) as { originalSource?: string; originalLine?: number };
+    if (!e.originalSource) continue;
+    const source = e.originalSource.startsWith('file://') ? e.originalSource : pathToFileURL(resolve(m.dir, e.originalSource)).href;
+    n.callFrame = { ...f, url: source, lineNumber: e.originalLine ?? 0 };
+    mapped++;
+  }
+  return mapped;
 }
 
 /** Which package a script belongs to, from its URL. */
@@ -139,6 +170,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
   for (const f of files(args)) {
     const p = JSON.parse(readFileSync(f, 'utf8')) as Profile;
+    mapToSources(p);
     if (!all && isLoaderThread(p)) continue;
     process.stdout.write(`\n### ${f}\n${summarise(p, top)}\n`);
   }

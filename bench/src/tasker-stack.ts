@@ -179,12 +179,14 @@ const bundles = new Map<string, Promise<string>>();
 
 /**
  * Tasker's processes run as in production: bundled (scripts/bundle.ts, `pnpm build`), not
- * under tsx, whose loader alone holds ~50 MB and transpiles at start. The what-ifs that patch
- * a library in the child (--trace, --nodelay, --timeline) and --profile (its summary groups
- * time by package path) need the sources, so they run under tsx.
+ * under tsx, whose loader alone holds ~50 MB and transpiles at start. --profile profiles the
+ * bundles too (its summary names each function's source through the bundle's source map):
+ * under tsx, every function made at run time also gets its name set (esbuild's keepNames),
+ * which a profile of the sources counts. The what-ifs that patch a library in the child
+ * (--trace, --nodelay, --timeline) need the sources, so they run under tsx.
  */
 function childScript(o: StackOptions, name: 'orchestrator' | 'tasker-worker'): Promise<string> {
-  if (o.trace || o.nodelay || o.timeline || o.cpuProfDir) return Promise.resolve(`${name}.ts`);
+  if (o.trace || o.nodelay || o.timeline) return Promise.resolve(`${name}.ts`);
   const out = join(o.outDir, 'bundle', `${name}.mjs`);
   let p = bundles.get(out);
   if (!p) bundles.set(out, (p = bundle(join(CHILDREN_DIR, `${name}.ts`), out).then(() => out)));
