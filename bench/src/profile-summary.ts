@@ -61,11 +61,13 @@ export function packageOf(url: string, functionName: string): string {
   const ours = /\/packages\/([^/]+)\/src\//.exec(url);
   if (ours) return `@tasker/${ours[1]}`;
   if (url.includes('/bench/src/')) return 'bench harness';
+  // The bundler's own helpers (no source behind them in the map).
+  if (/\/bundle\/[^/]+\.mjs$/.test(url)) return '(bundle runtime)';
   return url.replace(/^file:\/\//, '');
 }
 
 function where(url: string, line: number): string {
-  const short = url.replace(/^file:\/\//, '').replace(/^.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, '').replace(/^.*\/work\/main\//, '');
+  const short = url.replace(/^file:\/\//, '').replace(/^.*\/bundle\//, 'bundle/').replace(/^.*node_modules\/\.pnpm\/[^/]+\/node_modules\//, '').replace(/^.*\/work\/main\//, '');
   return `${short}:${line + 1}`;
 }
 
