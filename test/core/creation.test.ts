@@ -25,6 +25,18 @@ steps:
     handler: { callable: charge }
 `;
 const V2 = V1.replace('version: 1.0.0', 'version: 1.10.0');
+// Two roots (a, e); b and c after a; d after b and c.
+const FANOUT = `
+name: fanout
+namespace_name: shop
+version: 1.0.0
+steps:
+  - { name: a, handler: { callable: noop } }
+  - { name: b, handler: { callable: noop }, dependencies: [a] }
+  - { name: c, handler: { callable: noop }, dependencies: [a] }
+  - { name: d, handler: { callable: noop }, dependencies: [b, c] }
+  - { name: e, handler: { callable: noop } }
+`;
 
 describe('task creation', () => {
   let stack: Stack;
@@ -33,7 +45,7 @@ describe('task creation', () => {
 
   beforeAll(async () => {
     stack = await startStack();
-    await stack.register(V1, V2);
+    await stack.register(V1, V2, FANOUT);
   });
   afterAll(async () => stack?.cleanup());
 
@@ -84,6 +96,29 @@ describe('task creation', () => {
     expect(await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${fresh}`)).toBe(3);
     // Its first step message went out once (its outbox row may already be confirmed and deleted).
     expect((await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`)) - outboxBefore).toBeLessThanOrEqual(1);
+  });
+
+  it("a created task's audit: its creation, then each step created pending in order, each root then enqueued", async () => {
+    const outcomes = await stack.orchestrator.createTasks([
+      { namespace: 'shop', name: 'fanout', context: { n: 1 } },
+      { namespace: 'shop', name: 'fanout', context: { n: 2 } },
+    ]);
+    for (const o of outcomes) {
+      if (!o.ok) throw o.error;
+      const { rows } = await sql<{ step: string | null; from_state: string | null; to_state: string; attempt: number | null; reason: string; actor: string | null }>`
+        SELECT s.name AS step, x.from_state, x.to_state, x.attempt, x.reason, x.actor
+        FROM transitions x LEFT JOIN steps s ON s.id = x.step_id
+        WHERE x.task_id = ${o.task.id} ORDER BY x.id`.execute(stack.orchestrator.db);
+      // Steps in their positions (the compiled template's order: here a, e, b, c, d).
+      const { rows: steps } = await sql<{ name: string }>`SELECT name FROM steps WHERE task_id = ${o.task.id} ORDER BY position`.execute(stack.orchestrator.db);
+      expect(steps.map((x) => x.name).sort()).toEqual(['a', 'b', 'c', 'd', 'e']);
+      const created = (step: string) => ({ step, from_state: null, to_state: 'pending', attempt: null, reason: 'task created', actor: null });
+      const enqueued = (step: string) => ({ step, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'no dependencies', actor: null });
+      expect(rows).toEqual([
+        { step: null, from_state: null, to_state: 'in_progress', attempt: null, reason: 'task created', actor: null },
+        ...steps.flatMap(({ name }) => (name === 'a' || name === 'e' ? [created(name), enqueued(name)] : [created(name)])),
+      ]);
+    }
   });
 
   it('with several steps to a message, a task with an idempotency key gets messages of its own, so a taken key leaves no message carrying another task', async () => {
