@@ -63,9 +63,6 @@ describe('benchmark harness', () => {
       expect(isNumber(r.peers?.[name]?.steps_per_sec), `peers.${name}.steps_per_sec`).toBe(true);
       expect(typeof r.peers?.[name]?.durable, `peers.${name}.durable`).toBe('boolean');
     }
-    // Every measurement began after a Postgres checkpoint (the local server allows it).
-    expect(r.measurements_without_checkpoint).toEqual({});
-    expect(output).toContain('before each measurement: a Postgres CHECKPOINT');
     expect(output).toContain('Summary');
   }, 110_000); // typically 12–25 s; the margin is for a machine busy with other suites
 });

@@ -162,26 +162,6 @@ export async function durabilitySettings(databaseUrl: string): Promise<{ fsync: 
   }
 }
 
-/**
- * A Postgres checkpoint, so that a measurement starts with no dirty buffers left by the one
- * before: otherwise its backends write them out as they evict them, or a checkpoint that the
- * last one's WAL set off flushes them in its middle, and the same code measured twice in a
- * row differed by up to 2× (creation one per request, 64 in flight: 942 and 1,801 tasks/s on
- * 2026-11-27). Null, or why there was none (CHECKPOINT needs a superuser or pg_checkpoint).
- */
-export async function pgCheckpoint(databaseUrl: string): Promise<string | null> {
-  const c = new pg.Client({ connectionString: databaseUrl });
-  try {
-    await c.connect();
-    await c.query('CHECKPOINT');
-    return null;
-  } catch (err) {
-    return (err as Error).message;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 /** Cluster-wide Postgres counters (commits of this database, WAL syncs of all): other clients' work shows too. */
 export async function pgCounters(databaseUrl: string): Promise<{ commits: number; wal_syncs: number; wal_records: number }> {
   const c = new pg.Client({ connectionString: databaseUrl });

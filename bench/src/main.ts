@@ -13,7 +13,7 @@ import { measureWorkerOverhead } from '@tasker/conformance';
 import { ensureDatabase } from '@tasker/orchestrator';
 import pino from 'pino';
 import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
-import { describeMachine, durabilitySettings, pgCheckpoint, pgCounters } from './machine.ts';
+import { describeMachine, durabilitySettings, pgCounters } from './machine.ts';
 import { LANGUAGES, parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
 import { medianRun, type PeerContext, type PeerResult } from './peers/common.ts';
 import { allChildren, spawnChild } from './proc.ts';
@@ -110,14 +110,7 @@ const wants = (s: Section) => opts.sections.has(s);
 const cpuBusy: Record<string, { before_pct: number | null; during_pct: number }> = {};
 /** Where the CPU went during each measurement, in % of one core (two cores: 200 % in all). */
 const cpuShares: Record<string, Record<string, number>> = {};
-/** Measurements that began without a Postgres checkpoint, and why (see pgCheckpoint). */
-const noCheckpoint: Record<string, string> = {};
 async function measured<T>(label: string, fn: () => Promise<T>): Promise<T> {
-  const refused = await pgCheckpoint(opts.databaseUrl);
-  if (refused) {
-    if (Object.keys(noCheckpoint).length === 0) note(`  Postgres refused CHECKPOINT before ${label} (${refused}); measurements go on without`);
-    noCheckpoint[label] = refused;
-  }
   const before = opts.waitQuietSec > 0 ? await waitQuiet(30, opts.waitQuietSec * 1000) : null;
   const meter = cpuMeter();
   const shares = cpuByProcess();
@@ -174,7 +167,6 @@ say(`load average at start: ${machine.load_average.join(' ')} (other work on thi
 say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
 say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE=${opts.stepsPerMessage}; the orchestrator's default is 1); at most ${opts.requestsPerMessage} task request(s) per AMQP message (the requester's maxRequestsPerMessage)`);
 say(`worker concurrency ${opts.concurrency} for every system; run id ${runId}; logs in ${outDir}`);
-say('before each measurement: a Postgres CHECKPOINT (no dirty buffers left by the measurement before)' + (opts.waitQuietSec > 0 ? `, then up to ${opts.waitQuietSec} s for the CPUs to be under 30 % busy` : ''));
 if (opts.nodelay) say('WHAT-IF: --nodelay forces TCP_NODELAY on Tasker\'s AMQP sockets (not the code as committed)');
 
 const result: Record<string, unknown> = {
@@ -718,8 +710,6 @@ Object.assign(result, {
   targets: verdicts,
   machine_cpu_busy_pct: cpuBusy,
   cpu_by_process_pct_of_one_core: cpuShares,
-  /** Each measurement starts after a Postgres CHECKPOINT; those that could not, with why. */
-  measurements_without_checkpoint: noCheckpoint,
   errors,
   load_average_end: (await import('node:os')).loadavg(),
 });
