@@ -134,7 +134,7 @@ describe('result batch store', () => {
       );
       expect(outbox).toHaveLength(1);
       expect(sent).toHaveLength(1);
-      expect(sent[0]).toMatch(/^\/\* pipelined \*\/ BEGIN; .*SELECT write_result_batch_checked\(.* COMMIT$/s);
+      expect(sent[0]).toMatch(/^\/\* pipelined \*\/ BEGIN; .*SELECT write_result_rows_checked\(.* COMMIT$/s);
     } finally {
       await one.db.destroy();
     }
