@@ -4,7 +4,7 @@ import pino from 'pino';
 import { createDb, jsonLiteral, pipelinedTransaction, textLiteral } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { batchTransaction, KEPT_PLAN_TASKS, writeCheckedPlan } from '../src/results/batch-store.ts';
+import { batchTransaction, KEPT_PLAN_TASKS, lockAndReadSteps, writeCheckedPlan, writePlan } from '../src/results/batch-store.ts';
 import { TaskCache } from '../src/results/task-cache.ts';
 import { DATABASE_URL } from './support/statements.ts';
 
@@ -173,6 +173,78 @@ describe('result batch store', () => {
       const { rows: after } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`.execute(db);
       expect(after[0]!.n, what).toBe(before[0]!.n);
     }
+  });
+
+  it('rows sent by position (write_result_rows, migration 0011) write exactly what rows sent by key (write_result_batch) wrote', async () => {
+    // The same batch for two copies of four tasks: a step completed with a result, one to
+    // retry, one failed for good (its task fails), one waiting for a child task; an audit row
+    // with an actor, and a message with headers. One copy goes through write_result_batch
+    // with rows of keys, as the orchestrator sent them before 0011; the other through
+    // writePlan, rows of positions.
+    const cases = ['done', 'retry', 'fail', 'wait'];
+    const at = '2026-11-27T10:00:00.123Z';
+    const change = (p: string, c: string): Change => {
+      const base = { id: `${p}${c}_a`, task_id: `${p}${c}`, attempt: 1, from_state: 'enqueued', waiting_for: null, result: null, error: null, started_at: at, finished_at: at, retry_in_ms: null };
+      if (c === 'done') return { ...base, state: 'complete', result: { n: 1, q: "it's \\ $j$ é" }, reason: 'result: success' };
+      if (c === 'retry') return { ...base, state: 'waiting_retry', error: { message: 'try again' }, retry_in_ms: 1500, reason: 'result: retryable error' };
+      if (c === 'fail') return { ...base, state: 'error', error: { message: 'boom', kind: 'permanent' }, reason: 'result: permanent error' };
+      return { ...base, state: 'waiting_child', waiting_for: `${p}done`, started_at: null, reason: 'result: waiting for a child task' };
+    };
+    const messages = [{ exchange: 'ex', routingKey: 'ns', body: '{"a":"it\'s \\\\ ok"}', properties: { persistent: true, headers: { h: [1, null] } } }];
+    const byKey = (plan: ReturnType<typeof planBatch>) => [
+      plan.steps.map((w) => {
+        const c = w.outcome;
+        return {
+          id: w.id, from_state: w.from_state, from_attempt: w.from_attempt, from_deps_pending: w.from_deps_pending, state: w.state,
+          attempt: w.attempt, deps_pending: w.deps_pending, enqueue: w.enqueue, outcome: c !== null,
+          result: c && c.state === 'complete' ? (c.result ?? null) : null, error: c ? c.error : null, started_at: c?.started_at ?? null,
+          finished_at: c?.finished_at ?? null, retry_in_ms: c?.retry_in_ms ?? null, waiting_for: c?.waiting_for ?? null,
+        };
+      }),
+      plan.tasks,
+      plan.transitions,
+      messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })),
+    ];
+    for (const p of ['pk_', 'pp_']) {
+      for (const c of cases) await task(`${p}${c}`);
+      await db.transaction().execute(async (trx) => {
+        const ids = cases.map((c) => `${p}${c}`);
+        const { tasks, steps } = await lockAndReadSteps(trx, ids);
+        const plan = planBatch(tasks, steps, cases.map((c) => change(p, c)));
+        expect(plan.tasks.map((t) => [t.id, t.state])).toEqual([[`${p}fail`, 'error']]);
+        plan.transitions[0]!.actor = 'ops@example.com';
+        if (p === 'pp_') return writePlan(trx, plan, messages);
+        const [a, b, t, o] = byKey(plan).map((v) => JSON.stringify(v));
+        await sql`SELECT write_result_batch(${a}::jsonb, ${b}::jsonb, ${t}::jsonb, ${o}::jsonb)`.execute(trx);
+      });
+    }
+    const written = async (p: string) => {
+      const strip = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll(p, ''));
+      const { rows: steps } = await sql`
+        SELECT task_id, name, state, attempt, deps_pending, result, error, started_at, finished_at, next_retry_at IS NOT NULL AS retry_set,
+               waiting_for_task_id, enqueued_at IS NOT NULL AS enqueued
+        FROM steps WHERE task_id LIKE ${`${p}%`} ORDER BY task_id, name`.execute(db);
+      const { rows: tasks } = await sql`
+        SELECT id, state, error, completed_at IS NOT NULL AS completed FROM tasks WHERE id LIKE ${`${p}%`} ORDER BY id`.execute(db);
+      const { rows: audit } = await sql`
+        SELECT task_id, step_id, from_state, to_state, attempt, reason, actor FROM transitions WHERE task_id LIKE ${`${p}%`} ORDER BY task_id, id`.execute(db);
+      return strip({ steps, tasks, audit });
+    };
+    const keys = await written('pk_');
+    const positions = await written('pp_');
+    expect(positions).toEqual(keys);
+    // And what was written is what the batch said, not two identical mistakes.
+    expect(positions.steps).toContainEqual(expect.objectContaining({ task_id: 'done', name: 'a', state: 'complete', result: { n: 1, q: "it's \\ $j$ é" }, error: null }));
+    expect(positions.steps).toContainEqual(expect.objectContaining({ task_id: 'done', name: 'b', state: 'enqueued', attempt: 1, deps_pending: 0, enqueued: true }));
+    expect(positions.steps).toContainEqual(expect.objectContaining({ task_id: 'retry', name: 'a', state: 'waiting_retry', error: { message: 'try again' }, retry_set: true }));
+    expect(positions.steps).toContainEqual(expect.objectContaining({ task_id: 'wait', name: 'a', state: 'waiting_child', waiting_for_task_id: 'done', started_at: null }));
+    expect(positions.tasks).toContainEqual({ id: 'fail', state: 'error', error: { step: 'a', error: { message: 'boom', kind: 'permanent' } }, completed: true });
+    expect(positions.audit).toContainEqual(expect.objectContaining({ task_id: 'done', step_id: 'done_a', actor: 'ops@example.com' }));
+    expect(positions.audit.filter((r: { actor: string | null }) => r.actor === null)).toHaveLength(positions.audit.length - 1);
+    // The two copies' messages: the last two outbox rows.
+    const { rows: outbox } = await sql`SELECT exchange, routing_key, body, properties FROM outbox ORDER BY id DESC LIMIT 2`.execute(db);
+    const message = { exchange: 'ex', routing_key: 'ns', body: '{"a":"it\'s \\\\ ok"}', properties: { persistent: true, headers: { h: [1, null] } } };
+    expect(outbox).toEqual([message, message]);
   });
 
   it('a text literal reaches Postgres as the same text, whatever quotes or backslashes it holds', async () => {
