@@ -98,6 +98,45 @@ describe('task creation', () => {
     expect((await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`)) - outboxBefore).toBeLessThanOrEqual(1);
   });
 
+  it('every column a creation writes arrives in its place, with the optional ones set and left out', async () => {
+    const [parentOutcome] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'order', context: { order_id: 'o-par', amount: 1 } }]);
+    if (!parentOutcome!.ok) throw parentOutcome!.error;
+    const parent = parentOutcome!.task;
+    const { rows: parentSteps } = await sql<{ id: string }>`SELECT id FROM steps WHERE task_id = ${parent.id}`.execute(stack.orchestrator.db);
+    const key = `all-${Math.random().toString(36).slice(2, 8)}`;
+    const context = { n: 7, quote: "it's \\ $j$ é", list: [1, null, { deep: true }] };
+    const outcomes = await stack.orchestrator.createTasks([
+      {
+        namespace: 'shop', name: 'fanout', version: '1.0.0', context, idempotency_key: key, correlation_id: 'corr-all',
+        parent: { task_id: parent.id, step_id: parentSteps[0]!.id }, requested_by: 'billing-service',
+      },
+      { namespace: 'shop', name: 'fanout', context: {} },
+    ]);
+    const [full, bare] = outcomes.map((o) => {
+      if (!o.ok) throw o.error;
+      return o.task.id;
+    });
+    const { rows: tasks } = await sql<Record<string, unknown>>`
+      SELECT t.id, t.namespace, t.name, t.version, tp.name AS template, t.state, t.context, t.correlation_id, t.idempotency_key,
+             t.parent_task_id, t.parent_step_id, t.requested_by
+      FROM tasks t JOIN templates tp ON tp.id = t.template_id WHERE t.id = ANY(${[full!, bare!]}::text[]) ORDER BY t.id = ${bare!}`.execute(stack.orchestrator.db);
+    expect(tasks).toEqual([
+      { id: full, namespace: 'shop', name: 'fanout', version: '1.0.0', template: 'fanout', state: 'in_progress', context, correlation_id: 'corr-all',
+        idempotency_key: key, parent_task_id: parent.id, parent_step_id: parentSteps[0]!.id, requested_by: 'billing-service' },
+      { id: bare, namespace: 'shop', name: 'fanout', version: '1.0.0', template: 'fanout', state: 'in_progress', context: {}, correlation_id: bare,
+        idempotency_key: null, parent_task_id: null, parent_step_id: null, requested_by: null },
+    ]);
+    const { rows: steps } = await sql<Record<string, unknown>>`
+      SELECT s.name, s.position, s.state, s.attempt, s.max_attempts, s.deps_pending, s.enqueued_at IS NOT NULL AS enqueued,
+             ARRAY(SELECT d.name FROM steps d WHERE d.id = ANY(s.dependents) ORDER BY d.name) AS dependents
+      FROM steps s WHERE s.task_id = ${full!} ORDER BY s.position`.execute(stack.orchestrator.db);
+    const step = (name: string, position: number, deps: number, dependents: string[]) =>
+      deps === 0
+        ? { name, position, state: 'enqueued', attempt: 1, max_attempts: 3, deps_pending: 0, enqueued: true, dependents }
+        : { name, position, state: 'pending', attempt: 0, max_attempts: 3, deps_pending: deps, enqueued: false, dependents };
+    expect(steps).toEqual([step('a', 0, 0, ['b', 'c']), step('e', 1, 0, []), step('b', 2, 1, ['d']), step('c', 3, 1, ['d']), step('d', 4, 2, [])]);
+  });
+
   it("a created task's audit: its creation, then each step created pending in order, each root then enqueued", async () => {
     const outcomes = await stack.orchestrator.createTasks([
       { namespace: 'shop', name: 'fanout', context: { n: 1 } },
@@ -435,7 +474,7 @@ describe('task creation', () => {
       const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost='))).join('\n');
       expect(nodes).toMatch(/Insert on tasks/);
       expect(nodes).toMatch(/Insert on steps/);
-      expect(nodes).toMatch(/Function Scan on create_tasks_batch/);
+      expect(nodes).toMatch(/Function Scan on create_tasks_rows/);
       // Only the reference checks (migration 0005) look rows up, by key; the creation itself
       // reads no table.
       expect(nodes).not.toMatch(/Seq Scan/);

@@ -2,27 +2,36 @@ import { sql, type Kysely } from 'kysely';
 
 // Append-only: never edit a migration that has landed; add the next number instead.
 //
-// write_result_rows and write_result_rows_checked write a result batch exactly as
-// write_result_batch and write_result_batch_checked (migrations 0006 and 0008) do, from rows
-// sent as JSON arrays of positions instead of JSON objects of keys (issue 7). Postgres spent a
-// fifth of its time in a throughput run parsing the batch's JSON into jsonb (jsonb_in, which
-// sorts every object's keys) and then finding each column by key (jsonb_to_recordset): for a
-// batch of 47 step rows, 1.47-1.55 ms of a pgbench round trip with objects against 0.77-0.88
-// ms with positions, and the text is half as long. The positions are those of RESULT_ROWS in
-// results/batch-store.ts:
+// write_result_rows, write_result_rows_checked and create_tasks_rows write a result batch and
+// a creation batch exactly as write_result_batch, write_result_batch_checked and
+// create_tasks_batch (migrations 0006, 0008 and 0009) do, from rows sent as JSON arrays of
+// positions instead of JSON objects of keys (issue 7). Postgres spent a fifth of its time in
+// a throughput run parsing the batches' JSON into jsonb (jsonb_in, which sorts every
+// object's keys) and then finding each column by key (jsonb_to_recordset): for a result
+// batch of 47 step rows, 1.47-1.55 ms of a pgbench round trip with objects against
+// 0.77-0.88 ms with positions, and the text is half as long. The positions are those the
+// orchestrator writes (planWriteArgs in results/batch-store.ts, createTasks in
+// tasks/create-tasks.ts):
 //
-//   step:       [id, from_state, from_attempt, from_deps_pending, state, attempt, deps_pending,
-//                enqueue, outcome, result, error, started_at, finished_at, retry_in_ms, waiting_for]
-//   task:       [id, from_state, state, error]
-//   transition: [task_id, step_id, from_state, to_state, attempt, reason, actor]
-//   outbox:     [exchange, routing_key, body, properties]
+//   result batch
+//     step:       [id, from_state, from_attempt, from_deps_pending, state, attempt, deps_pending,
+//                  enqueue, outcome, result, error, started_at, finished_at, retry_in_ms, waiting_for]
+//     task:       [id, from_state, state, error]
+//     transition: [task_id, step_id, from_state, to_state, attempt, reason, actor]
+//     outbox:     [exchange, routing_key, body, properties]
+//   creation batch
+//     task:       [id, namespace, name, version, template_id, context, correlation_id,
+//                  idempotency_key, parent_task_id, parent_step_id, requested_by]
+//     step:       [id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents]
+//     transition: [task_id, step_id, from_state, to_state, attempt, reason]
+//     outbox:     [task_ids, exchange, routing_key, body, properties]
 //
 // A row may stop early: a missing position reads as NULL (`->>` past the end of an array),
 // so a step row without an outcome ends after `outcome`. A JSON null reads as NULL, as it
 // did from the objects (for the jsonb columns too: NULLIF(…, 'null')).
 //
-// The functions of 0006 and 0008 stay: an orchestrator of the version before keeps calling
-// them while a rolling upgrade replaces it.
+// The functions of 0006, 0008 and 0009 stay: an orchestrator of the version before keeps
+// calling them while a rolling upgrade replaces it.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`
     CREATE FUNCTION write_result_rows(p_steps jsonb, p_tasks jsonb, p_transitions jsonb, p_outbox jsonb)
@@ -119,11 +128,52 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       RETURN write_result_rows(p_steps, p_tasks, p_transitions, p_outbox);
     END
     $fn$;
+    -- Planned as create_tasks_batch is (migration 0009): one plan kept for every batch size.
+    CREATE FUNCTION create_tasks_rows(p_tasks jsonb, p_steps jsonb, p_transitions jsonb, p_outbox jsonb)
+    RETURNS TABLE (created jsonb, outbox bigint[])
+    LANGUAGE plpgsql VOLATILE
+    SET plan_cache_mode = force_generic_plan
+    SET enable_seqscan = off
+    AS $fn$
+    BEGIN
+      RETURN QUERY
+      WITH ins AS (
+        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, idempotency_key,
+                           parent_task_id, parent_step_id, requested_by)
+        SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::bigint, 'in_progress', NULLIF(r->5, 'null'), r->>6,
+               r->>7, r->>8, r->>9, r->>10
+        FROM jsonb_array_elements(p_tasks) AS e(r)
+        ON CONFLICT (namespace, idempotency_key) DO NOTHING
+        RETURNING tasks.id, tasks.created_at
+      ), st AS (
+        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents, enqueued_at)
+        SELECT r->>0, r->>1, r->>2, (r->>3)::int, r->>4, (r->>5)::int, (r->>6)::int, (r->>7)::int,
+               ARRAY(SELECT jsonb_array_elements_text(r->8)),
+               CASE WHEN r->>4 = 'enqueued' THEN now() END
+        FROM jsonb_array_elements(p_steps) AS e(r)
+        WHERE r->>1 IN (SELECT ins.id FROM ins)
+      ), tr AS (
+        INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason)
+        SELECT r->>0, r->>1, r->>2, r->>3, (r->>4)::int, r->>5
+        FROM jsonb_array_elements(p_transitions) AS e(r)
+        WHERE r->>0 IN (SELECT ins.id FROM ins)
+      ), ob AS (
+        INSERT INTO outbox (exchange, routing_key, body, properties)
+        SELECT r->>1, r->>2, r->>3, NULLIF(r->4, 'null')
+        FROM jsonb_array_elements(p_outbox) AS e(r)
+        WHERE ARRAY(SELECT jsonb_array_elements_text(r->0)) <@ (SELECT array_agg(ins.id) FROM ins)
+        RETURNING outbox.id
+      )
+      SELECT (SELECT jsonb_agg(jsonb_build_object('id', ins.id, 'created_at', ins.created_at)) FROM ins),
+             COALESCE((SELECT array_agg(ob.id) FROM ob), '{}');
+    END
+    $fn$;
   `.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await sql`
+    DROP FUNCTION create_tasks_rows(jsonb, jsonb, jsonb, jsonb);
     DROP FUNCTION write_result_rows_checked(text[], text, text, jsonb, jsonb, jsonb, jsonb);
     DROP FUNCTION write_result_rows(jsonb, jsonb, jsonb, jsonb);
   `.execute(db);
