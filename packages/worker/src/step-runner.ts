@@ -83,18 +83,20 @@ export function runStep(message: StepMessage, deps: StepRunnerDeps): StepRun {
     abortedWith = { reason };
     controller?.abort(reason);
   };
+  // Properties are set one by one on the object answering() makes, not spread: a spread
+  // followed by more properties (`{ ...base, status }`) cost V8 2-5 µs an object on the
+  // bench's machines, more than the rest of building a result (issue 7).
   const build = (outcome: Outcome): StepResult => {
-    const base = {
-      ...answering(message),
-      started_at: startedAt.toISOString(),
-      finished_at: new Date().toISOString(),
-      worker_id: deps.workerId,
-      ...(deps.deliveryCount ? { delivery_count: deps.deliveryCount } : {}),
-    };
-    if (outcome.status === 'waiting') return { ...base, status: 'waiting', wait_for: outcome.wait_for };
-    return outcome.status === 'success'
-      ? { ...base, status: 'success', result: outcome.result }
-      : { ...base, status: 'failure', error: outcome.error };
+    const r: Record<string, unknown> = answering(message);
+    r.started_at = startedAt.toISOString();
+    r.finished_at = new Date().toISOString();
+    r.worker_id = deps.workerId;
+    if (deps.deliveryCount) r.delivery_count = deps.deliveryCount;
+    r.status = outcome.status;
+    if (outcome.status === 'waiting') r.wait_for = outcome.wait_for;
+    else if (outcome.status === 'success') r.result = outcome.result;
+    else r.error = outcome.error;
+    return r as StepResult;
   };
 
   const callable = message.handler.callable;

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, textLiteral, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
-import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
+import { outboxRow, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
 import type { CacheCheck } from './task-cache.ts';
@@ -125,7 +125,7 @@ function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][
  * rows once the broker confirms them, so their order relative to `messages` does not matter.
  */
 function withOutboxIds(messages: OutgoingMessage[], ids: string[]): OutboxRow[] {
-  return messages.map((m, i) => ({ ...m, id: String(ids[i]) }));
+  return messages.map((m, i) => outboxRow(m, String(ids[i])));
 }
 
 function toMaps(rows: BatchRow[]): { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } {

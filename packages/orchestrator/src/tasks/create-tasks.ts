@@ -194,7 +194,9 @@ export async function createTasks(
           correlation_id: p.correlationId,
           context: p.input.context,
         };
-        messages.push({ ...stepOutgoing(deps.names, buildStepMessage(task, template, { id, name: s.name, attempt: 1 }, new Map())), task_id: p.taskId });
+        // Not `{ ...outgoing, task_id }`: a spread followed by more properties is slow in V8 (see outboxRow).
+        const m = stepOutgoing(deps.names, buildStepMessage(task, template, { id, name: s.name, attempt: 1 }, new Map()));
+        messages.push({ exchange: m.exchange, routingKey: m.routingKey, body: m.body, properties: m.properties, task_id: p.taskId });
       }
     });
   }
