@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
 import { PermanentError } from '@tasker/worker';
 import type { ApiTokenConfig, TaskView } from '@tasker/protocol';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
@@ -121,6 +122,19 @@ describe('operator surface: HTTP API', () => {
     expect((await call('GET', '/v1/tasks/tsk_nope', null)).status).toBe(401);
     expect((await call('POST', '/v1/steps/stp_nope/retry', null, { reason: 'x' })).status).toBe(401);
     expect((await call('POST', '/v1/tasks', null, { bad: true })).status).toBe(401);
+  });
+
+  it("a task created over HTTP is requested by the token's name unless the request names someone, one at a time and in a batch", async () => {
+    const one = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 1 } });
+    const named = await call('POST', '/v1/tasks', team, { namespace: 'ops_cs', name: 'refund', context: { amount: 1 }, requested_by: 'billing-svc' });
+    const batch = await call('POST', '/v1/tasks/batch', team, {
+      tasks: [{ namespace: 'ops_cs', name: 'refund', context: { amount: 1 } }, { namespace: 'ops_cs', name: 'refund', context: { amount: 1 }, requested_by: 'nightly-job' }],
+    });
+    expect([one.status, named.status, batch.status]).toEqual([201, 201, 200]);
+    const ids = [one.body.task.id, named.body.task.id, ...batch.body.results.map((r: { task: { id: string } }) => r.task.id)] as string[];
+    const { rows } = await sql<{ id: string; requested_by: string | null }>`SELECT id, requested_by FROM tasks WHERE id = ANY(${ids}::text[])`.execute(stack.orchestrator.db);
+    const by = new Map(rows.map((r) => [r.id, r.requested_by]));
+    expect(ids.map((id) => by.get(id))).toEqual(['cs-team', 'billing-svc', 'cs-team', 'nightly-job']);
   });
 
   it('POST /v1/tasks/batch is refused whole (403, nothing created) when one task is outside the token\'s namespaces', async () => {
