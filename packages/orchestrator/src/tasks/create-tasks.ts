@@ -150,8 +150,8 @@ export async function createTasks(
   for (const p of fresh) {
     const template = await deps.registry.get(p.templateId);
     templates.set(p.taskId, template);
-    // create_tasks_rows's positions (migration 0011); the optional ones last, left out when null.
-    taskRows.push(withoutTrailingNulls([
+    // create_tasks_rows's positions (migration 0011).
+    taskRows.push([
       p.taskId,
       p.input.namespace,
       p.input.name,
@@ -163,7 +163,7 @@ export async function createTasks(
       p.input.parent?.task_id ?? null,
       p.input.parent?.step_id ?? null,
       p.input.requested_by ?? null,
-    ]));
+    ]);
     const ids = new Map(template.steps.map((s) => [s.name, newStepId()]));
     const own: Array<Record<string, unknown>> = [];
     stepsOf.set(p.taskId, own);
@@ -221,7 +221,7 @@ export async function createTasks(
   );
 
   // Each row as the JSON array of its values by position (create_tasks_rows, migration 0011,
-  // names them): Postgres reads positions at half the cost of keys. Trailing nulls are left out.
+  // names them): Postgres reads positions at half the cost of keys.
   const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create_batch */
     SELECT created, outbox FROM create_tasks_rows(
       ${JSON.stringify(taskRows)}::jsonb,
@@ -381,13 +381,6 @@ export function toSummary(r: TaskSummaryRow): TaskSummary {
     parent_step_id: r.parent_step_id,
     created_at: new Date(r.created_at).toISOString(),
   };
-}
-
-/** A row of positions without the nulls at its end (create_tasks_rows reads a missing position as NULL). */
-function withoutTrailingNulls(row: unknown[]): unknown[] {
-  let n = row.length;
-  while (n > 0 && row[n - 1] === null) n -= 1;
-  return n === row.length ? row : row.slice(0, n);
 }
 
 /**
