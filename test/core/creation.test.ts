@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { sql, type CompiledQuery, type QueryExecutor } from 'kysely';
-import { PROTOCOL_VERSION, TaskReplies, TaskReply } from '@tasker/protocol';
+import { PROTOCOL_VERSION, TaskReplies, TaskReply, parseTemplate } from '@tasker/protocol';
 import { AmqpTaskRequester, HttpTaskClient } from '@tasker/client';
 import pino from 'pino';
 import { createDb, type Db } from '@tasker/orchestrator';
@@ -61,6 +61,62 @@ describe('task creation', () => {
       WHERE t.id = ANY(${ids}::text[])`.execute(stack.orchestrator.db);
     const byId = new Map(rows.map((r) => [r.id, r]));
     expect(ids.map((id) => [byId.get(id)?.version, byId.get(id)?.template_version])).toEqual([['1.10.0', '1.10.0'], ['1.0.0', '1.0.0']]);
+  });
+
+  it('a request without a version gets the newest also when another orchestrator registered it after this one last asked, and only the newest is written', async () => {
+    const HELD = `
+name: held
+namespace_name: shop
+version: 2.0.0
+steps:
+  - { name: first, handler: { callable: noop } }
+`;
+    await stack.register(HELD);
+    const resolve = vi.spyOn(stack.orchestrator.registry, 'resolve');
+    try {
+      // The first creation asks the database which version is newest; the next takes the
+      // version it holds, and the creation statement checks that it still is.
+      const [a] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'held', context: {} }]);
+      const [b] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'held', context: {} }]);
+      expect([a, b].map((o) => o!.ok && o!.task.version)).toEqual(['2.0.0', '2.0.0']);
+      expect(resolve).toHaveBeenCalledTimes(1);
+
+      const other = await stack.another();
+      await other.registerTemplates([parseTemplate(HELD.replace('version: 2.0.0', 'version: 2.1.0').replace('name: first', 'name: second'))]);
+      const before = await count();
+      const [c] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'held', context: {} }]);
+      expect(c!.ok && c!.task.version).toBe('2.1.0');
+      expect(resolve).toHaveBeenCalledTimes(2);
+      // The attempt with the version held wrote nothing: one task, with the newest's steps.
+      expect(await count()).toBe(before + 1);
+      const { rows } = await sql<{ name: string }>`SELECT s.name FROM steps s WHERE s.task_id = ${c!.ok ? c!.task.id : ''}`.execute(stack.orchestrator.db);
+      expect(rows.map((r) => r.name)).toEqual(['second']);
+    } finally {
+      resolve.mockRestore();
+    }
+  });
+
+  it('a context judged by the schema of a version held as the newest is judged again by the newest when refused', async () => {
+    const JUDGED = `
+name: judged
+namespace_name: shop
+version: 1.0.0
+input_schema: { type: object, required: [a] }
+steps:
+  - { name: only, handler: { callable: noop } }
+`;
+    await stack.register(JUDGED);
+    const [first] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'judged', context: { a: 1 } }]);
+    expect(first!.ok && first!.task.version).toBe('1.0.0');
+    // Another orchestrator registers 1.1.0, whose schema wants b instead of a.
+    const other = await stack.another();
+    await other.registerTemplates([parseTemplate(JUDGED.replace('version: 1.0.0', 'version: 1.1.0').replace('required: [a]', 'required: [b]'))]);
+    const outcomes = await stack.orchestrator.createTasks([
+      { namespace: 'shop', name: 'judged', context: { b: 1 } },
+      { namespace: 'shop', name: 'judged', context: { a: 1 } },
+    ]);
+    expect(outcomes.map((o) => (o.ok ? o.task.version : o.error.code))).toEqual(['1.1.0', 'INVALID_CONTEXT']);
+    expect(!outcomes[1]!.ok && outcomes[1]!.error.message).toMatch(/judged@1\.1\.0: b is required/);
   });
 
   it('the same idempotency key returns the existing task, also when asked concurrently', async () => {
@@ -458,10 +514,11 @@ describe('task creation', () => {
     }
   });
 
-  it('a batch is created by one statement on a kept plan that reads no table, and the setting ends with it', async () => {
+  it('a batch is created by one statement on a kept plan that reads no table but the templates, by key, and the setting ends with it', async () => {
     // auto_explain shows the plans the creation runs on, on this installation's tables that
     // were never analyzed: a plan kept from small tables must not scan them once they grow.
-    // The creation reads no table at all (the template's version comes with the task).
+    // The creation reads no table at all (the template's version comes with the task); the
+    // check that the version held as the newest still is reads the templates of its name.
     const one = createDb(stack.databaseUrl, stack.schema, 1);
     const plans: string[] = [];
     one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
@@ -474,7 +531,10 @@ describe('task creation', () => {
       const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost='))).join('\n');
       expect(nodes).toMatch(/Insert on tasks/);
       expect(nodes).toMatch(/Insert on steps/);
-      expect(nodes).toMatch(/Function Scan on create_tasks_rows/);
+      // shop.order was resolved before: its newest version is held, and checked.
+      expect(nodes).toMatch(/Function Scan on create_tasks_rows_newest/);
+      const check = nodes.slice(0, nodes.indexOf('Insert on tasks'));
+      expect(check).toMatch(/Index Scan using templates_namespace_name_version_key on templates/);
       // Only the reference checks (migration 0005) look rows up, by key; the creation itself
       // reads no table.
       expect(nodes).not.toMatch(/Seq Scan/);

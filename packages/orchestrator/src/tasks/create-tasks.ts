@@ -59,12 +59,22 @@ export async function createTasks(
     taskCache?: TaskCache | null;
   },
   inputs: CreateTaskBody[],
-  /** Build each created task's `view` (its steps included): the HTTP API answers with it; a task reply does not. */
-  options: { views?: boolean } = {},
+  /**
+   * `views`: build each created task's `view` (its steps included): the HTTP API answers with
+   * it; a task reply does not. `held` (default true): take the templates this process holds
+   * (TemplateRegistry.held) instead of asking the database first; false after the creation
+   * found a held newest version stale.
+   */
+  options: { views?: boolean; held?: boolean } = {},
 ): Promise<{ outcomes: CreateOutcome[]; outbox: OutboxRow[] }> {
   const outcomes: CreateOutcome[] = new Array(inputs.length);
   const prepared: Prepared[] = [];
   const resolveCache = new Map<string, Promise<{ id: string; template: CompiledTemplate }>>();
+  // Templates taken as the newest of their name without asking (by resolveCache's key): the
+  // creation statement checks they still are (create_tasks_rows_newest, migration 0012).
+  const newest = new Map<string, [string, string, string]>();
+  const useHeld = options.held ?? true;
+  let resolveAgain = false;
 
   for (const [index, input] of inputs.entries()) {
     try {
@@ -77,15 +87,23 @@ export async function createTasks(
       }
       const bad = jsonValueProblem(input);
       if (bad) throw new TaskerError(ErrorCode.INVALID_CONTEXT, `request ${bad.path} ${bad.message}`, [bad]);
-      const key = `${input.namespace}\u0000${input.name}\u0000${input.version ?? ''}`;
+      const key = templateKey(input);
       let p = resolveCache.get(key);
       if (!p) {
-        p = deps.registry.resolve(input.namespace, input.name, input.version ?? null);
+        const held = useHeld ? deps.registry.held(input.namespace, input.name, input.version ?? null) : null;
+        if (held?.newest) newest.set(key, held.newest);
+        p = held ? Promise.resolve(held) : deps.registry.resolve(input.namespace, input.name, input.version ?? null);
         resolveCache.set(key, p);
       }
       const { id: templateId, template } = await p;
       if (template.inputSchema) {
         const issues = deps.validator.validate(templateId, template.inputSchema, input.context);
+        if (issues.length > 0 && newest.has(key)) {
+          // Refused by the schema of a version only held to be the newest: a refused request
+          // never reaches the statement that checks, so ask the database which version is.
+          resolveAgain = true;
+          break;
+        }
         if (issues.length > 0) {
           throw new TaskerError(
             ErrorCode.INVALID_CONTEXT,
@@ -103,6 +121,7 @@ export async function createTasks(
       else throw err;
     }
   }
+  if (resolveAgain) return createTasks(deps, inputs, { views: options.views, held: false });
   // A parent that does not exist is the caller's mistake, refused like any other field.
   const parentIds = [...new Set(prepared.map((p) => p.input.parent?.task_id).filter((x): x is string => !!x))];
   if (parentIds.length > 0) {
@@ -222,12 +241,26 @@ export async function createTasks(
 
   // Each row as the JSON array of its values by position (create_tasks_rows, migration 0011,
   // names them): Postgres reads positions at half the cost of keys.
-  const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[] }>`/* prepared:tasks_create_batch */
-    SELECT created, outbox FROM create_tasks_rows(
-      ${JSON.stringify(taskRows)}::jsonb,
-      ${JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents]))}::jsonb,
-      ${JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason]))}::jsonb,
-      ${JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null]))}::jsonb)`.execute(deps.db);
+  const tasksJson = JSON.stringify(taskRows);
+  const stepsJson = JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents]));
+  const transitionsJson = JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason]));
+  const outboxJson = JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null]));
+  // Only the versions taken for the newest of the tasks written need checking.
+  const checks = [...new Set(fresh.map((p) => newest.get(templateKey(p.input))).filter((c) => c !== undefined))];
+  type Written = { created: Array<{ id: string; created_at: string }> | null; outbox: string[]; stale?: boolean };
+  const { rows } =
+    checks.length === 0
+      ? await sql<Written>`/* prepared:tasks_create_batch */
+          SELECT created, outbox FROM create_tasks_rows(${tasksJson}::jsonb, ${stepsJson}::jsonb, ${transitionsJson}::jsonb, ${outboxJson}::jsonb)`.execute(deps.db)
+      : await sql<Written>`/* prepared:tasks_create_newest */
+          SELECT created, outbox, stale FROM create_tasks_rows_newest(${JSON.stringify(checks)}::jsonb,
+            ${tasksJson}::jsonb, ${stepsJson}::jsonb, ${transitionsJson}::jsonb, ${outboxJson}::jsonb)`.execute(deps.db);
+  if (rows[0]!.stale) {
+    // A newer version was registered (by another orchestrator) since this one last asked:
+    // nothing was written. Create the batch again from what the database says now.
+    deps.registry.forgetNewest(checks.map((c) => [c[0], c[1]] as const));
+    return createTasks(deps, inputs, { views: options.views, held: false });
+  }
   const createdAt = new Map((rows[0]!.created ?? []).map((r) => [r.id, r.created_at]));
 
   const existingKeys: Prepared[] = [];
@@ -304,6 +337,11 @@ export async function createTasks(
     outcomes[p.index] = o && o.ok ? { ok: true, created: false, task: o.task } : o!;
   }
   return { outcomes, outbox };
+}
+
+/** A request's template, as namespace, name and version asked for (none: the newest). */
+function templateKey(input: CreateTaskBody): string {
+  return `${input.namespace}\u0000${input.name}\u0000${input.version ?? ''}`;
 }
 
 /** The tasks just created, as their rows now are, for the TaskCache. */

@@ -29,15 +29,30 @@ export interface RegisteredTemplate {
   template: CompiledTemplate;
 }
 
+/** A template this process holds for a request (TemplateRegistry.held). */
+export interface HeldTemplate extends RegisteredTemplate {
+  /**
+   * Set when the request names no version: the template was the newest of its name when this
+   * process last asked, and the creation must check it still is
+   * (`[namespace, name, id]`, create_tasks_rows_newest, migration 0012).
+   */
+  newest: [string, string, string] | null;
+}
+
 /**
  * Templates by namespace, name and version. A registered version is immutable: registering
  * the same version with other content is refused (bump the version). Definitions are cached
- * by id forever; which version is newest is always asked of the database, so several
- * orchestrators agree.
+ * by id forever, and so is which id an exact version is. Which version is newest is the
+ * database's to say, so that several orchestrators agree: `resolve` asks it, and `held`
+ * answers with the newest as last asked, for a creation that checks it in its own statement.
  */
 export class TemplateRegistry {
   private readonly byId = new Map<string, CompiledTemplate>();
   private readonly declaredNamespaces = new Set<string>();
+  /** Template ids by `namespace NUL name NUL version`: exact versions never change. */
+  private readonly exactIds = new Map<string, string>();
+  /** The newest version's id by `namespace NUL name`, as last resolved: to be checked before use. */
+  private readonly newestIds = new Map<string, string>();
 
   constructor(
     private readonly db: Db,
@@ -73,6 +88,8 @@ export class TemplateRegistry {
       return { id: row.id, created: false };
     });
     this.byId.set(result.id, template);
+    // A version registered here may be the newest now: the next creation asks.
+    this.newestIds.delete(`${template.namespace}\u0000${template.name}`);
     await this.declareNamespace(template.namespace);
     if (result.created) {
       this.logger.info(
@@ -135,6 +152,25 @@ export class TemplateRegistry {
   }
 
   /**
+   * The template for namespace, name and optional version as this process already holds it,
+   * without asking the database; null if it does not (then `resolve`). An exact version is
+   * held once resolved (registered versions never change). Without a version, the newest as
+   * last resolved comes with `newest`, which the creation checks (create_tasks_rows_newest);
+   * if it is stale, `forgetNewest` and resolve.
+   */
+  held(namespace: string, name: string, version?: string | null): HeldTemplate | null {
+    const id = version == null ? this.newestIds.get(`${namespace}\u0000${name}`) : this.exactIds.get(`${namespace}\u0000${name}\u0000${version}`);
+    const template = id === undefined ? undefined : this.byId.get(id);
+    if (id === undefined || template === undefined) return null;
+    return { id, template, newest: version == null ? [namespace, name, id] : null };
+  }
+
+  /** Forgets which version is newest for these `[namespace, name]`: the next creation asks the database. */
+  forgetNewest(names: Array<readonly [string, string]>): void {
+    for (const [namespace, name] of names) this.newestIds.delete(`${namespace}\u0000${name}`);
+  }
+
+  /**
    * Resolves namespace, name and optional version to a registered template; the newest
    * version when none is given. Refusals say which of the three is unknown.
    */
@@ -145,7 +181,12 @@ export class TemplateRegistry {
       ORDER BY major DESC, minor DESC, patch DESC, (prerelease = '') DESC, prerelease DESC
       LIMIT 1`.execute(this.db);
     const hit = rows.rows[0];
-    if (hit) return { id: hit.id, template: await this.get(hit.id) };
+    if (hit) {
+      const template = await this.get(hit.id);
+      this.exactIds.set(`${namespace}\u0000${name}\u0000${hit.version}`, hit.id);
+      if (version == null) this.newestIds.set(`${namespace}\u0000${name}`, hit.id);
+      return { id: hit.id, template };
+    }
     const ns = await this.db.selectFrom('namespaces').select('name').where('name', '=', namespace).executeTakeFirst();
     if (!ns) {
       throw new TaskerError(ErrorCode.UNKNOWN_NAMESPACE, `namespace '${namespace}' has no registered templates`);
