@@ -278,6 +278,16 @@ export interface OverheadResult {
   gap_rows_p99: number;
   /** Latency of POST /v1/tasks alone. */
   create_p50: number;
+  /**
+   * The two ends of a task that its gaps leave out (the wall clock, sub-ms, compared across
+   * the bench's and the worker's processes): POST /v1/tasks sent → the first step's handler
+   * starts, and the last step's handler starts → the bench sees the task complete (it reads
+   * the row every ~1.1 ms once the worker says the last handler ran).
+   */
+  first_handler_p50: number;
+  first_handler_p99: number;
+  seen_p50: number;
+  seen_p99: number;
   /** With --timeline: where each step's time goes, leg by leg (timeline-summary.ts). */
   timeline?: TimelineSummary;
   timed_out: boolean;
@@ -305,6 +315,10 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
   const gaps: number[] = [];
   const gapsRows: number[] = [];
   const creates: number[] = [];
+  const firstHandler: number[] = [];
+  const ends: number[] = [];
+  // The wall clock with sub-millisecond precision, as the worker's handlers stamp their results (children/ipc.ts nowMs).
+  const wall = () => performance.timeOrigin + performance.now();
   let timedOut = false;
   try {
     for (let i = 0; i < warm + count; i++) {
@@ -313,6 +327,7 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
         break;
       }
       const t0 = performance.now();
+      const sentAt = wall();
       const res = await load.post(`${stack.urls[0]}/v1/tasks`, taskBody('bench', 'linear4', i));
       const tCreated = performance.now();
       if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
@@ -337,6 +352,7 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
         state = rows[0]?.state ?? 'missing';
       }
       const t1 = performance.now();
+      const seenAt = wall();
       if (state !== 'complete') throw new Error(`task ${id} ended ${state}`);
       if (i < warm) continue;
       const { rows: task } = await stack.db.query<{ ms: number }>(
@@ -353,6 +369,10 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
       for (let k = 1; k < steps.length; k++) {
         gaps.push(steps[k]!.t - steps[k - 1]!.t);
         gapsRows.push(steps[k]!.started_at.getTime() - steps[k - 1]!.finished_at.getTime());
+      }
+      if (steps.length > 0) {
+        firstHandler.push(steps[0]!.t - sentAt);
+        ends.push(seenAt - steps[steps.length - 1]!.t);
       }
     }
   } finally {
@@ -372,6 +392,10 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
     gap_rows_p50: r(gapsRows, 50),
     gap_rows_p99: r(gapsRows, 99),
     create_p50: r(creates, 50),
+    first_handler_p50: r(firstHandler, 50),
+    first_handler_p99: r(firstHandler, 99),
+    seen_p50: r(ends, 50),
+    seen_p99: r(ends, 99),
     timed_out: timedOut,
   };
 }
