@@ -234,12 +234,8 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           .flatMap(([, v]) => (v as { timings: Array<{ key: string; count: number }> }).timings);
         const sqlCount = traced.filter((t) => t.key.startsWith('sql')).reduce((a, t) => a + t.count, 0);
         // Transactions: a BEGIN (alone, or leading a pipelined text) and a creation batch (one
-        // statement, its own transaction; tasks_create_newest when it checks a held version).
-        const opensTransaction = (key: string) =>
-          key === 'sql begin' ||
-          key.startsWith('sql /* pipelined */ BEGIN') ||
-          key.startsWith('sql /* prepared:tasks_create_batch */') ||
-          key.startsWith('sql /* prepared:tasks_create_newest */');
+        // statement, its own transaction).
+        const opensTransaction = (key: string) => key === 'sql begin' || key.startsWith('sql /* pipelined */ BEGIN') || key.startsWith('sql /* prepared:tasks_create_batch */');
         const txCount = traced.filter((t) => opensTransaction(t.key)).reduce((a, t) => a + t.count, 0);
         return {
           ...r,

@@ -240,21 +240,17 @@ export async function createTasks(
   );
 
   // Each row as the JSON array of its values by position (create_tasks_rows, migration 0011,
-  // names them): Postgres reads positions at half the cost of keys.
-  const tasksJson = JSON.stringify(taskRows);
-  const stepsJson = JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents]));
-  const transitionsJson = JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason]));
-  const outboxJson = JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null]));
-  // Only the versions taken for the newest of the tasks written need checking.
+  // names them): Postgres reads positions at half the cost of keys. The versions taken as the
+  // newest of their names without asking go first, to be checked (migration 0012; none when
+  // every template was asked for or named by version).
   const checks = [...new Set(fresh.map((p) => newest.get(templateKey(p.input))).filter((c) => c !== undefined))];
-  type Written = { created: Array<{ id: string; created_at: string }> | null; outbox: string[]; stale?: boolean };
-  const { rows } =
-    checks.length === 0
-      ? await sql<Written>`/* prepared:tasks_create_batch */
-          SELECT created, outbox FROM create_tasks_rows(${tasksJson}::jsonb, ${stepsJson}::jsonb, ${transitionsJson}::jsonb, ${outboxJson}::jsonb)`.execute(deps.db)
-      : await sql<Written>`/* prepared:tasks_create_newest */
-          SELECT created, outbox, stale FROM create_tasks_rows_newest(${JSON.stringify(checks)}::jsonb,
-            ${tasksJson}::jsonb, ${stepsJson}::jsonb, ${transitionsJson}::jsonb, ${outboxJson}::jsonb)`.execute(deps.db);
+  const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[]; stale: boolean }>`/* prepared:tasks_create_batch */
+    SELECT created, outbox, stale FROM create_tasks_rows_newest(
+      ${JSON.stringify(checks)}::jsonb,
+      ${JSON.stringify(taskRows)}::jsonb,
+      ${JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents]))}::jsonb,
+      ${JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason]))}::jsonb,
+      ${JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null]))}::jsonb)`.execute(deps.db);
   if (rows[0]!.stale) {
     // A newer version was registered (by another orchestrator) since this one last asked:
     // nothing was written. Create the batch again from what the database says now.

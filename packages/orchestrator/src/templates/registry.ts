@@ -49,9 +49,9 @@ export interface HeldTemplate extends RegisteredTemplate {
 export class TemplateRegistry {
   private readonly byId = new Map<string, CompiledTemplate>();
   private readonly declaredNamespaces = new Set<string>();
-  /** Template ids by `namespace NUL name NUL version`: exact versions never change. */
+  /** Template ids by versionKey: exact versions never change. */
   private readonly exactIds = new Map<string, string>();
-  /** The newest version's id by `namespace NUL name`, as last resolved: to be checked before use. */
+  /** The newest version's id by nameKey, as last resolved: to be checked before use. */
   private readonly newestIds = new Map<string, string>();
 
   constructor(
@@ -89,7 +89,7 @@ export class TemplateRegistry {
     });
     this.byId.set(result.id, template);
     // A version registered here may be the newest now: the next creation asks.
-    this.newestIds.delete(`${template.namespace}\u0000${template.name}`);
+    this.newestIds.delete(nameKey(template.namespace, template.name));
     await this.declareNamespace(template.namespace);
     if (result.created) {
       this.logger.info(
@@ -159,7 +159,7 @@ export class TemplateRegistry {
    * if it is stale, `forgetNewest` and resolve.
    */
   held(namespace: string, name: string, version?: string | null): HeldTemplate | null {
-    const id = version == null ? this.newestIds.get(`${namespace}\u0000${name}`) : this.exactIds.get(`${namespace}\u0000${name}\u0000${version}`);
+    const id = version == null ? this.newestIds.get(nameKey(namespace, name)) : this.exactIds.get(versionKey(namespace, name, version));
     const template = id === undefined ? undefined : this.byId.get(id);
     if (id === undefined || template === undefined) return null;
     return { id, template, newest: version == null ? [namespace, name, id] : null };
@@ -167,7 +167,7 @@ export class TemplateRegistry {
 
   /** Forgets which version is newest for these `[namespace, name]`: the next creation asks the database. */
   forgetNewest(names: Array<readonly [string, string]>): void {
-    for (const [namespace, name] of names) this.newestIds.delete(`${namespace}\u0000${name}`);
+    for (const [namespace, name] of names) this.newestIds.delete(nameKey(namespace, name));
   }
 
   /**
@@ -183,8 +183,8 @@ export class TemplateRegistry {
     const hit = rows.rows[0];
     if (hit) {
       const template = await this.get(hit.id);
-      this.exactIds.set(`${namespace}\u0000${name}\u0000${hit.version}`, hit.id);
-      if (version == null) this.newestIds.set(`${namespace}\u0000${name}`, hit.id);
+      this.exactIds.set(versionKey(namespace, name, hit.version), hit.id);
+      if (version == null) this.newestIds.set(nameKey(namespace, name), hit.id);
       return { id: hit.id, template };
     }
     const ns = await this.db.selectFrom('namespaces').select('name').where('name', '=', namespace).executeTakeFirst();
@@ -205,4 +205,14 @@ export class TemplateRegistry {
       `${namespace}.${name} has no version '${version}' (registered: ${versions.map((r) => r.version).join(', ')})`,
     );
   }
+}
+
+/** The key of a template name in a namespace: `namespace NUL name`. */
+function nameKey(namespace: string, name: string): string {
+  return `${namespace}\u0000${name}`;
+}
+
+/** The key of one version of a template: `namespace NUL name NUL version`. */
+function versionKey(namespace: string, name: string, version: string): string {
+  return `${namespace}\u0000${name}\u0000${version}`;
 }
