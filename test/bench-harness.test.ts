@@ -61,6 +61,11 @@ describe('benchmark harness', () => {
     })) {
       expect(isNumber(value), `${path} = ${JSON.stringify(value)}`).toBe(true);
     }
+    // Causal order, measured across two processes: a handler starts after its request was sent,
+    // and the bench sees a task complete after its last handler ran (on the wall clock the
+    // second came out negative: each process reads that clock's origin once, at its start).
+    expect(r.overhead_ms.first_handler_p50, 'overhead_ms.first_handler_p50').toBeGreaterThan(0);
+    expect(r.overhead_ms.seen_p50, 'overhead_ms.seen_p50').toBeGreaterThan(0);
     for (const name of peers) {
       expect(isNumber(r.peers?.[name]?.steps_per_sec), `peers.${name}.steps_per_sec`).toBe(true);
       expect(typeof r.peers?.[name]?.durable, `peers.${name}.durable`).toBe('boolean');

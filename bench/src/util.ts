@@ -3,6 +3,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 export { sleep };
 
+/**
+ * Time in ms with sub-millisecond precision on the clock every process of the machine shares
+ * (CLOCK_MONOTONIC, process.hrtime), so comparable across processes. Not the wall clock:
+ * `performance.timeOrigin` is read once at each process's start, and the wall clock moves
+ * under NTP after that (two processes' origins were seen 4.3 ms apart).
+ */
+export function nowMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
 /** p-th percentile (nearest rank) of numbers; NaN when empty. */
 export function percentile(values: number[], p: number): number {
   if (values.length === 0) return Number.NaN;
@@ -27,11 +37,6 @@ export function round(x: number, digits = 2): number {
 /** A short random suffix of lower-case letters and digits, for schema, prefix and key names. */
 export function runId(): string {
   return Math.random().toString(36).slice(2, 8).replace(/[^a-z0-9]/g, 'x');
-}
-
-/** Milliseconds on the wall clock with sub-millisecond precision (comparable across processes). */
-export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
 }
 
 /** Runs `count` jobs with at most `concurrency` in flight; stops starting new ones after `deadline`. */

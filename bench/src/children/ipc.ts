@@ -71,10 +71,8 @@ onRequest('stop', () => {
   return null;
 });
 
-/** Time in ms with sub-millisecond precision on the wall clock (comparable across processes). */
-export function nowMs(): number {
-  return performance.timeOrigin + performance.now();
-}
+/** The clock the handlers stamp their results with (util.ts). */
+export { nowMs } from '../util.ts';
 
 /** Calls `flush` at most once per turn of the event loop after `mark()`. */
 export function coalesce(flush: () => void): () => void {

@@ -4,7 +4,7 @@ import { AmqpTaskRequester } from '@tasker/client';
 import { HttpLoad, taskBody, taskInput } from '../http-load.ts';
 import type { ChildMessage } from '../proc.ts';
 import type { TaskerStack } from '../tasker-stack.ts';
-import { percentile, pool, round, sleep } from '../util.ts';
+import { nowMs, percentile, pool, round, sleep } from '../util.ts';
 
 /** In-flight HTTP requests of the load generator in the throughput run's HTTP creation. */
 export const HTTP_CONCURRENCY = 64;
@@ -279,7 +279,7 @@ export interface OverheadResult {
   /** Latency of POST /v1/tasks alone. */
   create_p50: number;
   /**
-   * The two ends of a task that its gaps leave out (the wall clock, sub-ms, compared across
+   * The two ends of a task that its gaps leave out (the shared monotonic clock, sub-ms, compared across
    * the bench's and the worker's processes): POST /v1/tasks sent → the first step's handler
    * starts, and the last step's handler starts → the bench sees the task complete (it reads
    * the row every ~1.1 ms once the worker says the last handler ran).
@@ -317,8 +317,8 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
   const creates: number[] = [];
   const firstHandler: number[] = [];
   const ends: number[] = [];
-  // The wall clock with sub-millisecond precision, as the worker's handlers stamp their results (children/ipc.ts nowMs).
-  const wall = () => performance.timeOrigin + performance.now();
+  // The clock every process shares, as the worker's handlers stamp their results (children/ipc.ts nowMs).
+  const wall = nowMs;
   let timedOut = false;
   try {
     for (let i = 0; i < warm + count; i++) {
