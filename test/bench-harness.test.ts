@@ -50,6 +50,7 @@ describe('benchmark harness', () => {
       'overhead_ms.p99': r.overhead_ms?.p99,
       'overhead_ms.first_handler_p50': r.overhead_ms?.first_handler_p50,
       'overhead_ms.seen_p50': r.overhead_ms?.seen_p50,
+      'overhead_ms.first_pass.p50': r.overhead_ms?.first_pass?.p50,
       'create.http_per_sec': r.create?.http_per_sec,
       'create.http_64_per_sec': r.create?.http_64_per_sec,
       'create.http.latency_ms.p50': r.create?.http?.latency_ms?.p50,

@@ -31,6 +31,12 @@ export interface Sizes {
   warmupTasks: number;
   /** 4-step linear tasks run one at a time. */
   overheadTasks: number;
+  /**
+   * Before the one-at-a-time measurements (the per-step overhead, the raw two-hop latency), run
+   * the same load unmeasured for this long: on the bench's virtual machines every process's
+   * wake-ups get faster over the first seconds of such a load (bench/README.md, "Settling").
+   */
+  settleMs: number;
   /** Tasks created per transport (HTTP, AMQP), timed. */
   createTasks: number;
   /** Untimed tasks each creation measurement begins with, on the connections it then times. */
@@ -66,6 +72,7 @@ export const SIZES: Record<Mode, Sizes> = {
     throughputOverHttp: true,
     warmupTasks: 100,
     overheadTasks: 200,
+    settleMs: 10_000,
     createTasks: 3000,
     createWarmup: 1000,
     twoHopMessages: 20_000,
@@ -87,6 +94,7 @@ export const SIZES: Record<Mode, Sizes> = {
     throughputOverHttp: false,
     warmupTasks: 40,
     overheadTasks: 50,
+    settleMs: 3000,
     createTasks: 600,
     createWarmup: 200,
     twoHopMessages: 4000,
@@ -108,6 +116,7 @@ export const SIZES: Record<Mode, Sizes> = {
     throughputOverHttp: true,
     warmupTasks: 2,
     overheadTasks: 3,
+    settleMs: 0,
     createTasks: 6,
     createWarmup: 2,
     twoHopMessages: 100,

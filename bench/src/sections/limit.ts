@@ -35,6 +35,7 @@ export async function twoHop(
   prefix: string,
   count: number,
   latencySamples: number,
+  settleMs: number,
   deadline: number,
 ): Promise<TwoHopResult> {
   const q1 = `${prefix}.${queueType}.hop1`;
@@ -87,10 +88,12 @@ export async function twoHop(
         );
       });
 
-    // Latency: one at a time (a few unmeasured first).
+    // Latency: one at a time, after the same load unmeasured for settleMs (at least 10
+    // messages), as the per-step overhead is measured (options.ts, settleMs).
     const latencies: number[] = [];
     let timedOut = false;
-    for (let i = 0; i < latencySamples + 10; i++) {
+    const settleUntil = performance.now() + settleMs;
+    for (let i = 0, measuring = false; latencies.length < latencySamples; i++) {
       const t0 = performance.now();
       const target = received + 1;
       void publish();
@@ -98,7 +101,8 @@ export async function twoHop(
         timedOut = true;
         break;
       }
-      if (i >= 10) latencies.push(performance.now() - t0);
+      if (measuring) latencies.push(performance.now() - t0);
+      else measuring = i >= 9 && performance.now() >= settleUntil;
     }
 
     // Throughput: as fast as confirms allow, CONFIRM_WINDOW unconfirmed at most.

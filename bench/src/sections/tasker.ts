@@ -290,6 +290,12 @@ export interface OverheadResult {
   seen_p99: number;
   /** With --timeline: where each step's time goes, leg by leg (timeline-summary.ts). */
   timeline?: TimelineSummary;
+  /**
+   * The same count of tasks run first, before the load settled (main.ts): the figures a
+   * measurement right after a quiet machine gives. Then `settle_seconds` more of the same load
+   * ran unmeasured before the measured pass.
+   */
+  first_pass?: { p50: number; p99: number; gap_p50: number; gap_p99: number; settle_seconds: number };
   timed_out: boolean;
 }
 
