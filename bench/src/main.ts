@@ -599,6 +599,7 @@ if (wants('languages')) {
           queueType: opts.queueType,
           steps: opts.sizes.languageSteps,
           warmup: opts.sizes.languageWarmup,
+          warmupMs: opts.sizes.settleMs,
           inFlight: opts.sizes.languageInFlight,
           inFlightSteps: opts.sizes.languageInFlightSteps,
           logPath: join(outDir, 'logs', `language-${language}.log`),
@@ -623,7 +624,7 @@ if (wants('languages')) {
     ),
   );
   say(
-    `  ${opts.sizes.languageSteps} steps one at a time after ${opts.sizes.languageWarmup} unmeasured, then ${opts.sizes.languageInFlightSteps.toLocaleString('en-US')} steps with ` +
+    `  ${opts.sizes.languageSteps} steps one at a time after unmeasured ones (at least ${opts.sizes.languageWarmup}, for at least ${opts.sizes.settleMs / 1000} s), then ${opts.sizes.languageInFlightSteps.toLocaleString('en-US')} steps with ` +
       `${opts.sizes.languageInFlight} kept in flight; every worker at concurrency ${WORKER_CONCURRENCY}; ${opts.queueType} queues; ` +
       "'ready': the worker's start until it consumes its queue (not in the figures)",
   );

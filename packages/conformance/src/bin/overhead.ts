@@ -4,7 +4,7 @@
  * ../overhead.ts for what is measured; `pnpm bench --only languages` runs it for every
  * language in one go).
  *
- *   tsx packages/conformance/src/bin/overhead.ts [--steps 300] [--in-flight 200] [--in-flight-steps 1000] \
+ *   tsx packages/conformance/src/bin/overhead.ts [--steps 300] [--warmup-ms 0] [--in-flight 200] [--in-flight-steps 1000] \
  *     [--queue-type quorum|classic] -- <conformance worker command...>
  *
  * Prints the sequential latency (one step in flight: median, p95, p99) and the rate with
@@ -14,13 +14,14 @@ import { parseArgs } from 'node:util';
 import type { QueueType } from '@tasker/protocol';
 import { measureWorkerOverhead } from '../overhead.ts';
 
-const USAGE = 'usage: overhead [--steps N] [--in-flight N] [--in-flight-steps N] [--queue-type quorum|classic] -- <conformance worker command...>';
+const USAGE = 'usage: overhead [--steps N] [--warmup-ms MS] [--in-flight N] [--in-flight-steps N] [--queue-type quorum|classic] -- <conformance worker command...>';
 let parsed;
 try {
   parsed = parseArgs({
     allowPositionals: true,
     options: {
       steps: { type: 'string' },
+      'warmup-ms': { type: 'string' },
       'in-flight': { type: 'string' },
       'in-flight-steps': { type: 'string' },
       'queue-type': { type: 'string' },
@@ -42,6 +43,7 @@ const r = await measureWorkerOverhead({
   command: positionals,
   queueType: queueType as QueueType,
   steps: int(values.steps),
+  warmupMs: int(values['warmup-ms']),
   inFlight: int(values['in-flight']),
   inFlightSteps: int(values['in-flight-steps']),
 });
