@@ -7,7 +7,7 @@ export { sleep };
  * Time in ms with sub-millisecond precision on the clock every process of the machine shares
  * (CLOCK_MONOTONIC, process.hrtime), so comparable across processes. Not the wall clock:
  * `performance.timeOrigin` is read once at each process's start, and the wall clock moves
- * under NTP after that (two processes' origins were seen 4.3 ms apart).
+ * under NTP after that (two processes' origins were seen about 4 ms apart).
  */
 export function nowMs(): number {
   return Number(process.hrtime.bigint()) / 1e6;
