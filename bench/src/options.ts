@@ -32,9 +32,10 @@ export interface Sizes {
   /** 4-step linear tasks run one at a time. */
   overheadTasks: number;
   /**
-   * Before the one-at-a-time measurements (the per-step overhead, the raw two-hop latency), run
-   * the same load unmeasured for this long: on the bench's virtual machines every process's
-   * wake-ups get faster over the first seconds of such a load (bench/README.md, "Settling").
+   * Before the one-at-a-time measurements (the per-step overhead, the raw two-hop latency, each
+   * language's steps), run the same load unmeasured for this long: such a load gets faster over
+   * its first seconds, mostly as V8 optimizes the Node processes' code for it (bench/README.md,
+   * "Settling").
    */
   settleMs: number;
   /** Tasks created per transport (HTTP, AMQP), timed. */

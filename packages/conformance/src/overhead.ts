@@ -38,8 +38,9 @@ export interface WorkerOverheadOptions {
   /** Unmeasured steps, one at a time, before the timed ones (connections, JIT, caches). @defaultValue 20 */
   warmup?: number;
   /**
-   * The warm-up goes on, one step at a time, until it has also run this long: on some virtual
-   * machines a one-at-a-time load gets faster in every process over its first seconds. @defaultValue 0
+   * The warm-up goes on, one step at a time, until it has also run this long: a one-at-a-time
+   * load gets faster over its first seconds, as V8 optimizes the Node code on the path (this
+   * kit's included). @defaultValue 0
    */
   warmupMs?: number;
   /** Steps kept outstanding for the rate. @defaultValue 200 */
