@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { summarizeTimeline } from '../bench/src/timeline-summary.ts';
+import { summarizeCreation, summarizeTimeline } from '../bench/src/timeline-summary.ts';
 
 // Events as the children record them: `<ns> <event> <detail>` (bench/src/children/timeline.ts).
 const at = (ms: number, event: string, detail = '') => `${BigInt(Math.round(ms * 1e6)) + 10n ** 12n} ${event} ${detail}`;
@@ -42,5 +42,34 @@ describe('bench --timeline summary', () => {
     expect(s.legs.broker_step.p50).toBeCloseTo(0.4, 6);
     expect(s.legs.worker_receive_to_handler.p50).toBeCloseTo(0.3, 6);
     expect(s.total.p50).toBeCloseTo(2.5, 6);
+  });
+
+  it("cuts each task's start into its legs, from the bench's request to the first handler, and leaves out a start it cannot follow", () => {
+    const worker: string[] = [];
+    const orchestrator: string[] = [];
+    const sent: number[] = [];
+    for (const base of [0, 100]) {
+      sent.push(base + 1e6);
+      orchestrator.push(
+        // A result batch's statement before the creation's is not the creation's.
+        at(base + 0.2, 'sql>', 'pipelined'),
+        at(base + 0.3, 'sql<', 'pipelined'),
+        at(base + 0.6, 'sql>', 'prepared:tasks_create_batch'),
+        at(base + 1.6, 'sql<', 'prepared:tasks_create_batch'),
+        at(base + 1.7, 'pub', 'p.steps/ns'),
+      );
+      worker.push(at(base + 2.1, 'recv', 'p.steps/ns'), at(base + 2.3, 'handler', 's1'));
+    }
+    // A third request whose first step never reaches the worker.
+    sent.push(200 + 1e6);
+    orchestrator.push(at(200.5, 'sql>', 'prepared:tasks_create_batch'), at(201, 'sql<', 'prepared:tasks_create_batch'));
+    const s = summarizeCreation(sent, orchestrator, worker);
+    expect(s.tasks).toBe(2);
+    expect(s.legs.http_to_statement.p50).toBeCloseTo(0.6, 6);
+    expect(s.legs.postgres.p50).toBeCloseTo(1.0, 6);
+    expect(s.legs.orchestrator_publish.p50).toBeCloseTo(0.1, 6);
+    expect(s.legs.broker_step.p50).toBeCloseTo(0.4, 6);
+    expect(s.legs.worker_receive_to_handler.p50).toBeCloseTo(0.2, 6);
+    expect(s.total.p50).toBeCloseTo(2.3, 6);
   });
 });

@@ -4,7 +4,7 @@
 // workload, memory with many tasks in flight and with 1 vs 2 orchestrators, and the
 // per-step overhead of each language's worker runtime (issue 4).
 // `pnpm bench --help` lists the options; bench/README.md explains every figure.
-import { LEGS, summarizeTimeline } from './timeline-summary.ts';
+import { CREATION_LEGS, LEGS, summarizeCreation, summarizeTimeline } from './timeline-summary.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -311,12 +311,14 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           const settleUntil = performance.now() + opts.sizes.settleMs;
           while (performance.now() < settleUntil && Date.now() < deadlineFor()) await linearOverhead(stack, 20, 0, deadlineFor());
           if (opts.timeline) await Promise.all([stack.orchestrators[0]!.request('timeline'), stack.worker!.request('timeline')]);
-          const r = await linearOverhead(stack, opts.sizes.overheadTasks, 0, deadlineFor());
+          const sends: number[] = [];
+          const r = await linearOverhead(stack, opts.sizes.overheadTasks, 0, deadlineFor(), sends);
           r.first_pass = { p50: first.p50, p99: first.p99, gap_p50: first.gap_p50, gap_p99: first.gap_p99, settle_seconds: opts.sizes.settleMs / 1000 };
           writeFileSync(join(outDir, 'overhead-process-stats.json'), JSON.stringify(await stack.stats(), null, 2));
           if (opts.timeline) {
             const [o, w] = await Promise.all([stack.orchestrators[0]!.request('timeline'), stack.worker!.request('timeline')]);
             r.timeline = summarizeTimeline(o.data as string[], w.data as string[], 's4');
+            r.timeline_creation = summarizeCreation(sends, o.data as string[], w.data as string[]);
           }
           return r;
         }),
@@ -355,6 +357,15 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
               [...LEGS.map(([k, label]) => [label, tl.legs[k].p50, tl.legs[k].p90] as [string, number, number]), ['handler → next handler, all legs', tl.total.p50, tl.total.p90]],
             ),
           );
+          const tc = overhead.timeline_creation;
+          if (tc) {
+            say(
+              table(
+                [`where a task's start goes (--timeline, ${tc.tasks} tasks: POST /v1/tasks sent → first handler)`, 'p50', 'p90'],
+                [...CREATION_LEGS.map(([k, label]) => [label, tc.legs[k].p50, tc.legs[k].p90] as [string, number, number]), ['request → first handler, all legs', tc.total.p50, tc.total.p90]],
+              ),
+            );
+          }
           say('  (the processes run from source under tsx, with their libraries wrapped: a little slower than the figures above)');
         }
       }

@@ -97,3 +97,62 @@ export function summarizeTimeline(orchestrator: string[], worker: string[], last
     statements_per_step: pct(statements, 50),
   };
 }
+
+/** The legs of a task's start, in path order: from the bench's request to the first step's handler. */
+export const CREATION_LEGS = [
+  ['http_to_statement', 'orchestrator: request sent → creation statement sent (HTTP, checks, plan)'],
+  ['postgres', 'Postgres: creation statement sent → answered'],
+  ['orchestrator_publish', 'orchestrator: answered → first step published'],
+  ['broker_step', 'broker: step published → worker receives it'],
+  ['worker_receive_to_handler', 'worker: step received → handler starts'],
+] as const;
+export type CreationLeg = (typeof CREATION_LEGS)[number][0];
+
+export interface CreationSummary {
+  /** Tasks followed from the request to their first handler. */
+  tasks: number;
+  legs: Record<CreationLeg, { p50: number; p90: number }>;
+  total: { p50: number; p90: number };
+}
+
+/**
+ * Follows each task from the bench's request (`sentMs`: its times on the same clock as the
+ * events, bench/src/util.ts nowMs) to its first step's handler: the orchestrator's creation
+ * statement (`prepared:tasks_create_batch`) sent and answered → the first step published →
+ * the worker receives it → its handler starts. Requests must be one at a time (the overhead
+ * section's); a request whose events are not all found before the next request is left out.
+ */
+export function summarizeCreation(sentMs: number[], orchestrator: string[], worker: string[]): CreationSummary {
+  const events = [...parse('orchestrator', orchestrator), ...parse('worker', worker)].sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
+  const sends = [...sentMs].sort((a, b) => a - b).map((ms) => BigInt(Math.round(ms * 1e6)));
+  const legs = Object.fromEntries(CREATION_LEGS.map(([k]) => [k, [] as number[]])) as Record<CreationLeg, number[]>;
+  const totals: number[] = [];
+  let i = 0;
+  for (let k = 0; k < sends.length; k++) {
+    const sent = sends[k]!;
+    const until = sends[k + 1];
+    while (i < events.length && events[i]!.t < sent) i++;
+    let sql0: bigint | undefined, sqlN: bigint | undefined, pub: bigint | undefined, recv: bigint | undefined, handler: bigint | undefined;
+    for (let j = i; j < events.length && (until === undefined || events[j]!.t < until) && handler === undefined; j++) {
+      const e = events[j]!;
+      const create = e.detail === 'prepared:tasks_create_batch';
+      if (e.who === 'orchestrator' && e.name === 'sql>' && create && sql0 === undefined) sql0 = e.t;
+      else if (e.who === 'orchestrator' && e.name === 'sql<' && create && sql0 !== undefined && sqlN === undefined) sqlN = e.t;
+      else if (e.who === 'orchestrator' && e.name === 'pub' && e.detail.includes('.steps/') && sqlN !== undefined && pub === undefined) pub = e.t;
+      else if (e.who === 'worker' && e.name === 'recv' && e.detail.includes('.steps/') && pub !== undefined && recv === undefined) recv = e.t;
+      else if (e.who === 'worker' && e.name === 'handler' && recv !== undefined) handler = e.t;
+    }
+    if (sql0 === undefined || sqlN === undefined || pub === undefined || recv === undefined || handler === undefined) continue;
+    legs.http_to_statement.push(ms(sent, sql0));
+    legs.postgres.push(ms(sql0, sqlN));
+    legs.orchestrator_publish.push(ms(sqlN, pub));
+    legs.broker_step.push(ms(pub, recv));
+    legs.worker_receive_to_handler.push(ms(recv, handler));
+    totals.push(ms(sent, handler));
+  }
+  return {
+    tasks: totals.length,
+    legs: Object.fromEntries(CREATION_LEGS.map(([k]) => [k, { p50: pct(legs[k], 50), p90: pct(legs[k], 90) }])) as CreationSummary['legs'],
+    total: { p50: pct(totals, 50), p90: pct(totals, 90) },
+  };
+}

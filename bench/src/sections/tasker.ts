@@ -1,4 +1,4 @@
-import type { TimelineSummary } from '../timeline-summary.ts';
+import type { CreationSummary, TimelineSummary } from '../timeline-summary.ts';
 import pino from 'pino';
 import { AmqpTaskRequester } from '@tasker/client';
 import { HttpLoad, taskBody, taskInput } from '../http-load.ts';
@@ -290,6 +290,8 @@ export interface OverheadResult {
   seen_p99: number;
   /** With --timeline: where each step's time goes, leg by leg (timeline-summary.ts). */
   timeline?: TimelineSummary;
+  /** With --timeline: where the time from the request to the first step's handler goes. */
+  timeline_creation?: CreationSummary;
   /**
    * The same count of tasks run first, before the load settled (main.ts): the figures a
    * measurement right after a quiet machine gives. Then `settle_seconds` more of the same load
@@ -304,7 +306,14 @@ export interface OverheadResult {
  * IPC when the last step's handler runs; only then does the bench poll the task row, every
  * millisecond, until it is complete.
  */
-export async function linearOverhead(stack: TaskerStack, count: number, warm: number, deadline: number): Promise<OverheadResult> {
+export async function linearOverhead(
+  stack: TaskerStack,
+  count: number,
+  warm: number,
+  deadline: number,
+  /** Filled with each measured request's send time (util.ts nowMs), for the timeline. */
+  sends?: number[],
+): Promise<OverheadResult> {
   const worker = stack.worker;
   if (!worker) throw new Error('overhead needs the worker');
   const seen = new Map<string, () => void>();
@@ -361,6 +370,7 @@ export async function linearOverhead(stack: TaskerStack, count: number, warm: nu
       const seenAt = wall();
       if (state !== 'complete') throw new Error(`task ${id} ended ${state}`);
       if (i < warm) continue;
+      sends?.push(sentAt);
       const { rows: task } = await stack.db.query<{ ms: number }>(
         'SELECT extract(epoch FROM completed_at - created_at) * 1000 AS ms FROM tasks WHERE id = $1',
         [id],
