@@ -6,8 +6,8 @@ import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { DATABASE_URL, failure } from './support/statements.ts';
 
 // steps.task_id and tasks.template_id are checked once per statement by triggers
-// (migration 0005) instead of row by row by foreign keys: these are the guarantees a
-// foreign key gave, checked against a real Postgres.
+// (migrations 0005 and 0013) instead of row by row by foreign keys: these are the guarantees
+// a foreign key gave, checked against a real Postgres.
 const url = DATABASE_URL;
 const schema = `refs_${Math.random().toString(36).slice(2, 10)}`;
 const logger = pino({ level: 'silent' });
@@ -68,6 +68,25 @@ describe('references between steps, tasks and templates', () => {
     expect(e.message).toBe('insert into steps: task_id tsk_missing does not exist in tasks');
     const { rows } = await a.query(`SELECT count(*)::int AS n FROM ${S}.steps WHERE task_id = 'tsk_ok3'`);
     expect(rows[0].n).toBe(0);
+  });
+
+  it("the checks read this installation's tables whatever the inserting session's search path", async () => {
+    // Another schema first on the path, whose own `tasks` holds the id: the check must not
+    // find it there (migration 0013 pins the functions to the installation's schema).
+    const decoy = `"${schema}_decoy"`;
+    await a.query(`CREATE SCHEMA ${decoy}; CREATE TABLE ${decoy}.tasks (id text); INSERT INTO ${decoy}.tasks VALUES ('tsk_decoy')`);
+    try {
+      await a.query(`SET search_path = ${decoy}`);
+      const e = await failure(steps(a, ['tsk_decoy']));
+      expect(e.code).toBe('23503');
+      expect(e.message).toBe('insert into steps: task_id tsk_decoy does not exist in tasks');
+      // And a task of this installation is found from that session.
+      await task('tsk_from_elsewhere');
+      await steps(a, ['tsk_from_elsewhere']);
+    } finally {
+      await a.query('RESET search_path');
+      await a.query(`DROP SCHEMA ${decoy} CASCADE`);
+    }
   });
 
   it('a task of a template that does not exist is refused', async () => {

@@ -37,7 +37,10 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
   }
   for (const i of indexes.rows) lines.push(`index ${strip(i.indexdef)}`);
   for (const c of constraints.rows) lines.push(`constraint ${strip(c.table_name)}: ${strip(c.def)}`);
-  for (const f of functions.rows) lines.push(`function ${strip(f.def)}`);
+  // A function pinned to the installation's schema (`SET search_path FROM CURRENT`) names it: shown
+  // as <schema>, so that the description does not depend on the schema's name.
+  const pinned = (s: string) => s.split(`search_path=${schema}`).join('search_path=<schema>').split(`search_path="${schema}"`).join('search_path=<schema>');
+  for (const f of functions.rows) lines.push(`function ${pinned(strip(f.def))}`);
   for (const t of triggers.rows) lines.push(`trigger ${strip(t.def)}`);
   return `${lines.join('\n')}\n`;
 }
