@@ -23,9 +23,13 @@ import { sql, type Kysely } from 'kysely';
 // The guarantees are 0005's, unchanged: a missing task or template fails the insert with
 // 23503 foreign_key_violation naming the missing id, and the referenced rows are locked FOR
 // KEY SHARE, as a foreign key check locks them.
-export async function up(db: Kysely<unknown>): Promise<void> {
-  await sql`
-    CREATE FUNCTION check_steps_task_exists() RETURNS trigger
+/**
+ * The check of one reference as a function of its own: `child`.`key` must name a row of
+ * `parent` (its `id`). The names are this file's constants, written into static queries.
+ */
+function referenceCheck(fn: string, child: string, key: string, parent: string): string {
+  return `
+    CREATE FUNCTION ${fn}() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path FROM CURRENT
     SET plan_cache_mode = force_generic_plan
@@ -36,36 +40,21 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     DECLARE
       missing text;
     BEGIN
-      PERFORM count(*) FROM (SELECT 1 FROM tasks p WHERE p.id IN (SELECT n.task_id FROM new_rows n) FOR KEY SHARE OF p) locked;
-      SELECT n.task_id INTO missing FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM tasks p WHERE p.id = n.task_id) LIMIT 1;
+      PERFORM count(*) FROM (SELECT 1 FROM ${parent} p WHERE p.id IN (SELECT n.${key} FROM new_rows n) FOR KEY SHARE OF p) locked;
+      SELECT n.${key}::text INTO missing FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM ${parent} p WHERE p.id = n.${key}) LIMIT 1;
       IF missing IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
-          MESSAGE = format('insert into steps: task_id %s does not exist in tasks', missing);
+          MESSAGE = format('insert into ${child}: ${key} %s does not exist in ${parent}', missing);
       END IF;
       RETURN NULL;
     END
-    $fn$;
+    $fn$;`;
+}
 
-    CREATE FUNCTION check_tasks_template_exists() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path FROM CURRENT
-    SET plan_cache_mode = force_generic_plan
-    SET enable_seqscan = off
-    SET enable_hashjoin = off
-    SET enable_mergejoin = off
-    AS $fn$
-    DECLARE
-      missing text;
-    BEGIN
-      PERFORM count(*) FROM (SELECT 1 FROM templates p WHERE p.id IN (SELECT n.template_id FROM new_rows n) FOR KEY SHARE OF p) locked;
-      SELECT n.template_id::text INTO missing FROM new_rows n WHERE NOT EXISTS (SELECT 1 FROM templates p WHERE p.id = n.template_id) LIMIT 1;
-      IF missing IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
-          MESSAGE = format('insert into tasks: template_id %s does not exist in templates', missing);
-      END IF;
-      RETURN NULL;
-    END
-    $fn$;
+export async function up(db: Kysely<unknown>): Promise<void> {
+  await sql.raw(`
+    ${referenceCheck('check_steps_task_exists', 'steps', 'task_id', 'tasks')}
+    ${referenceCheck('check_tasks_template_exists', 'tasks', 'template_id', 'templates')}
 
     DROP TRIGGER steps_task_exists ON steps;
     CREATE TRIGGER steps_task_exists AFTER INSERT ON steps
@@ -74,5 +63,5 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     CREATE TRIGGER tasks_template_exists AFTER INSERT ON tasks
       REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION check_tasks_template_exists();
     DROP FUNCTION check_inserted_references();
-  `.execute(db);
+  `).execute(db);
 }
