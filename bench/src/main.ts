@@ -4,7 +4,7 @@
 // workload, memory with many tasks in flight and with 1 vs 2 orchestrators, and the
 // per-step overhead of each language's worker runtime (issue 4).
 // `pnpm bench --help` lists the options; bench/README.md explains every figure.
-import { CREATION_LEGS, LEGS, summarizeCreation, summarizeTimeline } from './timeline-summary.ts';
+import { CREATION_LEGS, LEGS, legsTable, summarizeCreation, summarizeTimeline } from './timeline-summary.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -310,15 +310,20 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           const first = await linearOverhead(stack, opts.sizes.overheadTasks, Math.min(5, opts.sizes.overheadTasks), deadlineFor());
           const settleUntil = performance.now() + opts.sizes.settleMs;
           while (performance.now() < settleUntil && Date.now() < deadlineFor()) await linearOverhead(stack, 20, 0, deadlineFor());
-          if (opts.timeline) await Promise.all([stack.orchestrators[0]!.request('timeline'), stack.worker!.request('timeline')]);
+          // The orchestrator's and the worker's events since the last take (children/timeline.ts).
+          const takeTimelines = async () => {
+            const [o, w] = await Promise.all([stack.orchestrators[0]!.request('timeline'), stack.worker!.request('timeline')]);
+            return { orchestrator: o.data as string[], worker: w.data as string[] };
+          };
+          if (opts.timeline) await takeTimelines();
           const sends: number[] = [];
           const r = await linearOverhead(stack, opts.sizes.overheadTasks, 0, deadlineFor(), sends);
           r.first_pass = { p50: first.p50, p99: first.p99, gap_p50: first.gap_p50, gap_p99: first.gap_p99, settle_seconds: opts.sizes.settleMs / 1000 };
           writeFileSync(join(outDir, 'overhead-process-stats.json'), JSON.stringify(await stack.stats(), null, 2));
           if (opts.timeline) {
-            const [o, w] = await Promise.all([stack.orchestrators[0]!.request('timeline'), stack.worker!.request('timeline')]);
-            r.timeline = summarizeTimeline(o.data as string[], w.data as string[], 's4');
-            r.timeline_creation = summarizeCreation(sends, o.data as string[], w.data as string[]);
+            const t = await takeTimelines();
+            r.timeline = summarizeTimeline(t.orchestrator, t.worker, 's4');
+            r.timeline_creation = summarizeCreation(sends, t.orchestrator, t.worker);
           }
           return r;
         }),
@@ -351,21 +356,9 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         say(sharesLine('overhead'));
         const tl = overhead.timeline;
         if (tl) {
-          say(
-            table(
-              [`where a step's time goes (--timeline, ${tl.steps} steps; ${tl.statements_per_step} result-batch statement(s) per step)`, 'p50', 'p90'],
-              [...LEGS.map(([k, label]) => [label, tl.legs[k].p50, tl.legs[k].p90] as [string, number, number]), ['handler → next handler, all legs', tl.total.p50, tl.total.p90]],
-            ),
-          );
+          say(legsTable(`where a step's time goes (--timeline, ${tl.steps} steps; ${tl.statements_per_step} result-batch statement(s) per step)`, LEGS, tl, 'handler → next handler, all legs'));
           const tc = overhead.timeline_creation;
-          if (tc) {
-            say(
-              table(
-                [`where a task's start goes (--timeline, ${tc.tasks} tasks: POST /v1/tasks sent → first handler)`, 'p50', 'p90'],
-                [...CREATION_LEGS.map(([k, label]) => [label, tc.legs[k].p50, tc.legs[k].p90] as [string, number, number]), ['request → first handler, all legs', tc.total.p50, tc.total.p90]],
-              ),
-            );
-          }
+          if (tc) say(legsTable(`where a task's start goes (--timeline, ${tc.tasks} tasks: POST /v1/tasks sent → first handler)`, CREATION_LEGS, tc, 'request → first handler, all legs'));
           say('  (the processes run from source under tsx, with their libraries wrapped: a little slower than the figures above)');
         }
       }

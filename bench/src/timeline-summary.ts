@@ -3,12 +3,26 @@
 // step, into the legs of the path from one step's handler to the next one's. The section runs
 // one task at a time, so the events of one step follow each other; a leg that an unrelated
 // event (task creation, an outbox clean-up) would cut in two is recognised by its kind.
+import { table } from './report.ts';
 
 interface Event {
   t: bigint;
   who: 'orchestrator' | 'worker';
   name: string;
   detail: string;
+}
+
+/** A leg summary as a table: one row per leg (p50, p90), then the whole path. */
+export function legsTable<K extends string>(
+  title: string,
+  legs: ReadonlyArray<readonly [K, string]>,
+  summary: { legs: Record<K, { p50: number; p90: number }>; total: { p50: number; p90: number } },
+  totalLabel: string,
+): string {
+  return table(
+    [title, 'p50', 'p90'],
+    [...legs.map(([k, label]) => [label, summary.legs[k].p50, summary.legs[k].p90]), [totalLabel, summary.total.p50, summary.total.p90]],
+  );
 }
 
 /** The legs, in path order. */
@@ -48,6 +62,21 @@ function pct(xs: number[], p: number): number {
   return s.length === 0 ? NaN : Math.round(s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! * 1000) / 1000;
 }
 
+/** The orchestrator's and the worker's events, merged in the order they happened. */
+function merged(orchestrator: string[], worker: string[]): Event[] {
+  return [...parse('orchestrator', orchestrator), ...parse('worker', worker)].sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
+}
+
+/** An empty list of durations per leg. */
+function emptyLegs<K extends string>(legs: ReadonlyArray<readonly [K, string]>): Record<K, number[]> {
+  return Object.fromEntries(legs.map(([k]) => [k, [] as number[]])) as Record<K, number[]>;
+}
+
+/** p50 and p90 of each leg's durations. */
+function legPercentiles<K extends string>(legs: ReadonlyArray<readonly [K, string]>, xs: Record<K, number[]>): Record<K, { p50: number; p90: number }> {
+  return Object.fromEntries(legs.map(([k]) => [k, { p50: pct(xs[k], 50), p90: pct(xs[k], 90) }])) as Record<K, { p50: number; p90: number }>;
+}
+
 /**
  * Follows each step: its handler starts (worker) → its result is published (worker) → the
  * orchestrator receives it → sends its result batch's statements (`pipelined`: the ones that
@@ -56,8 +85,8 @@ function pct(xs: number[], p: number): number {
  * last (`lastStep`) has no next step, and is left out.
  */
 export function summarizeTimeline(orchestrator: string[], worker: string[], lastStep: string): TimelineSummary {
-  const events = [...parse('orchestrator', orchestrator), ...parse('worker', worker)].sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
-  const legs = Object.fromEntries(LEGS.map(([k]) => [k, [] as number[]])) as Record<Leg, number[]>;
+  const events = merged(orchestrator, worker);
+  const legs = emptyLegs(LEGS);
   const totals: number[] = [];
   const statements: number[] = [];
   let c: { handler: bigint; step: string; wpub?: bigint; orecv?: bigint; sql0?: bigint; sqlN?: bigint; n: number; opub?: bigint; wrecv?: bigint } | null = null;
@@ -92,7 +121,7 @@ export function summarizeTimeline(orchestrator: string[], worker: string[], last
   }
   return {
     steps: totals.length,
-    legs: Object.fromEntries(LEGS.map(([k]) => [k, { p50: pct(legs[k], 50), p90: pct(legs[k], 90) }])) as TimelineSummary['legs'],
+    legs: legPercentiles(LEGS, legs),
     total: { p50: pct(totals, 50), p90: pct(totals, 90) },
     statements_per_step: pct(statements, 50),
   };
@@ -123,9 +152,9 @@ export interface CreationSummary {
  * section's); a request whose events are not all found before the next request is left out.
  */
 export function summarizeCreation(sentMs: number[], orchestrator: string[], worker: string[]): CreationSummary {
-  const events = [...parse('orchestrator', orchestrator), ...parse('worker', worker)].sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : 0));
+  const events = merged(orchestrator, worker);
   const sends = [...sentMs].sort((a, b) => a - b).map((ms) => BigInt(Math.round(ms * 1e6)));
-  const legs = Object.fromEntries(CREATION_LEGS.map(([k]) => [k, [] as number[]])) as Record<CreationLeg, number[]>;
+  const legs = emptyLegs(CREATION_LEGS);
   const totals: number[] = [];
   let i = 0;
   for (let k = 0; k < sends.length; k++) {
@@ -152,7 +181,7 @@ export function summarizeCreation(sentMs: number[], orchestrator: string[], work
   }
   return {
     tasks: totals.length,
-    legs: Object.fromEntries(CREATION_LEGS.map(([k]) => [k, { p50: pct(legs[k], 50), p90: pct(legs[k], 90) }])) as CreationSummary['legs'],
+    legs: legPercentiles(CREATION_LEGS, legs),
     total: { p50: pct(totals, 50), p90: pct(totals, 90) },
   };
 }

@@ -332,8 +332,6 @@ export async function linearOverhead(
   const creates: number[] = [];
   const firstHandler: number[] = [];
   const ends: number[] = [];
-  // The clock every process shares, as the worker's handlers stamp their results (children/ipc.ts nowMs).
-  const wall = nowMs;
   let timedOut = false;
   try {
     for (let i = 0; i < warm + count; i++) {
@@ -342,7 +340,8 @@ export async function linearOverhead(
         break;
       }
       const t0 = performance.now();
-      const sentAt = wall();
+      // The clock every process shares, as the worker's handlers stamp their results (util.ts nowMs).
+      const sentAt = nowMs();
       const res = await load.post(`${stack.urls[0]}/v1/tasks`, taskBody('bench', 'linear4', i));
       const tCreated = performance.now();
       if (res.status !== 201) throw new Error(`POST /v1/tasks answered ${res.status}: ${res.text.slice(0, 300)}`);
@@ -367,7 +366,7 @@ export async function linearOverhead(
         state = rows[0]?.state ?? 'missing';
       }
       const t1 = performance.now();
-      const seenAt = wall();
+      const seenAt = nowMs();
       if (state !== 'complete') throw new Error(`task ${id} ended ${state}`);
       if (i < warm) continue;
       sends?.push(sentAt);
