@@ -8,15 +8,18 @@ describe('bench --timeline summary', () => {
   it("cuts each step's path into its legs, leaves out the task's last step and what other statements do meanwhile", () => {
     const worker: string[] = [];
     const orchestrator: string[] = [];
-    // Two tasks of two steps (s1 → s4): s1's path to s4 is measured; s4 has no next step.
+    // Two tasks of two steps (s1 → s4): s1's path to s4 is measured; s4 has no next step. The
+    // first task's batches are pipelined texts, the second's the prepared statement that writes
+    // a batch planned from the task cache.
     for (const base of [0, 100]) {
+      const batch = base === 0 ? 'pipelined' : 'prepared:result_write_checked_kept';
       worker.push(at(base + 0, 'handler', 's1'), at(base + 0.1, 'pub', 'p.results/ns'));
       orchestrator.push(
         at(base + 0.5, 'recv', 'p.results/ns'),
-        at(base + 0.8, 'sql>', 'pipelined'),
+        at(base + 0.8, 'sql>', batch),
         // An outbox clean-up on another connection is not the batch's.
         at(base + 0.9, 'sql>', 'prepared:outbox_delete'),
-        at(base + 1.6, 'sql<', 'pipelined'),
+        at(base + 1.6, 'sql<', batch),
         at(base + 1.7, 'sql<', 'prepared:outbox_delete'),
         at(base + 1.8, 'pub', 'p.steps/ns'),
       );
@@ -24,8 +27,8 @@ describe('bench --timeline summary', () => {
       // s4's result, then the next task's creation: its statements and first step are not s4's path.
       orchestrator.push(
         at(base + 3, 'recv', 'p.results/ns'),
-        at(base + 3.1, 'sql>', 'pipelined'),
-        at(base + 3.9, 'sql<', 'pipelined'),
+        at(base + 3.1, 'sql>', batch),
+        at(base + 3.9, 'sql<', batch),
         at(base + 50, 'sql>', 'prepared:tasks_create_batch'),
         at(base + 51, 'sql<', 'prepared:tasks_create_batch'),
         at(base + 51.5, 'pub', 'p.steps/ns'),

@@ -233,9 +233,12 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           .filter(([k]) => k.startsWith('orchestrator'))
           .flatMap(([, v]) => (v as { timings: Array<{ key: string; count: number }> }).timings);
         const sqlCount = traced.filter((t) => t.key.startsWith('sql')).reduce((a, t) => a + t.count, 0);
-        // Transactions: a BEGIN (alone, or leading a pipelined text) and a creation batch (one
-        // statement, its own transaction).
-        const opensTransaction = (key: string) => key === 'sql begin' || key.startsWith('sql /* pipelined */ BEGIN') || key.startsWith('sql /* prepared:tasks_create_batch */');
+        // Transactions: a BEGIN (alone, or leading a pipelined text), a creation batch and a
+        // result batch written from the task cache (each one statement, its own transaction).
+        const opensTransaction = (key: string) =>
+          key === 'sql begin' ||
+          key.startsWith('sql /* pipelined */ BEGIN') ||
+          ['tasks_create_batch', 'result_write_checked_kept', 'result_write_checked'].some((name) => key.startsWith(`sql /* prepared:${name} */`));
         const txCount = traced.filter((t) => opensTransaction(t.key)).reduce((a, t) => a + t.count, 0);
         return {
           ...r,

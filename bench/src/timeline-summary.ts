@@ -78,9 +78,19 @@ function legPercentiles<K extends string>(legs: ReadonlyArray<readonly [K, strin
 }
 
 /**
+ * A statement of a result batch, by its kind (the marker comment, children/timeline.ts): a
+ * pipelined text (`BEGIN; …`, `…; COMMIT`), or the one prepared statement that writes a batch
+ * planned from the orchestrator's copy of its tasks (results/batch-store.ts, writeCheckedPlan).
+ */
+export function isResultBatchStatement(kind: string): boolean {
+  return kind === 'pipelined' || kind === 'prepared:result_write_checked_kept' || kind === 'prepared:result_write_checked';
+}
+
+/**
  * Follows each step: its handler starts (worker) → its result is published (worker) → the
- * orchestrator receives it → sends its result batch's statements (`pipelined`: the ones that
- * apply results; task creation and outbox clean-ups are other kinds) → publishes the next
+ * orchestrator receives it → sends its result batch's statements (`pipelined`, or the prepared
+ * `result_write_checked…`: the ones that apply results; task creation and outbox clean-ups
+ * are other kinds, see isResultBatchStatement) → publishes the next
  * step → the worker receives it → its handler starts. A step whose handler was the task's
  * last (`lastStep`) has no next step, and is left out.
  */
@@ -112,10 +122,10 @@ export function summarizeTimeline(orchestrator: string[], worker: string[], last
     if (!c) continue;
     if (e.who === 'worker' && e.name === 'pub' && e.detail.includes('.results/') && !c.wpub) c.wpub = e.t;
     else if (e.who === 'orchestrator' && e.name === 'recv' && e.detail.includes('.results/') && c.wpub && !c.orecv) c.orecv = e.t;
-    else if (e.who === 'orchestrator' && e.name === 'sql>' && e.detail === 'pipelined' && c.orecv && !c.opub) {
+    else if (e.who === 'orchestrator' && e.name === 'sql>' && isResultBatchStatement(e.detail) && c.orecv && !c.opub) {
       c.sql0 ??= e.t;
       c.n++;
-    } else if (e.who === 'orchestrator' && e.name === 'sql<' && e.detail === 'pipelined' && c.sql0 && !c.opub) c.sqlN = e.t;
+    } else if (e.who === 'orchestrator' && e.name === 'sql<' && isResultBatchStatement(e.detail) && c.sql0 && !c.opub) c.sqlN = e.t;
     else if (e.who === 'orchestrator' && e.name === 'pub' && e.detail.includes('.steps/') && c.sqlN && !c.opub) c.opub = e.t;
     else if (e.who === 'worker' && e.name === 'recv' && e.detail.includes('.steps/') && c.opub && !c.wrecv) c.wrecv = e.t;
   }

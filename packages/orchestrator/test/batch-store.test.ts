@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import pino from 'pino';
-import { createDb, jsonLiteral, pipelinedTransaction, textLiteral } from '../src/db/database.ts';
+import { createDb, jsonLiteral, textLiteral } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
 import { batchTransaction, KEPT_PLAN_TASKS, lockAndReadSteps, writeCheckedPlan, writePlan } from '../src/results/batch-store.ts';
@@ -116,7 +116,7 @@ describe('result batch store', () => {
   const auditRows = async (id: string) =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${id}`.execute(db)).rows[0]!.n;
 
-  it('a batch planned from the task cache is written with BEGIN and COMMIT in one round trip when every row is as it was held', async () => {
+  it('a batch planned from the task cache is written by one prepared statement, its own transaction, when every row is as it was held', async () => {
     await task('t_held');
     const batch = await held(['t_held']);
     const one = createDb(url, schema, 1);
@@ -129,12 +129,14 @@ describe('result batch store', () => {
       }) as typeof client.query;
     });
     try {
-      const outbox = await pipelinedTransaction(one.db, (tx) =>
-        writeCheckedPlan(tx, batch.check, planBatch(batch.tasks, batch.steps, [done('t_held')]), [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} }]),
-      );
+      const outbox = await writeCheckedPlan(one.db, batch.check, planBatch(batch.tasks, batch.steps, [done('t_held')]), [
+        { exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} },
+      ]);
       expect(outbox).toHaveLength(1);
       expect(sent).toHaveLength(1);
-      expect(sent[0]).toMatch(/^\/\* pipelined \*\/ BEGIN; .*SELECT write_result_rows_checked\(.* COMMIT$/s);
+      // On plans kept for the connection: a batch of one task (KEPT_PLAN_TASKS).
+      expect(sent[0]).toMatch(/^\/\* prepared:result_write_checked_kept \*\/\s+SELECT write_result_rows_checked_kept\(\$1::text\[\]/);
+      expect(sent[0]).not.toMatch(/BEGIN|COMMIT/);
     } finally {
       await one.db.destroy();
     }
@@ -163,9 +165,7 @@ describe('result batch store', () => {
       const batch = await held([id]);
       await change(id);
       const { rows: before } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`.execute(db);
-      const outbox = await pipelinedTransaction(db, (tx) =>
-        writeCheckedPlan(tx, batch.check, planBatch(batch.tasks, batch.steps, [done(id)]), [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} }]),
-      );
+      const outbox = await writeCheckedPlan(db, batch.check, planBatch(batch.tasks, batch.steps, [done(id)]), [{ exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} }]);
       expect(outbox, what).toBeNull();
       const { rows } = await sql<{ state: string }>`SELECT state FROM steps WHERE id = ${`${id}_a`}`.execute(db);
       expect(rows[0]!.state, what).toBe('enqueued');
@@ -270,6 +270,67 @@ describe('result batch store', () => {
     expect(outbox).toEqual([]);
     const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM steps WHERE task_id = ANY(${ids}::text[]) AND state = 'enqueued' AND name = 'b'`.execute(db);
     expect(rows[0]!.n).toBe(ids.length);
+  });
+
+  it('a batch from the task cache of more tasks than run on kept plans is written by the statement planned for its size', async () => {
+    const ids = Array.from({ length: KEPT_PLAN_TASKS + 4 }, (_, i) => `t_bigheld${i}`);
+    for (const id of ids) await task(id);
+    const batch = await held(ids);
+    const one = createDb(url, schema, 1);
+    const sent: string[] = [];
+    one.pool.on('connect', (client) => {
+      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+      client.query = ((...args: unknown[]) => {
+        sent.push(typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string }).text));
+        return query(...args);
+      }) as typeof client.query;
+    });
+    try {
+      const outbox = await writeCheckedPlan(one.db, batch.check, planBatch(batch.tasks, batch.steps, ids.map(done)), []);
+      expect(outbox).toEqual([]);
+      expect(sent).toHaveLength(1);
+      expect(sent[0]).toMatch(/^\/\* prepared:result_write_checked \*\/\s+SELECT write_result_rows_checked\(\$1::text\[\]/);
+    } finally {
+      await one.db.destroy();
+    }
+    const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM steps WHERE task_id = ANY(${ids}::text[]) AND state = 'enqueued' AND name = 'b'`.execute(db);
+    expect(rows[0]!.n).toBe(ids.length);
+  });
+
+  it("a small batch from the task cache runs on kept plans by the function's own settings: made while the tables are empty, they find every row by key", async () => {
+    // write_result_rows_checked_kept (migration 0014) runs outside a transaction block, so no
+    // SET LOCAL gives its statements their settings: the function's own do. On a fresh
+    // installation's empty tables, a plan made for the values would scan them whole.
+    const fresh = `${schema}_fresh_held`;
+    const one = createDb(url, fresh, 1);
+    const plans: string[] = [];
+    one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
+    try {
+      await migrate(one.db, fresh, logger);
+      await sql`INSERT INTO namespaces (name) VALUES ('ns');
+        INSERT INTO templates (namespace, name, version, major, minor, patch, definition) VALUES ('ns', 'one', '1.0.0', 1, 0, 0, '{}');
+        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id)
+          SELECT 't_fresh', 'ns', 'one', '1.0.0', id, 'in_progress', '{}', 'corr' FROM templates;
+        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents)
+          VALUES ('t_fresh_a', 't_fresh', 'a', 0, 'enqueued', 1, 3, 0, '{}')`.execute(one.db);
+      const cache = new TaskCache(1 << 20);
+      const read = await batchTransaction(one.db, (tx) => tx.lockAndReadSteps(['t_fresh']));
+      cache.keep(read.tasks, read.steps.values());
+      const batch = cache.take(['t_fresh'])!;
+      await sql`LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+        SET auto_explain.log_level = notice`.execute(one.db);
+      const outbox = await writeCheckedPlan(one.db, batch.check, planBatch(batch.tasks, batch.steps, [done('t_fresh')]), []);
+      expect(outbox).toEqual([]);
+      const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost='))).join('\n');
+      expect(nodes).toMatch(/Index Scan using steps_pkey on steps/);
+      expect(nodes).toMatch(/Index Scan using tasks_pkey on tasks/);
+      expect(nodes).not.toMatch(/Seq Scan|Hash Join|Merge Join/);
+      const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(one.db);
+      expect(rows[0]!.state).toBe('complete');
+    } finally {
+      await one.db.schema.dropSchema(fresh).ifExists().cascade().execute();
+      await one.db.destroy();
+    }
   });
 
   it("a small batch's kept plan, made while the tables are empty, finds every row it writes by primary key", async () => {

@@ -15,6 +15,7 @@ import * as m0010 from './migrations/0010_audit_single_index.ts';
 import * as m0011 from './migrations/0011_positional_rows.ts';
 import * as m0012 from './migrations/0012_held_newest_template.ts';
 import * as m0013 from './migrations/0013_static_reference_checks.ts';
+import * as m0014 from './migrations/0014_checked_write_statement.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -31,6 +32,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0011_positional_rows': m0011,
   '0012_held_newest_template': m0012,
   '0013_static_reference_checks': m0013,
+  '0014_checked_write_statement': m0014,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, textLiteral, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
+import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
 import { outboxRow, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
@@ -59,20 +59,26 @@ export class BatchTransaction {
 
 /**
  * A result batch planned from the tasks as the TaskCache held them, written in one round trip
- * (`BEGIN; write_result_rows_checked(…); COMMIT`, migrations 0008 and 0011): the write locks the tasks
- * and compares every one of their rows with `check` before it writes. Returns the outbox rows
- * to publish, or null if the tasks changed since the cache had them: then nothing was
- * written, and the caller reads them under the lock and plans again.
+ * by one prepared statement, which is its own transaction (migrations 0008, 0011 and 0014):
+ * the write locks the tasks and compares every one of their rows with `check` before it
+ * writes. A batch of at most KEPT_PLAN_TASKS tasks runs on plans kept for the connection
+ * (`write_result_rows_checked_kept`, whose own settings are KEPT_PLANS'); a bigger one is
+ * planned for its size. Returns the outbox rows to publish, or null if the tasks changed
+ * since the cache had them: then nothing was written, and the caller reads them under the
+ * lock and plans again.
+ *
+ * `db` must not be inside a transaction block: the statement commits as it ends.
  */
-export async function writeCheckedPlan(tx: PipelinedTransaction, check: CacheCheck, plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[] | null> {
-  const plans = check.taskIds.length <= KEPT_PLAN_TASKS ? `${KEPT_PLANS} ` : '';
-  const args = [
-    `ARRAY(SELECT jsonb_array_elements_text(${jsonLiteral(check.taskIds)}))`,
-    textLiteral(check.tasks),
-    textLiteral(check.steps),
-    ...planWriteArgs(plan, messages).map(jsonLiteral),
-  ].join(', ');
-  const rows = await tx.only<{ outbox: string[] | null }>(`${plans}SELECT write_result_rows_checked(${args}) AS outbox;`);
+export async function writeCheckedPlan(db: Kysely<Database>, check: CacheCheck, plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[] | null> {
+  const [steps, tasks, transitions, outbox] = planWriteArgs(plan, messages).map((a) => JSON.stringify(a));
+  const { rows } =
+    check.taskIds.length <= KEPT_PLAN_TASKS
+      ? await sql<{ outbox: string[] | null }>`/* prepared:result_write_checked_kept */
+          SELECT write_result_rows_checked_kept(${check.taskIds}::text[], ${check.tasks}, ${check.steps},
+            ${steps}::jsonb, ${tasks}::jsonb, ${transitions}::jsonb, ${outbox}::jsonb) AS outbox`.execute(db)
+      : await sql<{ outbox: string[] | null }>`/* prepared:result_write_checked */
+          SELECT write_result_rows_checked(${check.taskIds}::text[], ${check.tasks}, ${check.steps},
+            ${steps}::jsonb, ${tasks}::jsonb, ${transitions}::jsonb, ${outbox}::jsonb) AS outbox`.execute(db);
   const ids = rows[0]!.outbox;
   return ids === null ? null : withOutboxIds(messages, ids);
 }

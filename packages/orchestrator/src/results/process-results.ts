@@ -17,7 +17,7 @@ import {
   type StepResult,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
-import { pipelinedTransaction, type Database, type Db } from '../db/database.ts';
+import type { Database, Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
@@ -57,8 +57,9 @@ type StepRow = Pick<StepState, 'id' | 'task_id' | 'name' | 'state' | 'attempt' |
  * COMMIT. Only results that wait for a child task, and finished tasks that a parent step
  * waits for, read more in between. One round trip when `deps.taskCache` holds every task of
  * the batch (what this orchestrator's last batch for them left): the plan is made from that
- * copy, and the write checks it under the lock (writeCheckedPlan); a copy found stale costs
- * that round trip, and the batch goes the two-round-trip way.
+ * copy, and one prepared statement, its own transaction, checks the copy under the lock and
+ * writes (writeCheckedPlan); a copy found stale costs that round trip, and the batch goes
+ * the two-round-trip way.
  */
 export async function processResults(
   deps: ProcessDeps,
@@ -86,9 +87,10 @@ async function applyCachedOrRead(
   // waits for a child task reads the child in between, so such a batch reads as below.
   const held = results.some((r) => r.status === 'waiting') ? null : cache.take(ids);
   if (held) {
-    const out = await pipelinedTransaction(db, (tx) =>
-      applyResults(deps, tx.db, results, held, true, (plan, messages) => writeCheckedPlan(tx, held.check, plan, messages)),
-    ).catch((err: unknown) => {
+    const out = await db
+      .connection()
+      .execute((conn) => applyResults(deps, conn, results, held, true, (plan, messages) => writeCheckedPlan(conn, held.check, plan, messages)))
+      .catch((err: unknown) => {
       cache.drop(ids);
       throw err;
     });
