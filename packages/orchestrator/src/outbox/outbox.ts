@@ -1,7 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { AmqpOptions as Options, Broker } from '@tasker/transport';
 import type { Logger } from 'pino';
-import type { Database, Db } from '../db/database.ts';
+import { preparedQuery, type Database, type Db } from '../db/database.ts';
 import { recordTransitions, type TransitionRow } from '../tasks/transitions.ts';
 
 /** A message a state change implies, written in the same transaction as the change. */
@@ -137,7 +137,7 @@ export class OutboxRelay {
     this.deleteTimer = null;
     const ids = this.confirmed.splice(0);
     if (ids.length === 0) return;
-    await sql`/* prepared:outbox_delete */ DELETE FROM outbox WHERE id = ANY(${ids}::bigint[])`.execute(this.db).catch((err: Error) => {
+    await preparedQuery(this.db, '/* prepared:outbox_delete */ DELETE FROM outbox WHERE id = ANY($1::bigint[])', [ids]).catch((err: Error) => {
       // The messages went out; leaving the rows only means a harmless duplicate later.
       this.logger.warn({ err: err.message }, 'outbox cleanup failed');
     });

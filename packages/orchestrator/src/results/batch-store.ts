@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
+import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, preparedQuery, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
 import { outboxRow, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
@@ -70,18 +70,21 @@ export class BatchTransaction {
  * `db` must not be inside a transaction block: the statement commits as it ends.
  */
 export async function writeCheckedPlan(db: Kysely<Database>, check: CacheCheck, plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[] | null> {
-  const [steps, tasks, transitions, outbox] = planWriteArgs(plan, messages).map((a) => JSON.stringify(a));
-  const { rows } =
-    check.taskIds.length <= KEPT_PLAN_TASKS
-      ? await sql<{ outbox: string[] | null }>`/* prepared:result_write_checked_kept */
-          SELECT write_result_rows_checked_kept(${check.taskIds}::text[], ${check.tasks}, ${check.steps},
-            ${steps}::jsonb, ${tasks}::jsonb, ${transitions}::jsonb, ${outbox}::jsonb) AS outbox`.execute(db)
-      : await sql<{ outbox: string[] | null }>`/* prepared:result_write_checked */
-          SELECT write_result_rows_checked(${check.taskIds}::text[], ${check.tasks}, ${check.steps},
-            ${steps}::jsonb, ${tasks}::jsonb, ${transitions}::jsonb, ${outbox}::jsonb) AS outbox`.execute(db);
+  const kept = check.taskIds.length <= KEPT_PLAN_TASKS;
+  const rows = await preparedQuery<{ outbox: string[] | null }>(db, kept ? CHECKED_WRITE_KEPT : CHECKED_WRITE, [
+    check.taskIds,
+    check.tasks,
+    check.steps,
+    ...planWriteArgs(plan, messages).map((a) => JSON.stringify(a)),
+  ]);
   const ids = rows[0]!.outbox;
   return ids === null ? null : withOutboxIds(messages, ids);
 }
+
+const CHECKED_WRITE_KEPT = `/* prepared:result_write_checked_kept */
+  SELECT write_result_rows_checked_kept($1::text[], $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb) AS outbox`;
+const CHECKED_WRITE = `/* prepared:result_write_checked */
+  SELECT write_result_rows_checked($1::text[], $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb) AS outbox`;
 
 /**
  * The same read as `BatchTransaction.lockAndReadSteps` (lock the tasks in id order, then read

@@ -87,10 +87,9 @@ async function applyCachedOrRead(
   // waits for a child task reads the child in between, so such a batch reads as below.
   const held = results.some((r) => r.status === 'waiting') ? null : cache.take(ids);
   if (held) {
-    const out = await db
-      .connection()
-      .execute((conn) => applyResults(deps, conn, results, held, true, (plan, messages) => writeCheckedPlan(conn, held.check, plan, messages)))
-      .catch((err: unknown) => {
+    // Outside any transaction block: the write is one statement, its own transaction.
+    const out = await applyResults(deps, db, results, held, true, (plan, messages) => writeCheckedPlan(db, held.check, plan, messages)).catch(
+      (err: unknown) => {
       cache.drop(ids);
       throw err;
     });

@@ -13,7 +13,7 @@ import {
   type TaskView,
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.ts';
+import { preparedQuery, type Db } from '../db/database.ts';
 import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
@@ -40,6 +40,10 @@ interface Prepared {
   taskId: string;
   correlationId: string;
 }
+
+/** The creation batch's statement (migrations 0011 and 0012): every task, step, audit row and first step message of the batch. */
+const CREATE_BATCH = `/* prepared:tasks_create_batch */
+    SELECT created, outbox, stale FROM create_tasks_rows_newest($1::jsonb, $2::jsonb, $3::jsonb, $4::jsonb, $5::jsonb)`;
 
 /**
  * Creates tasks in one transaction for a whole batch (HTTP and AMQP requests are batched
@@ -244,13 +248,13 @@ export async function createTasks(
   // newest of their names without asking go first, to be checked (migration 0012; none when
   // every template was asked for or named by version).
   const checks = [...new Set(fresh.map((p) => newest.get(templateKey(p.input))).filter((c) => c !== undefined))];
-  const { rows } = await sql<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[]; stale: boolean }>`/* prepared:tasks_create_batch */
-    SELECT created, outbox, stale FROM create_tasks_rows_newest(
-      ${JSON.stringify(checks)}::jsonb,
-      ${JSON.stringify(taskRows)}::jsonb,
-      ${JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents]))}::jsonb,
-      ${JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason]))}::jsonb,
-      ${JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null]))}::jsonb)`.execute(deps.db);
+  const rows = await preparedQuery<{ created: Array<{ id: string; created_at: string }> | null; outbox: string[]; stale: boolean }>(deps.db, CREATE_BATCH, [
+    JSON.stringify(checks),
+    JSON.stringify(taskRows),
+    JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents])),
+    JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason])),
+    JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null])),
+  ]);
   if (rows[0]!.stale) {
     // A newer version was registered (by another orchestrator) since this one last asked:
     // nothing was written. Create the batch again from what the database says now.
