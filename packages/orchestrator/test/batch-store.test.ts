@@ -107,18 +107,14 @@ describe('result batch store', () => {
   });
 
   /** The tasks as they are now, held by a fresh TaskCache (as a batch that read them would leave them). */
-  async function held(ids: string[]) {
+  async function held(ids: string[], on = db) {
     const cache = new TaskCache(1 << 20);
-    const read = await batchTransaction(db, (tx) => tx.lockAndReadSteps(ids));
+    const read = await batchTransaction(on, (tx) => tx.lockAndReadSteps(ids));
     cache.keep(read.tasks, read.steps.values());
     return cache.take(ids)!;
   }
-  const auditRows = async (id: string) =>
-    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${id}`.execute(db)).rows[0]!.n;
-
-  it('a batch planned from the task cache is written by one prepared statement, its own transaction, when every row is as it was held', async () => {
-    await task('t_held');
-    const batch = await held(['t_held']);
+  /** A Db of one connection on this installation, and the text of every query it sends. */
+  function recordingDb() {
     const one = createDb(url, schema, 1);
     const sent: string[] = [];
     one.pool.on('connect', (client) => {
@@ -128,6 +124,44 @@ describe('result batch store', () => {
         return query(...args);
       }) as typeof client.query;
     });
+    return { one, sent };
+  }
+  /**
+   * A fresh installation in a schema of its own (its tables empty, then one task of one
+   * enqueued step, 't_fresh_a'), on one connection whose notices land in `plans`; `explain()`
+   * has auto_explain send every plan from then on, nested statements' too.
+   */
+  async function freshInstallation(name: string) {
+    const fresh = `${schema}_${name}`;
+    const one = createDb(url, fresh, 1);
+    const plans: string[] = [];
+    one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
+    await migrate(one.db, fresh, logger);
+    await sql`INSERT INTO namespaces (name) VALUES ('ns');
+      INSERT INTO templates (namespace, name, version, major, minor, patch, definition) VALUES ('ns', 'one', '1.0.0', 1, 0, 0, '{}');
+      INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id)
+        SELECT 't_fresh', 'ns', 'one', '1.0.0', id, 'in_progress', '{}', 'corr' FROM templates;
+      INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents)
+        VALUES ('t_fresh_a', 't_fresh', 'a', 0, 'enqueued', 1, 3, 0, '{}')`.execute(one.db);
+    return {
+      db: one.db,
+      plans,
+      explain: () =>
+        sql`LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
+          SET auto_explain.log_level = notice`.execute(one.db),
+      drop: async () => {
+        await one.db.schema.dropSchema(fresh).ifExists().cascade().execute();
+        await one.db.destroy();
+      },
+    };
+  }
+  const auditRows = async (id: string) =>
+    (await sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${id}`.execute(db)).rows[0]!.n;
+
+  it('a batch planned from the task cache is written by one prepared statement, its own transaction, when every row is as it was held', async () => {
+    await task('t_held');
+    const batch = await held(['t_held']);
+    const { one, sent } = recordingDb();
     try {
       const outbox = await writeCheckedPlan(one.db, batch.check, planBatch(batch.tasks, batch.steps, [done('t_held')]), [
         { exchange: 'ex', routingKey: 'ns', body: '{}', properties: {} },
@@ -276,15 +310,7 @@ describe('result batch store', () => {
     const ids = Array.from({ length: KEPT_PLAN_TASKS + 4 }, (_, i) => `t_bigheld${i}`);
     for (const id of ids) await task(id);
     const batch = await held(ids);
-    const one = createDb(url, schema, 1);
-    const sent: string[] = [];
-    one.pool.on('connect', (client) => {
-      const query = client.query.bind(client) as (...args: unknown[]) => unknown;
-      client.query = ((...args: unknown[]) => {
-        sent.push(typeof args[0] === 'string' ? args[0] : String((args[0] as { text?: string }).text));
-        return query(...args);
-      }) as typeof client.query;
-    });
+    const { one, sent } = recordingDb();
     try {
       const outbox = await writeCheckedPlan(one.db, batch.check, planBatch(batch.tasks, batch.steps, ids.map(done)), []);
       expect(outbox).toEqual([]);
@@ -301,63 +327,37 @@ describe('result batch store', () => {
     // write_result_rows_checked_kept (migration 0014) runs outside a transaction block, so no
     // SET LOCAL gives its statements their settings: the function's own do. On a fresh
     // installation's empty tables, a plan made for the values would scan them whole.
-    const fresh = `${schema}_fresh_held`;
-    const one = createDb(url, fresh, 1);
-    const plans: string[] = [];
-    one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
+    const fresh = await freshInstallation('fresh_held');
     try {
-      await migrate(one.db, fresh, logger);
-      await sql`INSERT INTO namespaces (name) VALUES ('ns');
-        INSERT INTO templates (namespace, name, version, major, minor, patch, definition) VALUES ('ns', 'one', '1.0.0', 1, 0, 0, '{}');
-        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id)
-          SELECT 't_fresh', 'ns', 'one', '1.0.0', id, 'in_progress', '{}', 'corr' FROM templates;
-        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents)
-          VALUES ('t_fresh_a', 't_fresh', 'a', 0, 'enqueued', 1, 3, 0, '{}')`.execute(one.db);
-      const cache = new TaskCache(1 << 20);
-      const read = await batchTransaction(one.db, (tx) => tx.lockAndReadSteps(['t_fresh']));
-      cache.keep(read.tasks, read.steps.values());
-      const batch = cache.take(['t_fresh'])!;
-      await sql`LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
-        SET auto_explain.log_level = notice`.execute(one.db);
-      const outbox = await writeCheckedPlan(one.db, batch.check, planBatch(batch.tasks, batch.steps, [done('t_fresh')]), []);
+      const batch = await held(['t_fresh'], fresh.db);
+      await fresh.explain();
+      const outbox = await writeCheckedPlan(fresh.db, batch.check, planBatch(batch.tasks, batch.steps, [done('t_fresh')]), []);
       expect(outbox).toEqual([]);
-      const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost='))).join('\n');
+      const nodes = fresh.plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost='))).join('\n');
       expect(nodes).toMatch(/Index Scan using steps_pkey on steps/);
       expect(nodes).toMatch(/Index Scan using tasks_pkey on tasks/);
       expect(nodes).not.toMatch(/Seq Scan|Hash Join|Merge Join/);
-      const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(one.db);
+      const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(fresh.db);
       expect(rows[0]!.state).toBe('complete');
     } finally {
-      await one.db.schema.dropSchema(fresh).ifExists().cascade().execute();
-      await one.db.destroy();
+      await fresh.drop();
     }
   });
 
   it("a small batch's kept plan, made while the tables are empty, finds every row it writes by primary key", async () => {
     // A plan kept from an empty table must not scan the table once it has grown: auto_explain
     // shows the plans the write runs on (made here, on a fresh installation's empty tables).
-    const fresh = `${schema}_fresh`;
-    const one = createDb(url, fresh, 1);
-    const plans: string[] = [];
-    one.pool.on('connect', (client) => client.on('notice', (n) => plans.push(String(n.message))));
+    const fresh = await freshInstallation('fresh');
     try {
-      await migrate(one.db, fresh, logger);
-      await sql`INSERT INTO namespaces (name) VALUES ('ns');
-        INSERT INTO templates (namespace, name, version, major, minor, patch, definition) VALUES ('ns', 'one', '1.0.0', 1, 0, 0, '{}');
-        INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id)
-          SELECT 't_fresh', 'ns', 'one', '1.0.0', id, 'in_progress', '{}', 'corr' FROM templates;
-        INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents)
-          VALUES ('t_fresh_a', 't_fresh', 'a', 0, 'enqueued', 1, 3, 0, '{}')`.execute(one.db);
-      await sql`LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;
-        SET auto_explain.log_level = notice`.execute(one.db);
-      await batchTransaction(one.db, async (tx) => {
+      await fresh.explain();
+      await batchTransaction(fresh.db, async (tx) => {
         const { tasks, steps } = await tx.lockAndReadSteps(['t_fresh']);
         const plan = planBatch(tasks, steps, [done('t_fresh')]);
         expect(plan.tasks).toHaveLength(1);
         return tx.writePlanAndCommit(plan, []);
       });
       // The plan's nodes (the query text above them is left out).
-      const write = plans
+      const write = fresh.plans
         .find((p) => p.includes('Update on steps'))
         ?.split('\n')
         .filter((l) => l.includes('(cost='))
@@ -367,15 +367,14 @@ describe('result batch store', () => {
       expect(write).toMatch(/Index Scan using tasks_pkey on tasks/);
       expect(write).not.toMatch(/Seq Scan|tasks_live_idx|Hash Join|Merge Join/);
       // And the lock-and-read's statements look their rows up by key too.
-      const nodes = plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost=')));
+      const nodes = fresh.plans.flatMap((p) => p.split('\n').filter((l) => l.includes('(cost=')));
       expect(nodes.join('\n')).toMatch(/Index Scan on tasks_pkey/);
       expect(nodes.join('\n')).toMatch(/Index Scan on steps_task_id_name_key/);
       expect(nodes.join('\n')).not.toMatch(/Seq Scan|Hash Join|Merge Join/);
-      const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(one.db);
+      const { rows } = await sql<{ state: string }>`SELECT state FROM tasks WHERE id = 't_fresh'`.execute(fresh.db);
       expect(rows[0]!.state).toBe('complete');
     } finally {
-      await one.db.schema.dropSchema(fresh).ifExists().cascade().execute();
-      await one.db.destroy();
+      await fresh.drop();
     }
   });
 });
