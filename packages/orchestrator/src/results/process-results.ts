@@ -88,8 +88,8 @@ async function applyCachedOrRead(
   const held = results.some((r) => r.status === 'waiting') ? null : cache.take(ids);
   if (held) {
     // Outside any transaction block: the write is one statement, its own transaction.
-    const out = await applyResults(deps, db, results, held, true, (plan, messages) => writeCheckedPlan(db, held.check, plan, messages)).catch(
-      (err: unknown) => {
+    const write = (plan: BatchPlan, messages: OutgoingMessage[]) => writeCheckedPlan(db, held.check, plan, messages);
+    const out = await applyResults(deps, db, results, held, true, write).catch((err: unknown) => {
       cache.drop(ids);
       throw err;
     });
