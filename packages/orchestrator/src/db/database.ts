@@ -218,18 +218,6 @@ export class PipelinedTransaction {
     return (await sql.raw<R>(`/* pipelined */ BEGIN; ${statements}`).execute(this.db)).rows;
   }
 
-  /**
-   * Sends `BEGIN; statements; COMMIT`: the whole transaction in one round trip. If a statement
-   * fails, the rest does not run and the transaction is rolled back like any other.
-   */
-  async only<R>(statements: string): Promise<R[]> {
-    if (this.begun) throw new Error('the transaction has begun already');
-    this.begun = true;
-    const { rows } = await sql.raw<R>(`/* pipelined */ BEGIN; ${statements} COMMIT`).execute(this.db);
-    this.ended = true;
-    return rows;
-  }
-
   /** Sends `statements; COMMIT`; answers with the rows of the statement that returns rows. */
   async commit<R>(statements = ''): Promise<R[]> {
     if (!this.begun || this.ended) throw new Error('no transaction to commit');
@@ -263,11 +251,6 @@ export async function pipelinedTransaction<T>(db: Db, fn: (tx: PipelinedTransact
       throw err;
     }
   });
-}
-
-/** A text as an SQL string literal, for a pipelined statement (standard_conforming_strings: only quotes are doubled). */
-export function textLiteral(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
 }
 
 /**
