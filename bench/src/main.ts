@@ -4,7 +4,7 @@
 // workload, memory with many tasks in flight and with 1 vs 2 orchestrators, and the
 // per-step overhead of each language's worker runtime (issue 4).
 // `pnpm bench --help` lists the options; bench/README.md explains every figure.
-import { CREATION_LEGS, LEGS, legsTable, summarizeCreation, summarizeTimeline } from './timeline-summary.ts';
+import { CREATION_LEGS, LEGS, isResultBatchStatement, legsTable, summarizeCreation, summarizeTimeline } from './timeline-summary.ts';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -234,11 +234,17 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           .flatMap(([, v]) => (v as { timings: Array<{ key: string; count: number }> }).timings);
         const sqlCount = traced.filter((t) => t.key.startsWith('sql')).reduce((a, t) => a + t.count, 0);
         // Transactions: a BEGIN (alone, or leading a pipelined text), a creation batch and a
-        // result batch written from the task cache (each one statement, its own transaction).
-        const opensTransaction = (key: string) =>
-          key === 'sql begin' ||
-          key.startsWith('sql /* pipelined */ BEGIN') ||
-          ['tasks_create_batch', 'result_write_checked_kept', 'result_write_checked'].some((name) => key.startsWith(`sql /* prepared:${name} */`));
+        // result batch written from the task cache (each one statement, its own transaction:
+        // the prepared result-batch statements of isResultBatchStatement).
+        const opensTransaction = (key: string) => {
+          const kind = /^sql \/\* ([a-z_:]+) \*\//.exec(key)?.[1];
+          return (
+            key === 'sql begin' ||
+            key.startsWith('sql /* pipelined */ BEGIN') ||
+            kind === 'prepared:tasks_create_batch' ||
+            (kind !== undefined && kind !== 'pipelined' && isResultBatchStatement(kind))
+          );
+        };
         const txCount = traced.filter((t) => opensTransaction(t.key)).reduce((a, t) => a + t.count, 0);
         return {
           ...r,

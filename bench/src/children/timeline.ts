@@ -6,6 +6,7 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
+import { queryAnswered } from './pg-answer.ts';
 
 /** `<ns since an arbitrary origin> <event> <detail>`, in the order they happened. */
 const events: string[] = [];
@@ -53,17 +54,6 @@ if (on) {
     // The statement's kind: its marker comment (`pipelined`, `prepared:NAME`), else its first words.
     const kind = (/^\s*\/\* ([a-z_:]+) \*\//.exec(text)?.[1] ?? text.trim().split(/\s+/).slice(0, 2).join('_')).slice(0, 40);
     ev('sql>', kind);
-    // pg-pool's `pool.query` passes a callback (then pg returns no promise): its answer is the callback's call.
-    const last = args.length - 1;
-    if (typeof args[last] === 'function') {
-      const cb = args[last] as (...a: unknown[]) => unknown;
-      args[last] = (...a: unknown[]) => {
-        ev('sql<', kind);
-        return cb(...a);
-      };
-    }
-    const out = query.apply(this, args) as Promise<unknown> | undefined;
-    if (out && typeof out.then === 'function') out.then(() => ev('sql<', kind), () => ev('sql<', kind));
-    return out;
+    return queryAnswered(query, this, args, () => ev('sql<', kind));
   };
 }

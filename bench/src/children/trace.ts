@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { queryAnswered } from './pg-answer.ts';
 import { onRequest } from './ipc.ts';
 import { clearTimeline, takeTimeline } from './timeline.ts';
 
@@ -46,14 +47,7 @@ export function installSqlTrace(): void {
     const first = args[0];
     const text = typeof first === 'string' ? first : ((first as { text?: string } | undefined)?.text ?? '?');
     const t0 = performance.now();
-    const out = original.apply(this, args);
-    if (out && typeof (out as Promise<unknown>).then === 'function') {
-      (out as Promise<unknown>).then(
-        () => record(`sql ${fingerprint(text)}`, performance.now() - t0),
-        () => record(`sql(failed) ${fingerprint(text)}`, performance.now() - t0),
-      );
-    }
-    return out;
+    return queryAnswered(original, this, args, (ok) => record(`${ok ? 'sql' : 'sql(failed)'} ${fingerprint(text)}`, performance.now() - t0));
   };
 }
 
