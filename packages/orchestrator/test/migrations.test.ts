@@ -117,3 +117,26 @@ describe('upgrading an installation that has tasks', () => {
     expect(dup.code).toBe('23505');
   });
 });
+
+describe('a fresh machine whose database does not exist yet', () => {
+  // Test files start orchestrators side by side, so on a fresh machine several create the
+  // database at once. Their CREATE DATABASE statements then race in pg_database's unique
+  // index (23505), which is not the "already exists" error (42P04) one after the other gives.
+  const name = `tasker_fresh_${Math.random().toString(36).slice(2, 10)}`;
+  const fresh = new URL(url);
+  fresh.pathname = `/${name}`;
+  const admin = new pg.Client({ connectionString: url });
+
+  beforeAll(() => admin.connect());
+  afterAll(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
+    await admin.end();
+  });
+
+  it('eight processes creating it at once all succeed, and it exists once', async () => {
+    const outcomes = await Promise.allSettled(Array.from({ length: 8 }, () => ensureDatabase(fresh.toString(), logger)));
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason))).toEqual([]);
+    const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_database WHERE datname = $1', [name]);
+    expect(rows[0].n).toBe(1);
+  });
+});

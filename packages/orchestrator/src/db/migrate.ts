@@ -105,7 +105,10 @@ export async function ensureDatabase(databaseUrl: string, logger: Logger): Promi
     await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
     logger.info({ database: name }, 'database created');
   } catch (err) {
-    if ((err as { code?: string }).code !== '42P04') throw err; // created meanwhile
+    // Created meanwhile by another process: 42P04 if its CREATE DATABASE had committed, 23505
+    // (pg_database's unique name index) if both were running at once.
+    const code = (err as { code?: string }).code;
+    if (code !== '42P04' && code !== '23505') throw err;
   } finally {
     await admin.end();
   }
