@@ -44,6 +44,7 @@ describe('benchmark harness', () => {
     const r = JSON.parse(readFileSync(json, 'utf8')) as Record<string, any>;
     const isNumber = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
     expect(r.queue_type).toMatch(/^(classic|quorum)$/);
+    expect(r.results_queue_type).toBe(r.queue_type);
     for (const [path, value] of Object.entries({
       'throughput.steps_per_sec': r.throughput?.steps_per_sec,
       'overhead_ms.p50': r.overhead_ms?.p50,

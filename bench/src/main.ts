@@ -164,7 +164,9 @@ say(
 );
 say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
 say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
-say(`Tasker durable settings: persistent messages, durable ${opts.queueType} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
+// The step queues' type, and the results queue's where it differs (--results-queue-type).
+const queuesLabel = opts.resultsQueueType === opts.queueType ? opts.queueType : `${opts.queueType} step, ${opts.resultsQueueType} results`;
+say(`Tasker durable settings: persistent messages, durable ${queuesLabel} queues, Postgres fsync=${durability.fsync} synchronous_commit=${durability.synchronous_commit}`);
 say(`Tasker: at most ${opts.stepsPerMessage} step(s) per step message (TASKER_STEPS_PER_MESSAGE=${opts.stepsPerMessage}; the orchestrator's default is 1); at most ${opts.requestsPerMessage} task request(s) per AMQP message (the requester's maxRequestsPerMessage)`);
 say(`worker concurrency ${opts.concurrency} for every system; run id ${runId}; logs in ${outDir}`);
 if (opts.nodelay) say('WHAT-IF: --nodelay forces TCP_NODELAY on Tasker\'s AMQP sockets (not the code as committed)');
@@ -173,12 +175,13 @@ const result: Record<string, unknown> = {
   date: new Date().toISOString(),
   mode: opts.mode,
   queue_type: opts.queueType,
+  results_queue_type: opts.resultsQueueType,
   steps_per_message: opts.stepsPerMessage,
   requests_per_message: opts.requestsPerMessage,
   concurrency: opts.concurrency,
   sizes: opts.sizes,
   machine,
-  durability: { ...durability, persistent_messages: true, durable_queues: true, queue_type: opts.queueType },
+  durability: { ...durability, persistent_messages: true, durable_queues: true, queue_type: opts.queueType, results_queue_type: opts.resultsQueueType },
   experiments: opts.nodelay ? ['nodelay'] : [],
 };
 
@@ -196,6 +199,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
       label: 'main',
       runId,
       queueType: opts.queueType,
+      resultsQueueType: opts.resultsQueueType,
       stepsPerMessage: opts.stepsPerMessage,
       requestsPerMessage: opts.requestsPerMessage,
       orchestrators: 1,
@@ -359,7 +363,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           ),
         );
         say(
-          `  ${overhead.samples} tasks, ${opts.queueType} queues, measured after a first pass of as many and ${overhead.first_pass?.settle_seconds ?? 0} s more ` +
+          `  ${overhead.samples} tasks, ${queuesLabel} queues, measured after a first pass of as many and ${overhead.first_pass?.settle_seconds ?? 0} s more ` +
             'of the same load, unmeasured (the first pass is shown for comparison; bench/README.md, "Settling")',
         );
         say(sharesLine('overhead'));
@@ -519,6 +523,7 @@ const startStack = (label: string, orchestrators: number, workerEnv: Record<stri
     label,
     runId,
     queueType: opts.queueType,
+    resultsQueueType: opts.resultsQueueType,
     stepsPerMessage: opts.stepsPerMessage,
     requestsPerMessage: opts.requestsPerMessage,
     orchestrators,
@@ -671,7 +676,7 @@ for (const [name, p] of Object.entries(peers)) {
 const limitRatio = ratio(ours, limitRate);
 v(`≥ 0.5 × raw two-hop rate (${opts.queueType})`, limitRatio === null ? 'not measured' : `${limitRatio} (${limitRate} msgs/s)`, limitRatio === null ? null : limitRatio >= 0.5);
 v(
-  `per-step overhead ≤ ${thresholds.p50} ms p50, ≤ ${thresholds.p99} ms p99 (${opts.queueType})`,
+  `per-step overhead ≤ ${thresholds.p50} ms p50, ≤ ${thresholds.p99} ms p99 (${queuesLabel})`,
   overhead ? `${overhead.p50} ms p50, ${overhead.p99} ms p99` : 'not measured',
   overhead ? overhead.p50 <= thresholds.p50 && overhead.p99 <= thresholds.p99 : null,
 );
@@ -692,7 +697,7 @@ say(
   table(
     ['system (diamond, concurrency 50)', 'durable', 'steps/s', 'tasker ÷ it'],
     [
-      [`tasker (${opts.queueType} queues, ${opts.stepsPerMessage} steps/message)`, 'yes', ours, ours ? 1 : null],
+      [`tasker (${queuesLabel} queues, ${opts.stepsPerMessage} steps/message)`, 'yes', ours, ours ? 1 : null],
       ...peerRows,
       [`raw RabbitMQ two hops (${opts.queueType}), msgs/s`, 'yes', limitRate, limitRatio],
     ],

@@ -141,6 +141,8 @@ export interface Options {
   mode: Mode;
   sizes: Sizes;
   queueType: QueueType;
+  /** The results queue's type (TASKER_RESULTS_QUEUE_TYPE of Tasker's orchestrators); the same as `queueType` unless asked. */
+  resultsQueueType: QueueType;
   /** Most steps in one step message (TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators). */
   stepsPerMessage: number;
   /** Most task requests in one AMQP message (the bench's AmqpTaskRequester, `maxRequestsPerMessage`). */
@@ -173,6 +175,8 @@ export const USAGE = `pnpm bench [options]
   --tiny                  a handful of tasks per section (the test suite's smoke run)
   --json FILE             also write the figures as JSON
   --queue-type TYPE       classic or quorum work queues for Tasker (default: TASKER_QUEUE_TYPE, else quorum)
+  --results-queue-type TYPE  classic or quorum for Tasker's results queue alone (default: TASKER_RESULTS_QUEUE_TYPE,
+                          else the work queues' type); the overhead target follows the step queues' type
   --steps-per-message N  TASKER_STEPS_PER_MESSAGE of Tasker's orchestrators (default: that variable, else 16;
                           the orchestrator's own default is 1, for workers that predate 'steps' messages)
   --requests-per-message N  most task requests in one AMQP message (the requester's maxRequestsPerMessage;
@@ -201,6 +205,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let mode: Mode = 'full';
   let json: string | null = null;
   let queueType = (process.env.TASKER_QUEUE_TYPE as QueueType | undefined) ?? 'quorum';
+  let resultsQueueType = (process.env.TASKER_RESULTS_QUEUE_TYPE as QueueType | undefined) || null;
   let stepsPerMessage = Number(process.env.TASKER_STEPS_PER_MESSAGE || 16);
   let requestsPerMessage = 100;
   let outDir = defaultOutDir;
@@ -238,6 +243,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         const v = value();
         if (v !== 'classic' && v !== 'quorum') throw new Error(`--queue-type is classic or quorum, not '${v}'`);
         queueType = v;
+        break;
+      }
+      case '--results-queue-type': {
+        const v = value();
+        if (v !== 'classic' && v !== 'quorum') throw new Error(`--results-queue-type is classic or quorum, not '${v}'`);
+        resultsQueueType = v;
         break;
       }
       case '--steps-per-message': {
@@ -323,6 +334,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     mode,
     sizes,
     queueType,
+    resultsQueueType: resultsQueueType ?? queueType,
     stepsPerMessage,
     requestsPerMessage,
     json,

@@ -139,6 +139,24 @@ describe('broker access apply', () => {
     expect((await fx.api.exchanges('/')).filter((e) => e.name.startsWith(`${prefix}.`))).toEqual([]);
   });
 
+  it('declares the results queue with TASKER_RESULTS_QUEUE_TYPE and the other work queues with TASKER_QUEUE_TYPE (plan only)', async () => {
+    const prefix = `iso${uniqueSuffix()}`;
+    extraPrefixes.push(prefix);
+    await fx.api.declareQueue('/', `${prefix}.results`, { 'x-queue-type': 'classic' });
+    const config = testConfig(prefix);
+    const passwords = Object.fromEntries([`${prefix}-orchestrator`, `${prefix}-service`, `${prefix}-ns-payments`].map((u) => [u, 'pw']));
+    const env = { TASKER_QUEUE_TYPE: 'quorum', TASKER_RESULTS_QUEUE_TYPE: 'classic' };
+    const report = await applyBrokerAccess({ config, passwords, managementUrl: MANAGEMENT_URL(), readDatabase: false, env, dryRun: true });
+    const queues = Object.fromEntries(report.items.filter((i) => i.kind === 'queue').map((i) => [i.name, `${i.outcome} ${i.detail}`]));
+    expect(queues[`${prefix}.results`]).toBe('unchanged classic');
+    expect(queues[`${prefix}.task_requests`]).toBe('created quorum');
+    expect(queues[`${prefix}.steps.payments`]).toBe('created quorum');
+    // The same broker, planned with the results queue following TASKER_QUEUE_TYPE: a conflict.
+    const err = await applyBrokerAccess({ config, passwords, managementUrl: MANAGEMENT_URL(), readDatabase: false, env: { TASKER_QUEUE_TYPE: 'quorum' }, dryRun: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BrokerAccessConflictError);
+    expect((err as Error).message).toContain('TASKER_RESULTS_QUEUE_TYPE');
+  });
+
   it('the pnpm broker:apply command reads the file and the environment, and reports nothing to change on a second run', async () => {
     const prefix = `iso${uniqueSuffix()}`;
     extraPrefixes.push(prefix);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { DEFAULT_AMQP_PREFIX, Limits, PREFIX_PATTERN } from '@tasker/protocol';
+import { DEFAULT_AMQP_PREFIX, Limits, PREFIX_PATTERN, type TopologyOptions } from '@tasker/protocol';
 
 /**
  * Orchestrator configuration: every option comes from a `TASKER_*` environment variable
@@ -18,6 +18,13 @@ export const OrchestratorConfigSchema = z.object({
   amqpPrefix: z.string().regex(PREFIX_PATTERN).default(DEFAULT_AMQP_PREFIX),
   /** Type of the work queues; fixed when a queue is first declared. @defaultValue quorum */
   queueType: z.enum(['classic', 'quorum']).default('quorum'),
+  /**
+   * Type of the results queue alone, where it should differ from `queueType` (for example
+   * quorum step queues and a classic results queue: one quorum hop less in every step; see
+   * TopologyOptions.resultsQueueType). Fixed when the queue is first declared.
+   * @defaultValue queueType
+   */
+  resultsQueueType: z.enum(['classic', 'quorum']).nullable().default(null),
   /**
    * Deliveries of one step message before the broker dead-letters it as poison. Every
    * return counts (a crash, and also a graceful hand-back at shutdown), hence some room.
@@ -100,6 +107,7 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   amqpUrl: 'TASKER_AMQP_URL',
   amqpPrefix: 'TASKER_AMQP_PREFIX',
   queueType: 'TASKER_QUEUE_TYPE',
+  resultsQueueType: 'TASKER_RESULTS_QUEUE_TYPE',
   deliveryLimit: 'TASKER_DELIVERY_LIMIT',
   stepsPerMessage: 'TASKER_STEPS_PER_MESSAGE',
   httpPort: 'TASKER_HTTP_PORT',
@@ -146,4 +154,13 @@ export function resolveConfig(
     throw new Error(`invalid orchestrator configuration: ${problems.join('; ')}`);
   }
   return parsed.data;
+}
+
+/** The queue settings of the broker topology this configuration declares. */
+export function topologyOptions(config: Pick<OrchestratorConfig, 'queueType' | 'resultsQueueType' | 'deliveryLimit'>): TopologyOptions {
+  return {
+    queueType: config.queueType,
+    deliveryLimit: config.deliveryLimit,
+    ...(config.resultsQueueType ? { resultsQueueType: config.resultsQueueType } : {}),
+  };
 }

@@ -28,7 +28,7 @@ import {
   type TopologyOptions,
 } from '@tasker/protocol';
 import { Broker, amqpUsername, type Delivery } from '@tasker/transport';
-import { resolveConfig, type OrchestratorConfig, type OrchestratorConfigInput } from './config.ts';
+import { resolveConfig, topologyOptions, type OrchestratorConfig, type OrchestratorConfigInput } from './config.ts';
 import { createDb, type Db } from './db/database.ts';
 import { ensureDatabase, migrate } from './db/migrate.ts';
 import { BatchConsumer } from './amqp/batch-consumer.ts';
@@ -110,7 +110,7 @@ export class Orchestrator {
         ),
       onError: (err) => logger.error({ err }, 'task creation batch failed unexpectedly'),
     });
-    const topo: TopologyOptions = { queueType: config.queueType, deliveryLimit: config.deliveryLimit };
+    const topo: TopologyOptions = topologyOptions(config);
     this.registry = new TemplateRegistry(db, broker, this.names, topo, logger);
     this.relay = new OutboxRelay(db, broker, logger.child({ component: 'outbox' }), {
       sweepMs: config.outboxSweepMs,
@@ -170,7 +170,7 @@ export class Orchestrator {
 
   private async boot(): Promise<void> {
     const { config, names: n } = this;
-    await this.broker.declare(coreTopology(n, { queueType: config.queueType, deliveryLimit: config.deliveryLimit }));
+    await this.broker.declare(coreTopology(n, topologyOptions(config)));
     await this.registry.declareKnownNamespaces();
     if (config.templatesDir) await this.registerTemplates(await loadTemplateDir(config.templatesDir, config.environment));
 

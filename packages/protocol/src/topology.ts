@@ -35,6 +35,14 @@ export interface TopologyOptions {
   /** Type of the work queues (steps, results, task requests, retries). @defaultValue 'quorum' */
   queueType: QueueType;
   /**
+   * Type of the results queue alone, where it should differ from `queueType`. The results
+   * queue is the orchestrator's own inbox: every step passes it once, between a worker and
+   * the orchestrator, so its type is in every step's latency. A durable classic queue keeps
+   * persistent messages on disk too (the broker confirms them once written), but lives on one
+   * node of a cluster, where a quorum queue is replicated. @defaultValue `queueType`
+   */
+  resultsQueueType?: QueueType;
+  /**
    * Deliveries of one step message before the broker dead-letters it (quorum queues only):
    * a message that kills its worker every time ends as a step error, not an endless loop.
    * @defaultValue 10
@@ -44,10 +52,10 @@ export interface TopologyOptions {
 
 export const DEFAULT_TOPOLOGY_OPTIONS: TopologyOptions = { queueType: 'quorum', deliveryLimit: 10 };
 
-function workQueueArgs(opts: TopologyOptions, deadLetter?: string): Record<string, unknown> {
-  const args: Record<string, unknown> = { 'x-queue-type': opts.queueType };
+function workQueueArgs(opts: TopologyOptions, deadLetter?: string, type: QueueType = opts.queueType): Record<string, unknown> {
+  const args: Record<string, unknown> = { 'x-queue-type': type };
   if (deadLetter) args['x-dead-letter-exchange'] = deadLetter;
-  if (opts.queueType === 'quorum' && deadLetter) args['x-delivery-limit'] = opts.deliveryLimit;
+  if (type === 'quorum' && deadLetter) args['x-delivery-limit'] = opts.deliveryLimit;
   return args;
 }
 
@@ -63,7 +71,7 @@ export function coreTopology(n: Names, opts: TopologyOptions = DEFAULT_TOPOLOGY_
     { name: n.controlExchange, type: 'fanout' },
   ];
   const queues: QueueSpec[] = [
-    { name: n.resultsQueue, arguments: workQueueArgs(opts) },
+    { name: n.resultsQueue, arguments: workQueueArgs(opts, undefined, opts.resultsQueueType ?? opts.queueType) },
     { name: n.taskRequestsQueue, arguments: workQueueArgs(opts) },
     { name: n.retriesQueue, arguments: workQueueArgs(opts) },
     { name: n.deadLetterQueue, arguments: workQueueArgs(opts) },

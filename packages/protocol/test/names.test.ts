@@ -143,6 +143,17 @@ describe('coreTopology delay levels', () => {
     const classic = coreTopology(n, { queueType: 'classic', deliveryLimit: 5 });
     expect(classic.queues.find((q) => q.name === n.retriesQueue)!.arguments['x-queue-type']).toBe('classic');
   });
+
+  it('gives the results queue its own type when asked, and the work queue type otherwise', () => {
+    const typeOf = (tp: ReturnType<typeof coreTopology>, name: string) => tp.queues.find((q) => q.name === name)!.arguments['x-queue-type'];
+    const mixed = coreTopology(n, { queueType: 'quorum', resultsQueueType: 'classic', deliveryLimit: 5 });
+    expect(mixed.queues.find((q) => q.name === n.resultsQueue)!.arguments).toEqual({ 'x-queue-type': 'classic' });
+    for (const name of [n.taskRequestsQueue, n.retriesQueue, n.deadLetterQueue, n.poisonQueue]) expect(typeOf(mixed, name)).toBe('quorum');
+    expect(namespaceTopology(n, 'payments', { queueType: 'quorum', resultsQueueType: 'classic', deliveryLimit: 5 }).queues[0]!.arguments['x-queue-type']).toBe('quorum');
+    expect(typeOf(coreTopology(n, { queueType: 'classic', resultsQueueType: 'quorum', deliveryLimit: 5 }), n.resultsQueue)).toBe('quorum');
+    expect(typeOf(coreTopology(n, { queueType: 'classic', deliveryLimit: 5 }), n.resultsQueue)).toBe('classic');
+    expect(typeOf(t, n.resultsQueue)).toBe('quorum');
+  });
 });
 
 /** AMQP topic matching: `*` is exactly one word, `#` zero or more. */

@@ -494,7 +494,7 @@ export async function applyTopology(ch: Channel, t: Topology): Promise<void> {
     const detail = (err as Error).message.replace(/^.*PRECONDITION[-_]FAILED - /, '');
     throw new TopologyMismatchError(
       `${kind} '${name}' already exists with other settings (${detail}). It was declared by another ` +
-        `version or configuration (e.g. TASKER_QUEUE_TYPE). Delete it (rabbitmqctl delete_queue / ` +
+        `version or configuration (e.g. TASKER_QUEUE_TYPE, or TASKER_RESULTS_QUEUE_TYPE for the results queue). Delete it (rabbitmqctl delete_queue / ` +
         `delete_exchange) once it is drained, or use another TASKER_AMQP_PREFIX.`,
     );
   };

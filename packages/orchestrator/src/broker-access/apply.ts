@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { coreTopology, names, namespaceTopology, type TopologyOptions } from '@tasker/protocol';
-import { resolveConfig } from '../config.ts';
+import { resolveConfig, topologyOptions } from '../config.ts';
 import { loadBrokerAccessFile, type BrokerAccessConfig } from './config-file.ts';
 import { readBrokerState } from './broker-state.ts';
 import { DEFAULT_MANAGEMENT_URL, MANAGEMENT_URL_VARIABLE, ManagementApi } from './management-api.ts';
@@ -34,7 +34,7 @@ export interface ApplyBrokerAccessOptions {
   passwords?: Readonly<Record<string, string>>;
   /** @defaultValue `TASKER_BROKER_SECRETS_FILE` */
   secretsFile?: string | null;
-  /** Queue settings of the topology. @defaultValue `TASKER_QUEUE_TYPE` and `TASKER_DELIVERY_LIMIT`, as the orchestrator's */
+  /** Queue settings of the topology. @defaultValue `TASKER_QUEUE_TYPE`, `TASKER_RESULTS_QUEUE_TYPE` and `TASKER_DELIVERY_LIMIT`, as the orchestrator's */
   topology?: Partial<TopologyOptions>;
   /** Plan only: report what would change and change nothing. @defaultValue false */
   dryRun?: boolean;
@@ -137,10 +137,15 @@ export async function applyBrokerAccess(options: ApplyBrokerAccessOptions = {}):
     },
     env,
   );
-  const topologyOptions: TopologyOptions = {
-    queueType: options.topology?.queueType ?? orchestratorConfig.queueType,
-    deliveryLimit: options.topology?.deliveryLimit ?? orchestratorConfig.deliveryLimit,
+  const given = options.topology ?? {};
+  const configured = topologyOptions(orchestratorConfig);
+  const queueSettings: TopologyOptions = {
+    queueType: given.queueType ?? configured.queueType,
+    deliveryLimit: given.deliveryLimit ?? configured.deliveryLimit,
   };
+  // Given a queue type alone, the results queue follows it, as TASKER_QUEUE_TYPE alone does.
+  const resultsQueueType = given.resultsQueueType ?? (given.queueType ? undefined : configured.resultsQueueType);
+  if (resultsQueueType) queueSettings.resultsQueueType = resultsQueueType;
 
   const fromDb =
     options.readDatabase === false
@@ -155,7 +160,7 @@ export async function applyBrokerAccess(options: ApplyBrokerAccessOptions = {}):
   );
 
   const api = new ManagementApi(options.managementUrl ?? (env[MANAGEMENT_URL_VARIABLE] || DEFAULT_MANAGEMENT_URL));
-  const topology = mergeTopologies([coreTopology(n, topologyOptions), ...all.map((ns) => namespaceTopology(n, ns, topologyOptions))]);
+  const topology = mergeTopologies([coreTopology(n, queueSettings), ...all.map((ns) => namespaceTopology(n, ns, queueSettings))]);
   const current = await readBrokerState(api, config.vhost, grants.map((g) => g.user));
   const plan = planBrokerAccess({ vhost: config.vhost, topology, grants, passwords, adminUser: api.adminUser }, current);
   if (plan.conflicts.length > 0) throw new BrokerAccessConflictError(plan.conflicts);

@@ -107,7 +107,7 @@ export function planBrokerAccess(desired: DesiredBrokerState, current: BrokerSta
     } else if (!have.durable || have.auto_delete || canonical(have.arguments ?? {}) !== canonical(q.arguments)) {
       conflicts.push(
         `queue '${q.name}' exists with arguments ${canonical(have.arguments ?? {})}${have.durable ? '' : ' (not durable)'}; this configuration declares ${canonical(q.arguments)}. ` +
-          `Delete it once drained (rabbitmqctl delete_queue), or use the TASKER_QUEUE_TYPE / TASKER_DELIVERY_LIMIT it was declared with`,
+          `Delete it once drained (rabbitmqctl delete_queue), or use the TASKER_QUEUE_TYPE / TASKER_RESULTS_QUEUE_TYPE / TASKER_DELIVERY_LIMIT it was declared with`,
       );
     } else {
       items.push({ kind: 'queue', name: q.name, outcome: 'keep', detail: String(q.arguments['x-queue-type'] ?? 'classic'), step: null });
