@@ -13,8 +13,8 @@ export interface StackOptions {
   label: string;
   runId: string;
   queueType: QueueType;
-  /** TASKER_RESULTS_QUEUE_TYPE of the orchestrators. @defaultValue queueType */
-  resultsQueueType?: QueueType;
+  /** TASKER_RESULTS_QUEUE_TYPE of the orchestrators (Options.resultsQueueType, resolved). */
+  resultsQueueType: QueueType;
   orchestrators: number;
   databaseUrl: string;
   amqpUrl: string;
@@ -65,7 +65,7 @@ export class TaskerStack {
       TASKER_AMQP_URL: this.o.amqpUrl,
       TASKER_AMQP_PREFIX: this.prefix,
       TASKER_QUEUE_TYPE: this.o.queueType,
-      TASKER_RESULTS_QUEUE_TYPE: this.o.resultsQueueType ?? this.o.queueType,
+      TASKER_RESULTS_QUEUE_TYPE: this.o.resultsQueueType,
       TASKER_STEPS_PER_MESSAGE: String(this.o.stepsPerMessage),
       TASKER_HTTP_HOST: '127.0.0.1',
       TASKER_HTTP_PORT: '0',

@@ -76,6 +76,8 @@ const SHARING_CHECK_MS = 2000;
  */
 export class Orchestrator {
   readonly names: Names;
+  /** The queue settings this orchestrator declares its queues with (TASKER_QUEUE_TYPE, …). */
+  private readonly topology: TopologyOptions;
   readonly registry: TemplateRegistry;
   private readonly validator = new ContextValidator();
   private readonly relay: OutboxRelay;
@@ -110,8 +112,8 @@ export class Orchestrator {
         ),
       onError: (err) => logger.error({ err }, 'task creation batch failed unexpectedly'),
     });
-    const topo: TopologyOptions = topologyOptions(config);
-    this.registry = new TemplateRegistry(db, broker, this.names, topo, logger);
+    this.topology = topologyOptions(config);
+    this.registry = new TemplateRegistry(db, broker, this.names, this.topology, logger);
     this.relay = new OutboxRelay(db, broker, logger.child({ component: 'outbox' }), {
       sweepMs: config.outboxSweepMs,
       staleMs: config.outboxStaleMs,
@@ -170,7 +172,7 @@ export class Orchestrator {
 
   private async boot(): Promise<void> {
     const { config, names: n } = this;
-    await this.broker.declare(coreTopology(n, topologyOptions(config)));
+    await this.broker.declare(coreTopology(n, this.topology));
     await this.registry.declareKnownNamespaces();
     if (config.templatesDir) await this.registerTemplates(await loadTemplateDir(config.templatesDir, config.environment));
 
