@@ -4,7 +4,7 @@ import { duration, paintState, stepsDone, templateRef, timeOfDay } from './forma
 import type { Output } from './output.ts';
 
 export interface WatchOptions {
-  /** Between two reads of the task. */
+  /** Between two progress reads of the task (its end is shown as it happens). */
   pollMs: number;
   /** Give up waiting after this long (the task goes on); 0: no limit. */
   timeoutMs: number;
@@ -53,8 +53,14 @@ export async function watchTask(client: HttpTaskClient, first: TaskView, out: Ou
     if (TERMINAL_TASK_STATES.includes(task.state)) return { task, timedOut: false, elapsedMs: Date.now() - started };
     const left = options.timeoutMs > 0 ? started + options.timeoutMs - Date.now() : Infinity;
     if (left <= 0) return { task, timedOut: true, elapsedMs: Date.now() - started };
-    await new Promise((r) => setTimeout(r, Math.min(options.pollMs, left)));
-    task = await client.getTask(task.id);
+    // The orchestrator answers as soon as the task ends, or after a poll interval with its
+    // progress; an orchestrator without `wait_ms` (an older version) answers at once, so the
+    // rest of the interval is slept here.
+    const waitMs = Math.min(options.pollMs, left);
+    const asked = Date.now();
+    task = await client.getTask(task.id, { waitMs });
+    const rest = waitMs - (Date.now() - asked);
+    if (!TERMINAL_TASK_STATES.includes(task.state) && rest > waitMs / 2) await new Promise((r) => setTimeout(r, rest));
   }
 }
 

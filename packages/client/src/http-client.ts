@@ -76,10 +76,18 @@ export interface HttpRequestOptions {
   signal?: AbortSignal;
 }
 
+export interface GetTaskOptions extends HttpRequestOptions {
+  /** Wait up to this long (ms) for the task to end before answering. @defaultValue 0: answer at once */
+  waitMs?: number;
+}
+
 export interface WaitForTaskOptions extends HttpRequestOptions {
   /** Give up (TaskerError `INTERNAL`) after this long. */
   timeoutMs: number;
-  /** Time between two reads of the task. @defaultValue 100 */
+  /**
+   * Time between two reads of the task when `until` is given (without it the orchestrator
+   * answers as the task ends: `GET /v1/tasks/:id?wait_ms=`). @defaultValue 100
+   */
   pollMs?: number;
   /** Resolve as soon as this holds. The wait also ends when the task is terminal, whatever it says. */
   until?: (task: TaskView) => boolean;
@@ -154,11 +162,16 @@ export class HttpTaskClient {
     );
   }
 
-  /** The task with its steps; TaskerError `UNKNOWN_TASK` when there is none with that id. */
-  async getTask(id: string, options: HttpRequestOptions = {}): Promise<TaskView> {
-    const path = `/v1/tasks/${encodeURIComponent(id)}`;
+  /**
+   * The task with its steps; TaskerError `UNKNOWN_TASK` when there is none with that id. With
+   * `waitMs`, the orchestrator answers once the task is no longer in progress or that time
+   * has passed (at most `Limits.maxTaskWaitMs`), whichever comes first.
+   */
+  async getTask(id: string, options: GetTaskOptions = {}): Promise<TaskView> {
+    const base = `/v1/tasks/${encodeURIComponent(id)}`;
+    const path = options.waitMs ? `${base}?wait_ms=${Math.min(Math.ceil(options.waitMs), Limits.maxTaskWaitMs)}` : base;
     const res = await this.request('GET', path, undefined, options.signal);
-    return this.parse(TaskView, res, `GET ${path}`);
+    return this.parse(TaskView, res, `GET ${base}`);
   }
 
   /** One page of tasks, newest first; pass `next_cursor` back as `cursor` for the next one (null: no more). */
@@ -250,14 +263,17 @@ export class HttpTaskClient {
   }
 
   /**
-   * Reads the task every `pollMs` until `until(task)` holds or the task is terminal
-   * (complete, error, cancelled), and returns it as last read.
+   * Waits until the task is terminal (complete, error, cancelled) or `until(task)` holds, and
+   * returns it as last read. Without `until` the orchestrator answers as the task ends
+   * (`wait_ms`); with it, the task is read every `pollMs`.
    */
   async waitForTask(id: string, options: WaitForTaskOptions): Promise<TaskView> {
     const pollMs = options.pollMs ?? 100;
     const deadline = Date.now() + options.timeoutMs;
+    let waitMs = 0;
     for (;;) {
-      const task = await this.getTask(id, options.signal ? { signal: options.signal } : {});
+      const asked = Date.now();
+      const task = await this.getTask(id, { ...(options.signal ? { signal: options.signal } : {}), ...(waitMs > 0 ? { waitMs } : {}) });
       if (options.until?.(task) || TERMINAL_TASK_STATES.includes(task.state)) return task;
       const left = deadline - Date.now();
       if (left <= 0) {
@@ -266,7 +282,15 @@ export class HttpTaskClient {
           `task ${id} did not reach the awaited state within ${options.timeoutMs} ms (state: ${task.state})`,
         );
       }
-      await sleep(Math.min(pollMs, left), options.signal);
+      if (options.until) {
+        // The orchestrator waits only for the task's end; what `until` looks for is polled.
+        await sleep(Math.min(pollMs, left), options.signal);
+        continue;
+      }
+      // The orchestrator holds the request until the task ends. An answer in progress sooner
+      // than asked comes from an orchestrator without `wait_ms` (an older version): poll it.
+      if (waitMs > 0 && Date.now() - asked < waitMs / 2) await sleep(Math.min(pollMs, left), options.signal);
+      waitMs = Math.min(left, Limits.maxTaskWaitMs);
     }
   }
 

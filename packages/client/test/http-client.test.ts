@@ -143,6 +143,41 @@ describe('HttpTaskClient', () => {
     expect(reads).toBe(3);
   });
 
+  it('waitForTask asks the orchestrator to answer as the task ends (wait_ms) after a first plain read', async () => {
+    let reads = 0;
+    route = () => {
+      reads += 1;
+      return { status: 200, body: taskView('t1', reads < 2 ? 'in_progress' : 'complete') };
+    };
+    const task = await new HttpTaskClient({ baseUrl }).waitForTask('t1', { timeoutMs: 5000, pollMs: 10 });
+    expect(task.state).toBe('complete');
+    const urls = seen.filter((s) => s.method === 'GET').map((s) => s.url);
+    expect(urls).toHaveLength(2);
+    expect(urls[0]).toBe('/v1/tasks/t1');
+    // What is left of timeoutMs.
+    const waitMs = Number(/^\/v1\/tasks\/t1\?wait_ms=(\d+)$/.exec(urls[1]!)?.[1]);
+    expect(waitMs).toBeGreaterThan(4000);
+    expect(waitMs).toBeLessThanOrEqual(5000);
+  });
+
+  it('waitForTask against an orchestrator that answers wait_ms at once still reads only every pollMs', async () => {
+    let reads = 0;
+    route = () => {
+      reads += 1;
+      return { status: 200, body: taskView('t1', 'in_progress') };
+    };
+    await new HttpTaskClient({ baseUrl }).waitForTask('t1', { timeoutMs: 500, pollMs: 100 }).catch(() => undefined);
+    // 500 ms at one read per 100 ms: about 6; a client that did not pause would read hundreds of times.
+    expect(reads).toBeGreaterThanOrEqual(3);
+    expect(reads).toBeLessThanOrEqual(8);
+  });
+
+  it('getTask caps waitMs at Limits.maxTaskWaitMs', async () => {
+    route = () => ({ status: 200, body: taskView('t1', 'complete') });
+    await new HttpTaskClient({ baseUrl }).getTask('t1', { waitMs: 3_600_000 });
+    expect(seen.at(-1)!.url).toBe('/v1/tasks/t1?wait_ms=60000');
+  });
+
   it('waitForTask stops as soon as `until` holds', async () => {
     let reads = 0;
     route = () => {

@@ -76,6 +76,12 @@ export const OrchestratorConfigSchema = z.object({
    * or its worker hangs. @defaultValue 300000 (5 minutes)
    */
   redispatchAfterMs: z.coerce.number().int().min(100).default(300_000),
+  /**
+   * How often the tasks that `GET /v1/tasks/:id?wait_ms=` callers wait for are read, for the
+   * ends this orchestrator did not commit itself (another orchestrator's, say); those it
+   * commits answer at once. @defaultValue 250
+   */
+  taskWaitPollMs: z.coerce.number().int().min(10).max(60_000).default(250),
   /** How often the watchdog looks for lost messages and stuck tasks. @defaultValue 10000 */
   watchdogIntervalMs: z.coerce.number().int().min(50).default(10_000),
   /** YAML or JSON file of API tokens (`tokens: [{name, token, namespaces, actions}]`). @defaultValue none */
@@ -126,6 +132,7 @@ const ENV: Record<keyof OrchestratorConfig, string> = {
   apiInsecure: 'TASKER_API_INSECURE',
   redispatchAfterMs: 'TASKER_REDISPATCH_AFTER_MS',
   watchdogIntervalMs: 'TASKER_WATCHDOG_INTERVAL_MS',
+  taskWaitPollMs: 'TASKER_TASK_WAIT_POLL_MS',
   brokerAccessFile: 'TASKER_BROKER_ACCESS_FILE',
   logLevel: 'TASKER_LOG_LEVEL',
 };

@@ -37,6 +37,7 @@ import { buildHttpServer } from './http/server.ts';
 import { OutboxRelay } from './outbox/outbox.ts';
 import { processResults } from './results/process-results.ts';
 import { TaskCache } from './results/task-cache.ts';
+import { TaskWaiters } from './tasks/task-waiters.ts';
 import { processPoison } from './results/process-poison.ts';
 import { processRetries } from './results/process-retries.ts';
 import { ContextValidator } from './tasks/context-validator.ts';
@@ -90,6 +91,8 @@ export class Orchestrator {
   httpUrl: string | null = null;
   /** This orchestrator's copy of the live tasks it created or last wrote (null: TASKER_TASK_CACHE_MB=0). */
   readonly taskCache: TaskCache | null;
+  /** Callers of `GET /v1/tasks/:id?wait_ms=` waiting for their task to end. */
+  private readonly waiters: TaskWaiters;
 
   private constructor(
     readonly config: OrchestratorConfig,
@@ -102,6 +105,7 @@ export class Orchestrator {
   ) {
     this.names = names(config.amqpPrefix);
     this.taskCache = config.taskCacheMb > 0 ? new TaskCache(config.taskCacheMb * 1024 * 1024) : null;
+    this.waiters = new TaskWaiters(db, config.taskWaitPollMs, logger.child({ component: 'task-waiters' }));
     this.creator = new BatchQueue({
       batchSize: config.batchSize,
       concurrency: config.batchConcurrency,
@@ -201,6 +205,7 @@ export class Orchestrator {
               (this.resultOrigin?.check(r, d.message.properties.userId as string | undefined) ?? null),
         process: async (items) => {
           const out = await processResults(deps, items.map((i) => i.value));
+          this.waiters.finished(out.finished);
           for (const i of out.ignored) {
             this.logger.info(
               { taskId: i.result.task_id, stepId: i.result.step_id, attempt: i.result.attempt, code: i.code },
@@ -225,6 +230,7 @@ export class Orchestrator {
             items.map((i) => ({ message: i.value, delivery: i.delivery, oneOfSeveral: i.part !== undefined })),
             config.deliveryLimit,
           );
+          this.waiters.finished(out.finished);
           for (const r of out.failed) {
             this.logger.error({ taskId: r.task_id, stepId: r.step_id, attempt: r.attempt, namespace: r.namespace }, 'step message dead-lettered after its delivery limit');
           }
@@ -414,6 +420,8 @@ export class Orchestrator {
   /** Cancels a task in progress (and the tasks it created); running handlers are told to stop. */
   async cancelTask(id: string, actor: Actor): Promise<void> {
     const { outbox } = await cancelTask(this.opDeps, id, actor);
+    // The task and the children it cancelled: their waiters answer.
+    this.waiters.recheck();
     // Not needed for correctness (a batch checks its copy), but it saves that batch a round trip.
     this.taskCache?.drop([id]);
     await this.relay.publish(outbox);
@@ -432,6 +440,7 @@ export class Orchestrator {
   /** Resolves a failed step, or completes an unfinished one with a result; its dependents proceed. */
   async completeStep(stepId: string, actor: Actor, mode: { kind: 'resolve' } | { kind: 'complete'; result: unknown }): Promise<{ taskId: string }> {
     const { outbox, taskId } = await completeStepManually(this.opDeps, stepId, actor, mode);
+    this.waiters.recheck();
     this.taskCache?.drop([taskId]);
     await this.relay.publish(outbox);
     this.logger.info({ taskId, stepId, actor: actor.name, reason: actor.reason, kind: mode.kind }, 'step completed by an operator');
@@ -467,6 +476,26 @@ export class Orchestrator {
     return new Promise((resolve, reject) => this.creator.push({ input, resolve, reject }));
   }
 
+  /**
+   * Resolves once the task is no longer in progress (at once if it is not, or if there is no
+   * such task), after `ms`, or when `signal` aborts; never rejects but for a failed read.
+   */
+  async awaitTaskEnd(id: string, ms: number, signal?: AbortSignal): Promise<void> {
+    // Registered before the read: an end committed between the two still answers the wait.
+    const stop = new AbortController();
+    const onAbort = () => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const ended = this.waiters.wait(id, ms, stop.signal);
+      const row = await this.db.selectFrom('tasks').select('state').where('id', '=', id).executeTakeFirst();
+      if (!row || row.state !== 'in_progress') stop.abort();
+      await ended;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      stop.abort();
+    }
+  }
+
   getTask(id: string, detail: { transitions?: boolean; family?: boolean } = {}): Promise<TaskView | null> {
     return readTask(this.db, this.registry, id, detail);
   }
@@ -495,6 +524,11 @@ export class Orchestrator {
 
   private sharingTimer: NodeJS.Timeout | null = null;
   private stopping = false;
+
+  /** stop() has begun. */
+  get isStopping(): boolean {
+    return this.stopping;
+  }
 
   /**
    * Turns the task cache off while other orchestrators consume the same results queue (the
@@ -538,6 +572,8 @@ export class Orchestrator {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.sharingTimer) clearTimeout(this.sharingTimer);
+    // Callers waiting for a task get its state now, before the HTTP server closes.
+    this.waiters.close();
     await this.http?.close();
     this.watchdog.stop();
     for (const c of this.consumers) await c.stop();

@@ -73,6 +73,22 @@ export const ListTasksQuery = z.object({
 });
 export type ListTasksQuery = z.infer<typeof ListTasksQuery>;
 
+/**
+ * `GET /v1/tasks/:id?wait_ms=N`: while the task is in progress, the answer waits until it is
+ * complete, error or cancelled, or N ms have passed, whichever comes first; then it is the
+ * task as it is (200 either way: the caller reads `state`). Without `wait_ms`, or 0, at once.
+ */
+export const GetTaskQuery = z.object({
+  wait_ms: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Limits.maxTaskWaitMs)
+    .optional()
+    .describe(`Wait up to this many ms (at most ${Limits.maxTaskWaitMs}) for the task to end before answering.`),
+});
+export type GetTaskQuery = z.infer<typeof GetTaskQuery>;
+
 export const ListTasksResponse = z.object({ items: z.array(TaskListItem), next_cursor: z.string().nullable() });
 export type ListTasksResponse = z.infer<typeof ListTasksResponse>;
 

@@ -17,4 +17,6 @@ export const Limits = {
   maxRequestsPerMessage: 500,
   /** Deepest nesting of arrays and objects in any JSON payload. @defaultValue 64 */
   maxJsonDepth: 64,
+  /** Longest `wait_ms` of `GET /v1/tasks/:id` (a caller waiting longer asks again). @defaultValue 60 s */
+  maxTaskWaitMs: 60_000,
 } as const;

@@ -17,9 +17,9 @@ const nestedArrays = (levels: number): unknown => {
 
 describe('limits', () => {
   it('are the figures docs/limits.md states', () => {
-    expect(Limits).toEqual({ maxContextBytes: 1_048_576, maxResultBytes: 1_048_576, maxMessageBytes: 4_194_304, maxResultsPerMessage: 500, maxStepsPerMessage: 100, maxRequestsPerMessage: 500, maxJsonDepth: 64 });
+    expect(Limits).toEqual({ maxContextBytes: 1_048_576, maxResultBytes: 1_048_576, maxMessageBytes: 4_194_304, maxResultsPerMessage: 500, maxStepsPerMessage: 100, maxRequestsPerMessage: 500, maxJsonDepth: 64, maxTaskWaitMs: 60_000 });
     const doc = readFileSync(new URL('../../../docs/limits.md', import.meta.url), 'utf8');
-    for (const figure of ['1 MiB (1,048,576 bytes)', '4 MiB (4,194,304 bytes)', '500 results', '100 steps', '500 requests', '64 levels']) expect(doc).toContain(figure);
+    for (const figure of ['1 MiB (1,048,576 bytes)', '4 MiB (4,194,304 bytes)', '500 results', '100 steps', '500 requests', '64 levels', '60 s (60,000 ms)']) expect(doc).toContain(figure);
   });
 
   it('nesting: 64 levels of arrays and objects pass, the 65th is refused naming the limit and the path', () => {

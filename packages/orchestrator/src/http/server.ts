@@ -7,6 +7,7 @@ import {
   CreateTasksResponse,
   ErrorCode,
   ErrorResponse,
+  GetTaskQuery,
   ID_PATTERN,
   Limits,
   ListTasksQuery,
@@ -75,7 +76,7 @@ export const ROUTES: RouteDoc[] = [
   { method: 'post', path: '/v1/tasks', summary: 'Create a task (201), or return the task an idempotency key already made (200)', action: 'create', body: CreateTaskBody, response: CreatedTask },
   { method: 'post', path: '/v1/tasks/batch', summary: 'Create up to 500 tasks in one request (200): each as POST /v1/tasks would, its own status in results, in order', action: 'create', body: CreateTasksBody, response: CreateTasksResponse },
   { method: 'get', path: '/v1/tasks', summary: 'List tasks, newest first, filtered, with cursor pagination', action: 'read', query: ListTasksQuery, response: ListTasksResponse },
-  { method: 'get', path: '/v1/tasks/{id}', summary: 'A task with its steps, transitions, parent and children', action: 'read', response: TaskView },
+  { method: 'get', path: '/v1/tasks/{id}', summary: 'A task with its steps, transitions, parent and children; with wait_ms, once it ends or that time has passed', action: 'read', query: GetTaskQuery, response: TaskView },
   { method: 'post', path: '/v1/tasks/{id}/cancel', summary: 'Cancel a task in progress and the tasks it created', action: 'operate', body: OperatorActionBody, response: TaskEnvelope },
   { method: 'post', path: '/v1/steps/{id}/retry', summary: 'Retry a failed step; the task resumes from there', action: 'operate', body: OperatorActionBody, response: TaskEnvelope },
   { method: 'post', path: '/v1/steps/{id}/resolve', summary: 'Resolve a failed step by hand; its dependents proceed', action: 'operate', body: OperatorActionBody, response: TaskEnvelope },
@@ -190,8 +191,23 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     return orchestrator.listTasks(q, p.namespaces);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/tasks/:id', async (req) => {
+  app.get<{ Params: { id: string } }>('/v1/tasks/:id', async (req, reply) => {
+    const q = parse(GetTaskQuery, req.query ?? {}, 'query');
     allow(req, 'read', await namespaceOfTask(req.params.id));
+    if (q.wait_ms) {
+      // A caller that goes away stops waiting (and holds nothing).
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      reply.raw.once('close', onClose);
+      try {
+        await orchestrator.awaitTaskEnd(req.params.id, q.wait_ms, gone.signal);
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+      // Released by stop(): the connection closes with this answer, or the server's close
+      // would wait for the client's keep-alive connection to end.
+      if (orchestrator.isStopping) void reply.header('connection', 'close');
+    }
     return fullTask(req.params.id);
   });
 

@@ -19,18 +19,19 @@ export interface PoisonedStep {
  * A step that came alone fails for good with POISON_MESSAGE instead of looping forever. A
  * step of a `steps` message may only have been in bad company: each one still unanswered
  * is dispatched again alone (same attempt), so only the step that kills workers ends in
- * POISON_MESSAGE, after its own delivery limit. Returns the outbox rows to publish.
+ * POISON_MESSAGE, after its own delivery limit. Returns the outbox rows to publish and the
+ * tasks that ended.
  */
 export async function processPoison(
   deps: ProcessDeps,
   items: PoisonedStep[],
   deliveryLimit: number,
-): Promise<{ outbox: OutboxRow[]; failed: StepResult[]; alone: StepMessage[] }> {
+): Promise<{ outbox: OutboxRow[]; failed: StepResult[]; alone: StepMessage[]; finished: string[] }> {
   const failed = items.filter((i) => !i.oneOfSeveral).map((i) => poisonResult(i.message, i.delivery, deliveryLimit));
-  const outbox = failed.length > 0 ? (await processResults(deps, failed)).outbox : [];
+  const { outbox, finished } = failed.length > 0 ? await processResults(deps, failed) : { outbox: [], finished: [] };
   const split = items.filter((i) => i.oneOfSeveral).map((i) => i.message);
   const alone = split.length > 0 ? await dispatchAlone(deps, split, deliveryLimit) : { outbox: [], messages: [] };
-  return { outbox: [...outbox, ...alone.outbox], failed, alone: alone.messages };
+  return { outbox: [...outbox, ...alone.outbox], failed, alone: alone.messages, finished };
 }
 
 /** Dispatches again, each alone, the steps still waiting for a result of that very attempt. */

@@ -44,6 +44,16 @@ export interface IgnoredResult {
   reason: string;
 }
 
+/** What a batch of results did, once committed. */
+export interface ResultsOutcome {
+  /** Rows to publish now (committed with the batch). */
+  outbox: OutboxRow[];
+  applied: number;
+  ignored: IgnoredResult[];
+  /** Ids of the tasks the batch ended (complete or error). */
+  finished: string[];
+}
+
 /** What deciding a result needs of its step (read under the task lock). */
 type StepRow = Pick<StepState, 'id' | 'task_id' | 'name' | 'state' | 'attempt' | 'max_attempts'>;
 
@@ -64,7 +74,7 @@ type StepRow = Pick<StepState, 'id' | 'task_id' | 'name' | 'state' | 'attempt' |
 export async function processResults(
   deps: ProcessDeps,
   results: StepResult[],
-): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
+): Promise<ResultsOutcome> {
   const { taskCache: cache } = deps;
   const ids = results.map((r) => r.task_id);
   if (!cache) return (await readAndApply(deps, results, ids)).out;
@@ -81,7 +91,7 @@ async function applyCachedOrRead(
   cache: TaskCache,
   results: StepResult[],
   ids: string[],
-): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }> {
+): Promise<ResultsOutcome> {
   const { db } = deps;
   // One round trip when this orchestrator holds the batch's tasks (TaskCache). A result that
   // waits for a child task reads the child in between, so such a batch reads as below.
@@ -115,7 +125,7 @@ async function readAndApply(
   deps: ProcessDeps,
   results: StepResult[],
   ids: string[],
-): Promise<{ out: { outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] }; read: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } }> {
+): Promise<{ out: ResultsOutcome; read: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> } }> {
   return batchTransaction(deps.db, async (tx) => {
     const read = await tx.lockAndReadSteps(ids);
     const out = await applyResults(deps, tx.db, results, read, false, (plan, messages) => tx.writePlanAndCommit(plan, messages));
@@ -137,7 +147,7 @@ async function applyResults(
   { tasks, steps }: { tasks: Map<string, LockedTask>; steps: Map<string, StepState> },
   fromCache: boolean,
   write: (plan: BatchPlan, messages: OutgoingMessage[]) => Promise<OutboxRow[] | null>,
-): Promise<{ outbox: OutboxRow[]; applied: number; ignored: IgnoredResult[] } | null> {
+): Promise<ResultsOutcome | null> {
   const { registry, names: n } = deps;
   const ignored: IgnoredResult[] = [];
   const changes: Change[] = [];
@@ -174,7 +184,7 @@ async function applyResults(
   if (fromCache && (ignored.length > 0 || waits.length > 0)) return null;
   changes.push(...(await decideWaits(trx, waits, (r, code, reason) => ignored.push({ result: r, code, reason }))));
 
-  if (changes.length === 0) return { outbox: [], applied: 0, ignored };
+  if (changes.length === 0) return { outbox: [], applied: 0, ignored, finished: [] };
 
   const plan = planBatch(tasks, steps, changes);
   const messages: OutgoingMessage[] = [];
@@ -200,7 +210,7 @@ async function applyResults(
 
   messages.push(...(await planMessages(trx, registry, n, tasks, plan)));
   const outbox = await write(plan, packSteps(n, messages, deps.stepsPerMessage ?? 1));
-  return outbox === null ? null : { outbox, applied: changes.length, ignored };
+  return outbox === null ? null : { outbox, applied: changes.length, ignored, finished: plan.finished.map((t) => t.id) };
 }
 
 /**
