@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpTaskClient } from '@tasker/client';
 import type { TaskView } from '@tasker/protocol';
 import type { Orchestrator } from '@tasker/orchestrator';
-import { startStack, type Stack } from '../support/stack.ts';
+import { eventually, startStack, type Stack } from '../support/stack.ts';
 
 // Each task's second step runs only once the test lets that task go.
 const GATED = `
@@ -115,6 +115,18 @@ describe('GET /v1/tasks/:id?wait_ms: answering as the task ends', () => {
     const none = await waitFor('tsk_doesnotexist0000000', 30_000).done;
     expect(none.status).toBe(404);
     expect(none.body.error.code).toBe('UNKNOWN_TASK');
+  });
+
+  it('a caller that hangs up stops waiting', async () => {
+    const id = await create();
+    await gate(id).started;
+    const hangUp = new AbortController();
+    const asked = fetch(`${url}/v1/tasks/${id}?wait_ms=30000`, { signal: hangUp.signal }).catch((e: unknown) => e);
+    await eventually(async () => (stack.orchestrator.tasksWaitedFor === 1 ? true : undefined), 5000, 'the wait to be registered');
+    hangUp.abort();
+    expect(await asked).toBeInstanceOf(Error);
+    await eventually(async () => (stack.orchestrator.tasksWaitedFor === 0 ? true : undefined), 5000, 'the wait to end with the connection');
+    gate(id).go();
   });
 
   it.each(['-1', '1.5', 'soon', '60001'])('refuses wait_ms=%s with 400 naming wait_ms', async (value) => {

@@ -525,6 +525,11 @@ export class Orchestrator {
   private sharingTimer: NodeJS.Timeout | null = null;
   private stopping = false;
 
+  /** Tasks that `GET /v1/tasks/:id?wait_ms=` callers wait for now. */
+  get tasksWaitedFor(): number {
+    return this.waiters.size;
+  }
+
   /** stop() has begun. */
   get isStopping(): boolean {
     return this.stopping;
