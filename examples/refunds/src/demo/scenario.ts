@@ -79,7 +79,7 @@ function section(title: string): void {
 export async function runScenario(o: ScenarioOptions, checks: Check[]): Promise<void> {
   const client = new HttpTaskClient({ baseUrl: o.baseUrl, token: o.token });
   const http = { signal: o.signal };
-  /** Polls the task until it is terminal (complete, error, cancelled). */
+  /** Waits for the task to be terminal (complete, error, cancelled): the orchestrator answers as it ends. */
   const wait = (id: string, what: string): Promise<TaskView> => {
     o.waitingFor(what);
     return client.waitForTask(id, { timeoutMs: Math.max(1, o.remainingMs()), pollMs: 100, signal: o.signal });
