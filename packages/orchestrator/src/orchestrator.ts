@@ -482,18 +482,11 @@ export class Orchestrator {
    */
   async awaitTaskEnd(id: string, ms: number, signal?: AbortSignal): Promise<void> {
     // Registered before the read: an end committed between the two still answers the wait.
-    const stop = new AbortController();
-    const onAbort = () => stop.abort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const ended = this.waiters.wait(id, ms, stop.signal);
-      const row = await this.db.selectFrom('tasks').select('state').where('id', '=', id).executeTakeFirst();
-      if (!row || row.state !== 'in_progress') stop.abort();
-      await ended;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      stop.abort();
-    }
+    const ended = this.waiters.wait(id, ms, signal);
+    const row = await this.db.selectFrom('tasks').select('state').where('id', '=', id).executeTakeFirst();
+    // Ended already (or no such task): this wait, and any other for it, answers now.
+    if (!row || row.state !== 'in_progress') this.waiters.finished([id]);
+    await ended;
   }
 
   getTask(id: string, detail: { transitions?: boolean; family?: boolean } = {}): Promise<TaskView | null> {

@@ -135,6 +135,13 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
     if (path.startsWith('/health/') || path === '/openapi.json') return;
     (req as FastifyRequest & { principal?: Principal }).principal = principal(req);
   });
+  // An answer sent once stop() has begun (a wait it released, any request in flight) closes
+  // its connection: the server's close waits for every open connection, and a client's
+  // keep-alive one would hold it until the client lets go.
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (orchestrator.isStopping) void reply.header('connection', 'close');
+    done(null, payload);
+  });
   const namespaceOfTask = async (id: string): Promise<string> => {
     if (!ID_PATTERN.test(id)) throw new TaskerError(ErrorCode.UNKNOWN_TASK, `no task '${id.slice(0, 80)}'`);
     const row = await orchestrator.db.selectFrom('tasks').select('namespace').where('id', '=', id).executeTakeFirst();
@@ -204,9 +211,6 @@ export function buildHttpServer(orchestrator: Orchestrator, logger: Logger, auth
       } finally {
         reply.raw.off('close', onClose);
       }
-      // Released by stop(): the connection closes with this answer, or the server's close
-      // would wait for the client's keep-alive connection to end.
-      if (orchestrator.isStopping) void reply.header('connection', 'close');
     }
     return fullTask(req.params.id);
   });
