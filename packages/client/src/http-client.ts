@@ -4,6 +4,7 @@ import {
   CreateTasksResponse,
   Limits,
   ErrorCode,
+  jsonValue,
   ErrorResponse,
   ListTasksResponse,
   NamespaceSummary,
@@ -57,7 +58,7 @@ export const NamespaceList = z.object({ items: z.array(NamespaceSummary) });
 /** `GET /v1/templates`. */
 export const TemplateList = z.object({ items: z.array(TemplateSummary) });
 /** `GET /v1/templates/:namespace/:name/:version`: the summary and the definition as registered. */
-export const TemplateDetail = z.object({ template: TemplateSummary, definition: z.json() });
+export const TemplateDetail = z.object({ template: TemplateSummary, definition: jsonValue });
 export type TemplateDetail = z.infer<typeof TemplateDetail>;
 /** `POST /v1/templates`: 201 `created: true`, 200 when that exact version was registered already. */
 export const RegisterTemplateResponse = z.object({ created: z.boolean(), template: TemplateSummary });

@@ -1,14 +1,14 @@
 import { z } from 'zod';
 import { Limits } from './limits.ts';
 import { ErrorBody, TaskSummary } from './messages/task-request.ts';
-import { id, identifier, isoTime, namespaceName } from './messages/common.ts';
+import { id, identifier, isoTime, jsonObject, jsonValue, namespaceName } from './messages/common.ts';
 
 /** HTTP API shapes. Requests reuse the task-request fields without the envelope. */
 export const CreateTaskBody = z.object({
   namespace: namespaceName,
   name: identifier,
   version: z.string().max(100).optional(),
-  context: z.record(z.string(), z.json()),
+  context: jsonObject,
   idempotency_key: z.string().min(1).max(255).optional(),
   correlation_id: z.string().min(1).max(255).optional(),
   parent: z.object({ task_id: id, step_id: id.optional() }).optional(),
@@ -24,8 +24,8 @@ export const StepView = z.object({
   max_attempts: z.int(),
   dependencies: z.array(z.string()),
   handler_callable: z.string(),
-  result: z.json().nullable(),
-  error: z.json().nullable(),
+  result: jsonValue.nullable(),
+  error: jsonValue.nullable(),
   enqueued_at: isoTime.nullable(),
   started_at: isoTime.nullable().describe('When the handler of the last attempt started (worker clock).'),
   finished_at: isoTime.nullable(),
@@ -50,8 +50,8 @@ export const TaskListItem = TaskSummary.extend({ updated_at: isoTime, completed_
 export type TaskListItem = z.infer<typeof TaskListItem>;
 
 export const TaskView = TaskListItem.extend({
-  context: z.record(z.string(), z.json()),
-  error: z.json().nullable(),
+  context: jsonObject,
+  error: jsonValue.nullable(),
   steps: z.array(StepView),
   transitions: z.array(TransitionView).optional(),
   parent: TaskSummary.nullable().optional(),
@@ -97,7 +97,7 @@ export const OperatorActionBody = z.object({ reason: z.string().min(1).max(1000)
 export type OperatorActionBody = z.infer<typeof OperatorActionBody>;
 
 /** `POST /v1/steps/:id/complete`: complete a step by hand with a result. */
-export const CompleteStepBody = OperatorActionBody.extend({ result: z.json() });
+export const CompleteStepBody = OperatorActionBody.extend({ result: jsonValue });
 export type CompleteStepBody = z.infer<typeof CompleteStepBody>;
 
 export const TemplateSummary = z.object({

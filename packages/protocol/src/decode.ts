@@ -183,44 +183,63 @@ export function decodeOneOrMany<S extends z.ZodType>(
  * path and the problem, or null.
  */
 export function jsonValueProblem(value: unknown, maxDepth: number = Limits.maxJsonDepth): FieldIssue | null {
-  // Paths are built only for a problem found: every message, result and context is walked,
-  // and a string per node was most of the walk's cost.
-  const stack: ValueFrame[] = [{ v: value, key: null, parent: null, depth: 0 }];
-  while (stack.length > 0) {
-    const frame = stack.pop()!;
-    const { v, depth } = frame;
+  // Every message, result and context is walked, so the walk keeps two parallel stacks and
+  // no path: a frame object per node was most of its cost. The path is found by a second
+  // walk, only for a value that has a problem.
+  const values: unknown[] = [value];
+  const depths: number[] = [0];
+  while (values.length > 0) {
+    const v = values.pop();
+    const depth = depths.pop()!;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return { path: pathOf(frame), message: 'contains the NUL character (\\u0000), which cannot be stored' };
+      if (v.includes('\u0000')) return locateProblem(value, maxDepth);
       continue;
     }
     if (v === null || typeof v !== 'object') continue;
-    if (depth >= maxDepth) return { path: pathOf(frame), message: `is nested deeper than ${maxDepth} levels` };
+    if (depth >= maxDepth) return locateProblem(value, maxDepth);
     if (Array.isArray(v)) {
-      for (let i = 0; i < v.length; i++) stack.push({ v: v[i], key: String(i), parent: frame, depth: depth + 1 });
+      for (let i = 0; i < v.length; i++) {
+        values.push(v[i]);
+        depths.push(depth + 1);
+      }
     } else {
       for (const k in v) {
         if (!Object.hasOwn(v, k)) continue;
-        if (k.includes('\u0000')) return { path: pathOf(frame), message: 'has a key containing the NUL character (\\u0000)' };
-        stack.push({ v: (v as Record<string, unknown>)[k], key: k, parent: frame, depth: depth + 1 });
+        if (k.includes('\u0000')) return locateProblem(value, maxDepth);
+        values.push((v as Record<string, unknown>)[k]);
+        depths.push(depth + 1);
       }
     }
   }
   return null;
 }
 
-interface ValueFrame {
-  v: unknown;
-  /** Its key or index in its parent; null for the root. */
-  key: string | null;
-  parent: ValueFrame | null;
-  depth: number;
-}
-
-/** `a.0.b`, or `(root)`. */
-function pathOf(frame: ValueFrame): string {
-  const parts: string[] = [];
-  for (let f: ValueFrame | null = frame; f && f.key !== null; f = f.parent) parts.push(f.key);
-  return parts.length > 0 ? parts.reverse().join('.') : '(root)';
+/** The problem {@link jsonValueProblem} found, with its path: the same checks, depth first. */
+function locateProblem(root: unknown, maxDepth: number): FieldIssue {
+  const visit = (v: unknown, path: string[]): FieldIssue | null => {
+    const at = () => (path.length > 0 ? path.join('.') : '(root)');
+    if (typeof v === 'string') {
+      return v.includes('\u0000') ? { path: at(), message: 'contains the NUL character (\\u0000), which cannot be stored' } : null;
+    }
+    if (v === null || typeof v !== 'object') return null;
+    if (path.length >= maxDepth) return { path: at(), message: `is nested deeper than ${maxDepth} levels` };
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const found = visit(v[i], [...path, String(i)]);
+        if (found) return found;
+      }
+      return null;
+    }
+    for (const k in v) {
+      if (!Object.hasOwn(v, k)) continue;
+      if (k.includes('\u0000')) return { path: at(), message: 'has a key containing the NUL character (\\u0000)' };
+      const found = visit((v as Record<string, unknown>)[k], [...path, k]);
+      if (found) return found;
+    }
+    return null;
+  };
+  // Found by the first walk, so found again (the recursion is bounded by maxDepth).
+  return visit(root, [])!;
 }
 
 /** A copy with every NUL character in strings and keys replaced by U+FFFD (for error texts, which must be stored). */

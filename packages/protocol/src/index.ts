@@ -21,6 +21,7 @@ export * from './topology.ts';
 export * from './retry.ts';
 export * from './template.ts';
 export * from './decode.ts';
+export * from './json-value.ts';
 export * from './api.ts';
 export * from './messages/step-message.ts';
 export * from './messages/step-result.ts';

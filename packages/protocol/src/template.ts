@@ -3,6 +3,7 @@ import { parseDocument } from 'yaml';
 import { IDENTIFIER_PATTERN, MAX_DELAY_MS, NAMESPACE_PATTERN } from './names.ts';
 import { BACKOFF_KINDS, DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry.ts';
 import { ErrorCode, TaskerError } from './errors.ts';
+import { jsonObject } from './json-value.ts';
 
 /**
  * The task template format (YAML). It follows the original Tasker project's format so its
@@ -32,7 +33,7 @@ export type RetrySpec = z.infer<typeof RetrySpec>;
 export const HandlerSpec = z.strictObject({
   callable: z.string().min(1).max(500),
   method: z.string().min(1).max(200).nullable().optional(),
-  initialization: z.record(z.string(), z.json()).nullable().optional(),
+  initialization: jsonObject.nullable().optional(),
 });
 
 export const StepSpec = z.strictObject({
@@ -61,7 +62,7 @@ export const StepOverride = z.strictObject({
   name: z.string(),
   timeout_seconds: z.number().positive().max(7 * 24 * 3600).nullable().optional(),
   retry: RetrySpec.partial().optional(),
-  handler: z.strictObject({ initialization: z.record(z.string(), z.json()).optional() }).optional(),
+  handler: z.strictObject({ initialization: jsonObject.optional() }).optional(),
 });
 
 export const TemplateSpec = z.strictObject({

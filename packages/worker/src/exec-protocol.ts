@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jsonObject, jsonValue } from '@tasker/protocol';
 
 /**
  * The exec bridge protocol (docs/protocol.md, "Exec bridge"): how the worker runtime talks
@@ -53,11 +54,11 @@ export const ExecError = z.object({
   code: z.string().optional(),
   message: z.string(),
   retry_after_ms: z.number().nullable().optional(),
-  details: z.json().optional(),
+  details: jsonValue.optional(),
 });
 
 export const ExecResult = z.discriminatedUnion('status', [
-  z.object({ type: z.literal('result'), id: z.string(), status: z.literal('success'), result: z.json().optional() }),
+  z.object({ type: z.literal('result'), id: z.string(), status: z.literal('success'), result: jsonValue.optional() }),
   z.object({ type: z.literal('result'), id: z.string(), status: z.literal('failure'), error: ExecError }),
   // The step waits for a task (created by the handler) without holding a worker: see ctx.waitFor.
   z.object({ type: z.literal('result'), id: z.string(), status: z.literal('waiting'), wait_for: z.object({ task_id: z.string().min(1) }) }),
@@ -72,7 +73,7 @@ export const ExecCreateTask = z.object({
     namespace: z.string(),
     name: z.string(),
     version: z.string().optional(),
-    context: z.record(z.string(), z.json()),
+    context: jsonObject,
     idempotency_key: z.string().optional(),
     correlation_id: z.string().optional(),
     requested_by: z.string().optional(),
@@ -85,7 +86,7 @@ export const ExecLog = z.object({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).catch('info'),
   message: z.string(),
   id: z.string().optional(),
-  fields: z.record(z.string(), z.json()).optional(),
+  fields: jsonObject.optional(),
 });
 export type ExecLog = z.infer<typeof ExecLog>;
 

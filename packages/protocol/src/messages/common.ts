@@ -20,8 +20,7 @@ export const ID_PATTERN = /^[A-Za-z0-9_:.-]{1,64}$/;
 export const id = z.string().regex(ID_PATTERN, 'must be an id (letters, digits, _ : . -, at most 64)');
 export const isoTime = z.iso.datetime({ offset: true });
 
-/** Any JSON object: task contexts, handler initialization. */
-export const jsonObject = z.record(z.string(), z.json());
+export { jsonObject, jsonValue } from '../json-value.ts';
 
 export const errorCodeString = z.string().min(1).max(64);
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Limits } from '../limits.ts';
-import { batchMessage, id, identifier, isoTime, jsonObject, namespaceName, protocolVersion } from './common.ts';
+import { batchMessage, id, identifier, isoTime, jsonObject, jsonValue, namespaceName, protocolVersion } from './common.ts';
 
 /**
  * Orchestrator → worker, on the namespace's step queue. Carries everything a handler needs:
@@ -27,7 +27,7 @@ export const StepMessage = z
     }),
     input: jsonObject.describe("The task's context."),
     dependency_results: z
-      .record(z.string(), z.json())
+      .record(z.string(), jsonValue)
       .describe('Results of every step this one depends on, directly or transitively, by step name.'),
     idempotency_key: z
       .string()

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Limits } from '../limits.ts';
 import { PROTOCOL_VERSION } from '../version.ts';
 import type { StepMessage } from './step-message.ts';
-import { batchMessage, errorCodeString, id, identifier, isoTime, namespaceName, protocolVersion } from './common.ts';
+import { batchMessage, errorCodeString, id, identifier, isoTime, jsonValue, namespaceName, protocolVersion } from './common.ts';
 
 export const StepError = z.object({
   kind: z
@@ -16,7 +16,7 @@ export const StepError = z.object({
     .nullable()
     .optional()
     .describe('Retryable only: the delay the handler asks for, capped by the policy.'),
-  details: z.json().optional(),
+  details: jsonValue.optional(),
 });
 export type StepError = z.infer<typeof StepError>;
 
@@ -49,7 +49,7 @@ const resultBase = {
  */
 export const StepResult = z
   .discriminatedUnion('status', [
-    z.object({ ...resultBase, status: z.literal('success'), result: z.json() }),
+    z.object({ ...resultBase, status: z.literal('success'), result: jsonValue }),
     z.object({ ...resultBase, status: z.literal('failure'), error: StepError }),
     z.object({
       ...resultBase,
