@@ -3,7 +3,8 @@
  * the depth and NUL walk, and the zod schema, for a step message and a step result as the
  * throughput section sends them and with a context of a few kilobytes. Beside each schema,
  * the same schema with its JSON-valued fields checked by zod's own `z.json()`, which the
- * protocol used before `jsonValue` (packages/protocol/src/json-value.ts).
+ * protocol used before `jsonValue` (packages/protocol/src/json-value.ts), and the schema as
+ * `decodeMessage` runs it, compiled by zod (`z.compile`).
  *
  *   npx tsx bench/src/decode-cost.ts [--rounds N]
  *
@@ -87,17 +88,19 @@ function perCall(f: () => unknown): number {
 const rows = cases.map((c) => {
   const text = JSON.stringify(c.body);
   const parsed: unknown = JSON.parse(text);
+  const compiledSchema = z.compile(c.schema as z.ZodType);
   if (!c.schema.safeParse(parsed).success || !c.before.safeParse(parsed).success) throw new Error(`${c.what}: the sample does not match its schema`);
   return [
     c.what,
     String(text.length),
     perCall(() => JSON.parse(text)).toFixed(2),
     perCall(() => jsonValueProblem(parsed)).toFixed(2),
-    perCall(() => c.schema.safeParse(parsed)).toFixed(2),
     perCall(() => c.before.safeParse(parsed)).toFixed(2),
+    perCall(() => c.schema.safeParse(parsed)).toFixed(2),
+    perCall(() => compiledSchema.safeParse(parsed)).toFixed(2),
     perCall(() => decodeMessage(c.schema, text, 'message')).toFixed(2),
   ];
 });
 
 console.log(`decoding cost, µs per message (${rounds} rounds each, one process; Node ${process.version})`);
-console.log(table(['message', 'bytes', 'JSON.parse', 'depth/NUL walk', 'schema', 'schema with z.json()', 'decodeMessage (all)'], rows));
+console.log(table(['message', 'bytes', 'JSON.parse', 'depth/NUL walk', 'schema with z.json()', 'schema', 'schema compiled', 'decodeMessage (all)'], rows));

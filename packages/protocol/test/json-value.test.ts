@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { StepMessage, StepResult, decodeValue, isJsonValue, jsonObject, jsonValue, jsonValueProblem, Limits, notJson } from '../src/index.ts';
+import { StepMessage, StepResult, TaskRequest, compiledSchema, decodeValue, isJsonValue, jsonObject, jsonValue, jsonValueProblem, Limits, notJson } from '../src/index.ts';
+import * as examples from './examples.ts';
 
 /** `depth` arrays, each holding the next: `[[[…]]]`. */
 function nested(depth: number): unknown {
@@ -132,5 +133,38 @@ describe('JSON-valued fields of messages', () => {
     expect(StepResult.safeParse({ ...result, result: null }).success).toBe(true);
     expect(StepResult.safeParse({ ...result, result: { ok: [1] } }).success).toBe(true);
     expect(StepResult.safeParse(result).success).toBe(false);
+  });
+});
+
+describe('compiledSchema', () => {
+  const cases: Array<[string, z.ZodType, Record<string, unknown>]> = [
+    ['step message', StepMessage, examples.stepMessage],
+    ['step result, success', StepResult, examples.stepResultSuccess],
+    ['step result, failure', StepResult, examples.stepResultFailure],
+    ['task request', TaskRequest, examples.taskRequest],
+  ];
+  /** Each example broken in ways a sender gets wrong: a field missing, of the wrong type, an unknown version, a context that is not JSON. */
+  const broken = (m: Record<string, unknown>): Array<Record<string, unknown>> => [
+    { ...m, task_id: undefined },
+    { ...m, attempt: '1' },
+    { ...m, namespace: 'Not-A-Namespace' },
+    { ...m, status: 'maybe' },
+    { ...m, input: { total: Number.NaN } },
+    { ...m, context: [1] },
+    { ...m, result: undefined },
+    { ...m, extra: 1 },
+  ];
+
+  it.each(cases)('gives what the schema gives, value and errors alike: %s', (_name, schema, example) => {
+    const fast = compiledSchema(schema);
+    expect(fast).not.toBe(schema);
+    expect(compiledSchema(schema)).toBe(fast); // compiled once
+    for (const input of [example, ...broken(example)]) {
+      const a = schema.safeParse(input);
+      const b = fast.safeParse(input);
+      expect(b.success).toBe(a.success);
+      if (a.success) expect(b.data).toEqual(a.data);
+      else expect(b.error!.issues).toEqual(a.error!.issues);
+    }
   });
 });

@@ -20,6 +20,7 @@ import {
   TemplateSummary,
   TemplateValidation,
   compileTemplate,
+  compiledSchema,
   jsonValueProblem,
   parseTemplate,
   zodIssues,
@@ -56,10 +57,10 @@ function errorBody(e: TaskerError): { error: ErrorBody } {
 }
 
 function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
-  // Depth and NUL first: zod's recursive JSON check must never see a hostile nesting.
+  // Depth and NUL first, as for every message: the error names the place in the body.
   const bad = jsonValueProblem(value);
   if (bad) throw new TaskerError(ErrorCode.INVALID_MESSAGE, `${what}: ${bad.path} ${bad.message}`, [bad]);
-  const parsed = schema.safeParse(value);
+  const parsed = compiledSchema(schema).safeParse(value);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
     throw new TaskerError(ErrorCode.INVALID_MESSAGE, `${what} is invalid: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`, issues);
