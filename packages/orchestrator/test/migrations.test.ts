@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,5 +139,39 @@ describe('a fresh machine whose database does not exist yet', () => {
     expect(outcomes.filter((o) => o.status === 'rejected').map((o) => String((o as PromiseRejectedResult).reason))).toEqual([]);
     const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_database WHERE datname = $1', [name]);
     expect(rows[0].n).toBe(1);
+  });
+});
+
+describe('creating the database through a Unix socket', () => {
+  // The form libpq and pg take for a socket, with no host before the path: not a URL to the
+  // WHATWG parser, which ensureDatabase used to read it with.
+  const local = new URL(url);
+  const socketDir = '/var/run/postgresql';
+  const port = local.port || '5432';
+  const onThisMachine = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(local.hostname);
+  const hasSocket = onThisMachine && existsSync(`${socketDir}/.s.PGSQL.${port}`);
+  const name = `tasker_socket_${Math.random().toString(36).slice(2, 10)}`;
+  const user = local.username ? `${local.username}@` : '';
+  const socketUrl = `postgres://${user}/${name}?host=${encodeURIComponent(socketDir)}&port=${port}`;
+  const admin = new pg.Client({ connectionString: url });
+
+  beforeAll(async () => {
+    if (hasSocket) await admin.connect();
+  });
+  afterAll(async () => {
+    if (!hasSocket) return;
+    await admin.query(`DROP DATABASE IF EXISTS "${name}"`);
+    await admin.end();
+  });
+
+  it.skipIf(!hasSocket)('a URL naming the socket directory creates the database, then finds it there', async () => {
+    await ensureDatabase(socketUrl, logger);
+    const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_database WHERE datname = $1', [name]);
+    expect(rows[0].n).toBe(1);
+    await ensureDatabase(socketUrl, logger); // already there: nothing to do
+    const c = new pg.Client({ connectionString: socketUrl });
+    await c.connect();
+    expect((await c.query('SELECT current_database() AS db')).rows[0].db).toBe(name);
+    await c.end();
   });
 });

@@ -1,5 +1,6 @@
 import { Migrator, sql, type Migration, type MigrationProvider } from 'kysely';
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import type { Logger } from 'pino';
 import type { Db } from './database.ts';
 import * as m0001 from './migrations/0001_initial.ts';
@@ -83,13 +84,16 @@ function droppedMeanwhile(error: unknown, schema: string): boolean {
 
 /**
  * Creates the database named in the URL if it does not exist (a fresh machine has only the
- * default databases). Needs a role allowed to create databases; otherwise it says so.
+ * default databases). Needs a role allowed to create databases; otherwise it says so. The URL
+ * is read as pg reads it (pg-connection-string), so every form pg takes works here too, a Unix
+ * socket's among them (`postgres://user@/tasker?host=/var/run/postgresql`), which is not a URL
+ * to the WHATWG parser.
  */
 export async function ensureDatabase(databaseUrl: string, logger: Logger): Promise<void> {
-  const url = new URL(databaseUrl);
-  const name = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  const config = parseIntoClientConfig(databaseUrl);
+  const name = config.database;
   if (!name) return;
-  const probe = new pg.Client({ connectionString: databaseUrl });
+  const probe = new pg.Client(config);
   try {
     await probe.connect();
     return;
@@ -98,8 +102,7 @@ export async function ensureDatabase(databaseUrl: string, logger: Logger): Promi
   } finally {
     await probe.end().catch(() => undefined);
   }
-  url.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: url.toString() });
+  const admin = new pg.Client({ ...config, database: 'postgres' });
   await admin.connect();
   try {
     await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
