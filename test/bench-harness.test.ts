@@ -74,4 +74,17 @@ describe('benchmark harness', () => {
     }
     expect(output).toContain('Summary');
   }, 110_000); // typically 12–25 s; the margin is for a machine busy with other suites
+
+  it('the decoding cost script runs and prints a figure for every message it measures', async () => {
+    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = execFile(process.execPath, ['--import', 'tsx', join(root, 'bench/src/decode-cost.ts'), '--rounds', '5'], { cwd: root, timeout: 60_000 }, (_err, stdout, stderr) =>
+        resolve({ code: child.exitCode, output: `${stdout}\n${stderr}` }),
+      );
+    });
+    expect(code, output).toBe(0);
+    const rows = output.split('\n').filter((l) => /^step (message|result)/.test(l));
+    expect(rows, output).toHaveLength(4);
+    // Every cell after the message's name is a number: bytes, then microseconds.
+    for (const row of rows) expect(row.split(/\s{2,}/).slice(1).every((c) => Number.isFinite(Number(c))), row).toBe(true);
+  });
 });
