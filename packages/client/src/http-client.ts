@@ -4,6 +4,7 @@ import {
   CreateTasksResponse,
   Limits,
   ErrorCode,
+  compiledSchema,
   jsonValue,
   ErrorResponse,
   ListTasksResponse,
@@ -324,7 +325,7 @@ export class HttpTaskClient {
     } catch (err) {
       throw new HttpError(res.status, ErrorCode.INVALID_MESSAGE, `response to ${what} is not JSON: ${(err as Error).message}`);
     }
-    const parsed = schema.safeParse(json);
+    const parsed = compiledSchema(schema).safeParse(json);
     if (!parsed.success) {
       const issues = zodIssues(parsed.error);
       throw new HttpError(
