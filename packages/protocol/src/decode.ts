@@ -105,8 +105,8 @@ const compiledSchemas = new WeakMap<z.ZodType, z.ZodType>();
 /**
  * The schema as zod compiles it (`z.compile`): a parser generated for its shape, with the
  * schema's own parser behind it for input that fails, so what passes and every error stay
- * the same. Compiled once per schema, on first use. A step message was checked in 0.9 µs
- * instead of 4.3, a step result in 0.6 instead of 1.4 (`npx tsx bench/src/decode-cost.ts`),
+ * the same. Compiled once per schema, on first use. A step message was checked in 1.0 µs
+ * instead of 3.4, a step result in 0.7 instead of 1.9 (`npx tsx bench/src/decode-cost.ts`),
  * once for every step a worker runs and every result the orchestrator applies. A schema
  * zod cannot compile comes back as it is. `decodeMessage` and `decodeValue` use it; so may
  * any other caller that checks input against one schema many times.
