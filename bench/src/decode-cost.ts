@@ -4,7 +4,7 @@
  * throughput section sends them and with a context of a few kilobytes. Beside each schema,
  * the same schema with its JSON-valued fields checked by zod's own `z.json()`, which the
  * protocol used before `jsonValue` (packages/protocol/src/json-value.ts), and the schema as
- * `decodeMessage` runs it, compiled by zod (`z.compile`).
+ * `decodeMessage` runs it, compiled by zod (`compiledSchema`, the protocol's own).
  *
  *   npx tsx bench/src/decode-cost.ts [--rounds N]
  *
@@ -12,7 +12,7 @@
  * of one run.
  */
 import { z } from 'zod';
-import { StepMessage, StepResult, decodeMessage, jsonValueProblem } from '@tasker/protocol';
+import { StepMessage, StepResult, compiledSchema, decodeMessage, jsonValueProblem } from '@tasker/protocol';
 import { table } from './report.ts';
 
 const at = process.argv.indexOf('--rounds');
@@ -88,7 +88,7 @@ function perCall(f: () => unknown): number {
 const rows = cases.map((c) => {
   const text = JSON.stringify(c.body);
   const parsed: unknown = JSON.parse(text);
-  const compiledSchema = z.compile(c.schema as z.ZodType);
+  const compiled = compiledSchema(c.schema as z.ZodType);
   if (!c.schema.safeParse(parsed).success || !c.before.safeParse(parsed).success) throw new Error(`${c.what}: the sample does not match its schema`);
   return [
     c.what,
@@ -97,7 +97,7 @@ const rows = cases.map((c) => {
     perCall(() => jsonValueProblem(parsed)).toFixed(2),
     perCall(() => c.before.safeParse(parsed)).toFixed(2),
     perCall(() => c.schema.safeParse(parsed)).toFixed(2),
-    perCall(() => compiledSchema.safeParse(parsed)).toFixed(2),
+    perCall(() => compiled.safeParse(parsed)).toFixed(2),
     perCall(() => decodeMessage(c.schema, text, 'message')).toFixed(2),
   ];
 });
