@@ -4,7 +4,36 @@ import type { Db } from '../db/database.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import { SUMMARY_COLUMNS, toSummary, type TaskSummaryRow } from './create-tasks.ts';
 
+/** A timestamp as JSON gives it (`2026-11-29T05:07:36.402123+00:00`) or as pg reads it, in ISO form to the ms. */
 const iso = (d: Date | string | null): string | null => (d ? new Date(d).toISOString() : null);
+
+/** A task summary's columns as one JSON array, in the order of {@link summaryFrom}. */
+const summaryArray = (t: string) =>
+  `json_build_array(${t}.id, ${t}.namespace, ${t}.name, ${t}.version, ${t}.state, ${t}.correlation_id, ${t}.idempotency_key, ${t}.parent_task_id, ${t}.parent_step_id, ${t}.created_at)`;
+
+type SummaryArray = [string, string, string, string, TaskSummaryRow['state'], string, string | null, string | null, string | null, string];
+
+function summaryFrom(a: SummaryArray): TaskSummaryRow {
+  return {
+    id: a[0],
+    namespace: a[1],
+    name: a[2],
+    version: a[3],
+    state: a[4],
+    correlation_id: a[5],
+    idempotency_key: a[6],
+    parent_task_id: a[7],
+    parent_step_id: a[8],
+    created_at: a[9] as unknown as Date,
+  };
+}
+
+type StepArray = [
+  id: string, name: string, state: string, attempt: number, max_attempts: number, result: unknown, error: unknown,
+  enqueued_at: string | null, started_at: string | null, finished_at: string | null, next_retry_at: string | null,
+  waiting_for_task_id: string | null,
+];
+type TransitionArray = [step_id: string | null, from_state: string | null, to_state: string, attempt: number | null, reason: string, actor: string | null, at: string];
 
 type TaskRow = TaskSummaryRow & {
   template_id: string;
@@ -12,11 +41,17 @@ type TaskRow = TaskSummaryRow & {
   error: unknown;
   updated_at: Date;
   completed_at: Date | null;
+  steps: StepArray[];
+  transitions: TransitionArray[] | null;
+  parent: SummaryArray | null;
+  children: SummaryArray[] | null;
 };
 
 /**
  * A task with its steps in template order, and optionally its transitions, its parent and
- * its children; null when there is no such task.
+ * its children; null when there is no such task. One statement, whatever the detail: a
+ * caller of `GET /v1/tasks/:id?wait_ms=` is answered one round trip after the commit that
+ * ended its task, not five (the task, its steps, transitions, parent and children).
  */
 export async function readTask(
   db: Db,
@@ -24,58 +59,64 @@ export async function readTask(
   id: string,
   detail: { transitions?: boolean; family?: boolean } = {},
 ): Promise<TaskView | null> {
-  const { rows } = await sql<TaskRow>`
-    SELECT ${sql.raw(SUMMARY_COLUMNS)}, template_id, context, error, updated_at, completed_at FROM tasks WHERE id = ${id}`.execute(db);
+  const { rows } = await sql<TaskRow>`/* prepared:read_task */
+    SELECT ${sql.raw(SUMMARY_COLUMNS)}, template_id, context, error, updated_at, completed_at,
+      (SELECT COALESCE(json_agg(json_build_array(s.id, s.name, s.state, s.attempt, s.max_attempts, s.result, s.error,
+                                                 s.enqueued_at, s.started_at, s.finished_at, s.next_retry_at, s.waiting_for_task_id)
+                                ORDER BY s.position), '[]')
+         FROM steps s WHERE s.task_id = t.id) AS steps,
+      CASE WHEN ${detail.transitions === true}::boolean THEN
+        (SELECT COALESCE(json_agg(json_build_array(r.step_id, r.from_state, r.to_state, r.attempt, r.reason, r.actor, r.at) ORDER BY r.id), '[]')
+           FROM transitions r WHERE r.task_id = t.id) END AS transitions,
+      CASE WHEN ${detail.family === true}::boolean THEN
+        (SELECT ${sql.raw(summaryArray('p'))} FROM tasks p WHERE p.id = t.parent_task_id) END AS parent,
+      CASE WHEN ${detail.family === true}::boolean THEN
+        (SELECT COALESCE(json_agg(${sql.raw(summaryArray('c'))} ORDER BY c.created_at, c.id), '[]')
+           FROM tasks c WHERE c.parent_task_id = t.id) END AS children
+    FROM tasks t WHERE t.id = ${id}`.execute(db);
   const t = rows[0];
   if (!t) return null;
   const template = await registry.get(t.template_id);
   const defs = new Map(template.steps.map((s) => [s.name, s]));
-  const steps = await db.selectFrom('steps').selectAll().where('task_id', '=', id).orderBy('position').execute();
   const view: TaskView = {
     ...toSummary(t),
     context: t.context as TaskView['context'],
     error: (t.error ?? null) as TaskView['error'],
     updated_at: iso(t.updated_at)!,
     completed_at: iso(t.completed_at),
-    steps: steps.map((s) => ({
-      id: s.id,
-      name: s.name,
-      state: s.state as TaskView['steps'][number]['state'],
-      attempt: s.attempt,
-      max_attempts: s.max_attempts,
-      dependencies: defs.get(s.name)?.dependencies ?? [],
-      handler_callable: defs.get(s.name)?.callable ?? '',
-      result: (s.result ?? null) as TaskView['steps'][number]['result'],
-      error: (s.error ?? null) as TaskView['steps'][number]['error'],
-      enqueued_at: iso(s.enqueued_at),
-      started_at: iso(s.started_at),
-      finished_at: iso(s.finished_at),
-      next_retry_at: iso(s.next_retry_at),
-      waiting_for_task_id: s.waiting_for_task_id ?? null,
+    steps: t.steps.map((s) => ({
+      id: s[0],
+      name: s[1],
+      state: s[2] as TaskView['steps'][number]['state'],
+      attempt: s[3],
+      max_attempts: s[4],
+      dependencies: defs.get(s[1])?.dependencies ?? [],
+      handler_callable: defs.get(s[1])?.callable ?? '',
+      result: (s[5] ?? null) as TaskView['steps'][number]['result'],
+      error: (s[6] ?? null) as TaskView['steps'][number]['error'],
+      enqueued_at: iso(s[7]),
+      started_at: iso(s[8]),
+      finished_at: iso(s[9]),
+      next_retry_at: iso(s[10]),
+      waiting_for_task_id: s[11] ?? null,
     })),
   };
   if (detail.transitions) {
-    const names = new Map(steps.map((s) => [s.id, s.name]));
-    const tr = await db.selectFrom('transitions').selectAll().where('task_id', '=', id).orderBy('id').execute();
-    view.transitions = tr.map((r) => ({
-      step_id: r.step_id,
-      step: r.step_id ? (names.get(r.step_id) ?? null) : null,
-      from_state: r.from_state,
-      to_state: r.to_state,
-      attempt: r.attempt,
-      reason: r.reason,
-      actor: r.actor ?? null,
-      at: iso(r.at)!,
+    const names = new Map(t.steps.map((s) => [s[0], s[1]]));
+    view.transitions = (t.transitions ?? []).map((r) => ({
+      step_id: r[0],
+      step: r[0] ? (names.get(r[0]) ?? null) : null,
+      from_state: r[1],
+      to_state: r[2],
+      attempt: r[3],
+      reason: r[4],
+      actor: r[5] ?? null,
+      at: iso(r[6])!,
     }));
   }
   if (detail.family) {
-    const parent = t.parent_task_id
-      ? (await sql<TaskSummaryRow>`SELECT ${sql.raw(SUMMARY_COLUMNS)} FROM tasks WHERE id = ${t.parent_task_id}`.execute(db)).rows[0]
-      : undefined;
-    view.parent = parent ? toSummary(parent) : null;
-    const children = await sql<TaskSummaryRow>`
-      SELECT ${sql.raw(SUMMARY_COLUMNS)} FROM tasks WHERE parent_task_id = ${id} ORDER BY created_at, id`.execute(db);
-    view.children = children.rows.map(toSummary);
+    view.parent = t.parent ? toSummary(summaryFrom(t.parent)) : null;
+    view.children = (t.children ?? []).map((c) => toSummary(summaryFrom(c)));
   }
   return view;
 }
