@@ -351,7 +351,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
               ["gap: a step's handler returns → next step's handler starts", overhead.gap_p50, overhead.gap_p99, null],
               ['gap from step rows (finished_at → next started_at, 1 ms res.)', overhead.gap_rows_p50, overhead.gap_rows_p99, null],
               ["request sent → first step's handler starts", overhead.first_handler_p50, overhead.first_handler_p99, null],
-              ["last step's handler → complete seen (read every ~1.1 ms)", overhead.seen_p50, overhead.seen_p99, null],
+              ["last step's handler → complete seen (row read back to back)", overhead.seen_p50, overhead.seen_p99, null],
               ['POST /v1/tasks latency', overhead.create_p50, null, null],
               ...(overhead.first_pass
                 ? [

@@ -282,7 +282,7 @@ export interface OverheadResult {
    * The two ends of a task that its gaps leave out (the shared monotonic clock, sub-ms, compared across
    * the bench's and the worker's processes): POST /v1/tasks sent → the first step's handler
    * starts, and the last step's handler starts → the bench sees the task complete (it reads
-   * the row every ~1.1 ms once the worker says the last handler ran).
+   * the row back to back once the worker says the last handler ran).
    */
   first_handler_p50: number;
   first_handler_p99: number;
@@ -303,8 +303,8 @@ export interface OverheadResult {
 
 /**
  * Per-step overhead: a 4-step linear task, one at a time. The worker tells the bench over
- * IPC when the last step's handler runs; only then does the bench poll the task row, every
- * millisecond, until it is complete.
+ * IPC when the last step's handler runs; only then does the bench read the task row, back to
+ * back, until it has ended.
  */
 export async function linearOverhead(
   stack: TaskerStack,
@@ -356,12 +356,17 @@ export async function linearOverhead(
         });
         seen.delete(id);
       }
-      // Every millisecond (≈1.1 ms with timer slack): back-to-back reads would keep a Postgres
-      // backend and the bench busy on a two-core machine and slow what is measured; this way
-      // the end is seen at most ~1.1 ms late, ~0.3 ms per step.
+      // Back to back, from the moment the worker says the last handler ran until the row says
+      // the task ended: the end is seen one read late at most (about 0.15 ms here). Reading
+      // every millisecond instead (≈1.1 ms with timer slack) saw it 0.5-0.7 ms later, 0.1-0.2 ms
+      // a step, without changing the gaps (bench/RESULTS.md, session 20).
       let state = 'in_progress';
-      for (let k = 0; k < 15_000 && state === 'in_progress'; k++) {
-        if (k > 0) await sleep(1);
+      const readUntil = Date.now() + 15_000;
+      for (let k = 0; state === 'in_progress'; k++) {
+        if (k > 0) {
+          if (Date.now() > readUntil) throw new Error(`task ${id}: not ended 15 s after its last handler ran`);
+          await new Promise((r) => setImmediate(r));
+        }
         const { rows } = await stack.db.query<{ state: string }>('SELECT state FROM tasks WHERE id = $1', [id]);
         state = rows[0]?.state ?? 'missing';
       }
