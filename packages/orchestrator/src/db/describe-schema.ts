@@ -2,7 +2,8 @@ import { sql } from 'kysely';
 import type { Db } from './database.ts';
 
 /**
- * A plain-text description of the tables, columns, indexes, constraints, functions and triggers in a schema.
+ * A plain-text description of the tables (with their storage parameters), columns, indexes,
+ * constraints, functions and triggers in a schema.
  * The committed snapshot (`schema.snapshot.txt`) must equal this for a freshly migrated
  * schema: a migration that changes the schema updates the snapshot in the same commit
  * (`pnpm db:snapshot`), so reviews see the schema change itself.
@@ -27,11 +28,18 @@ export async function describeSchema(db: Db, schema: string): Promise<string> {
     SELECT pg_get_triggerdef(t.oid) AS def
     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = ${schema} AND NOT t.tgisinternal ORDER BY c.relname, t.tgname`.execute(db);
+  const options = await sql<{ relname: string; reloptions: string[] }>`
+    SELECT c.relname, c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = ${schema} AND c.relkind = 'r' AND c.reloptions IS NOT NULL ORDER BY c.relname`.execute(db);
+  const tableOptions = new Map(options.rows.map((o) => [o.relname, o.reloptions]));
   const strip = (s: string) => s.split(`${schema}.`).join('');
   const lines: string[] = [];
   let table = '';
   for (const c of columns.rows) {
-    if (c.table_name !== table) lines.push(`table ${(table = c.table_name)}`);
+    if (c.table_name !== table) {
+      const withOptions = tableOptions.get(c.table_name);
+      lines.push(`table ${(table = c.table_name)}${withOptions ? ` with (${withOptions.join(', ')})` : ''}`);
+    }
     // A collation is shown where a column names one (information_schema leaves the database's default out).
     lines.push(`  ${c.column_name} ${c.data_type}${c.collation_name ? ` collate ${c.collation_name}` : ''}${c.is_nullable === 'NO' ? ' not null' : ''}${c.column_default ? ` default ${strip(c.column_default)}` : ''}`);
   }

@@ -17,6 +17,7 @@ import * as m0011 from './migrations/0011_positional_rows.ts';
 import * as m0012 from './migrations/0012_held_newest_template.ts';
 import * as m0013 from './migrations/0013_static_reference_checks.ts';
 import * as m0014 from './migrations/0014_checked_write_statement.ts';
+import * as m0015 from './migrations/0015_heap_only_step_updates.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -34,6 +35,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0012_held_newest_template': m0012,
   '0013_static_reference_checks': m0013,
   '0014_checked_write_statement': m0014,
+  '0015_heap_only_step_updates': m0015,
 };
 
 class StaticProvider implements MigrationProvider {
