@@ -7,27 +7,6 @@ import { SUMMARY_COLUMNS, toSummary, type TaskSummaryRow } from './create-tasks.
 /** A timestamp as JSON gives it (`2026-11-29T05:07:36.402123+00:00`) or as pg reads it, in ISO form to the ms. */
 const iso = (d: Date | string | null): string | null => (d ? new Date(d).toISOString() : null);
 
-/** A task summary's columns as one JSON array, in the order of {@link summaryFrom}. */
-const summaryArray = (t: string) =>
-  `json_build_array(${t}.id, ${t}.namespace, ${t}.name, ${t}.version, ${t}.state, ${t}.correlation_id, ${t}.idempotency_key, ${t}.parent_task_id, ${t}.parent_step_id, ${t}.created_at)`;
-
-type SummaryArray = [string, string, string, string, TaskSummaryRow['state'], string, string | null, string | null, string | null, string];
-
-function summaryFrom(a: SummaryArray): TaskSummaryRow {
-  return {
-    id: a[0],
-    namespace: a[1],
-    name: a[2],
-    version: a[3],
-    state: a[4],
-    correlation_id: a[5],
-    idempotency_key: a[6],
-    parent_task_id: a[7],
-    parent_step_id: a[8],
-    created_at: a[9] as unknown as Date,
-  };
-}
-
 type StepArray = [
   id: string, name: string, state: string, attempt: number, max_attempts: number, result: unknown, error: unknown,
   enqueued_at: string | null, started_at: string | null, finished_at: string | null, next_retry_at: string | null,
@@ -43,8 +22,9 @@ type TaskRow = TaskSummaryRow & {
   completed_at: Date | null;
   steps: StepArray[];
   transitions: TransitionArray[] | null;
-  parent: SummaryArray | null;
-  children: SummaryArray[] | null;
+  /** As SUMMARY_COLUMNS gives them, created_at as JSON's text (toSummary reads either). */
+  parent: TaskSummaryRow | null;
+  children: TaskSummaryRow[] | null;
 };
 
 /**
@@ -69,10 +49,10 @@ export async function readTask(
         (SELECT COALESCE(json_agg(json_build_array(r.step_id, r.from_state, r.to_state, r.attempt, r.reason, r.actor, r.at) ORDER BY r.id), '[]')
            FROM transitions r WHERE r.task_id = t.id) END AS transitions,
       CASE WHEN ${detail.family === true}::boolean THEN
-        (SELECT ${sql.raw(summaryArray('p'))} FROM tasks p WHERE p.id = t.parent_task_id) END AS parent,
+        (SELECT row_to_json(p) FROM (SELECT ${sql.raw(SUMMARY_COLUMNS)} FROM tasks WHERE id = t.parent_task_id) p) END AS parent,
       CASE WHEN ${detail.family === true}::boolean THEN
-        (SELECT COALESCE(json_agg(${sql.raw(summaryArray('c'))} ORDER BY c.created_at, c.id), '[]')
-           FROM tasks c WHERE c.parent_task_id = t.id) END AS children
+        (SELECT COALESCE(json_agg(c ORDER BY c.created_at, c.id), '[]')
+           FROM (SELECT ${sql.raw(SUMMARY_COLUMNS)} FROM tasks WHERE parent_task_id = t.id) c) END AS children
     FROM tasks t WHERE t.id = ${id}`.execute(db);
   const t = rows[0];
   if (!t) return null;
@@ -115,8 +95,8 @@ export async function readTask(
     }));
   }
   if (detail.family) {
-    view.parent = t.parent ? toSummary(summaryFrom(t.parent)) : null;
-    view.children = (t.children ?? []).map((c) => toSummary(summaryFrom(c)));
+    view.parent = t.parent ? toSummary(t.parent) : null;
+    view.children = (t.children ?? []).map(toSummary);
   }
   return view;
 }
