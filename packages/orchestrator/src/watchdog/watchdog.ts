@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { DELAY_LEVELS, PROTOCOL_VERSION, type Names, type RetryDue } from '@tasker/protocol';
 import type { Broker } from '@tasker/transport';
 import type { Logger } from 'pino';
-import type { Db } from '../db/database.ts';
+import { INDEX_PATHS_ONLY, type Db } from '../db/database.ts';
 import { insertOutbox, type OutboxRelay, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import { lockTasks, stepMessagesFor } from '../tasks/dispatch.ts';
@@ -86,7 +86,7 @@ export class Watchdog {
       // and the join is kept to those index paths: statistics taken while the tables were small
       // once led the planner to join every live task to a whole index (bench, 2,600 live
       // tasks: 2.2 s and 69,000 buffers a pass, every 10 s).
-      await sql.raw('SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off').execute(trx);
+      await sql.raw(INDEX_PATHS_ONLY).execute(trx);
       const { rows: overdue } = await sql<Overdue>`
         WITH old AS MATERIALIZED (
           SELECT t.id, t.namespace FROM tasks t
