@@ -35,6 +35,7 @@ import { BatchConsumer } from './amqp/batch-consumer.ts';
 import { BatchQueue } from './batch-queue.ts';
 import { buildHttpServer } from './http/server.ts';
 import { OutboxRelay } from './outbox/outbox.ts';
+import { stepMessagesForRefs } from './tasks/dispatch.ts';
 import { processResults } from './results/process-results.ts';
 import { TaskCache } from './results/task-cache.ts';
 import { TaskWaiters } from './tasks/task-waiters.ts';
@@ -121,6 +122,7 @@ export class Orchestrator {
     this.relay = new OutboxRelay(db, broker, logger.child({ component: 'outbox' }), {
       sweepMs: config.outboxSweepMs,
       staleMs: config.outboxStaleMs,
+      stepMessages: (trx, refs) => stepMessagesForRefs(trx, this.registry, this.names, refs, config.stepsPerMessage),
       // Child-task outcomes carry the orchestrator's user, which the origin check trusts.
       ...(resultOrigin ? { stampUserId: { exchange: this.names.resultsExchange, userId: amqpUsername(config.amqpUrl) } } : {}),
     });

@@ -18,6 +18,7 @@ import * as m0012 from './migrations/0012_held_newest_template.ts';
 import * as m0013 from './migrations/0013_static_reference_checks.ts';
 import * as m0014 from './migrations/0014_checked_write_statement.ts';
 import * as m0015 from './migrations/0015_heap_only_step_updates.ts';
+import * as m0016 from './migrations/0016_outbox_step_references.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -36,6 +37,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0013_static_reference_checks': m0013,
   '0014_checked_write_statement': m0014,
   '0015_heap_only_step_updates': m0015,
+  '0016_outbox_step_references': m0016,
 };
 
 class StaticProvider implements MigrationProvider {

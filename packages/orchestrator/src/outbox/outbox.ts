@@ -4,12 +4,21 @@ import type { Logger } from 'pino';
 import { preparedQuery, type Database, type Db } from '../db/database.ts';
 import { recordTransitions, type TransitionRow } from '../tasks/transitions.ts';
 
+/** A step a step message carries: its id and the attempt the message is for. */
+export type StepRef = [stepId: string, attempt: number];
+
 /** A message a state change implies, written in the same transaction as the change. */
 export interface OutgoingMessage {
   exchange: string;
   routingKey: string;
   body: string;
   properties: Options.Publish;
+  /**
+   * Set on step messages: the steps the message carries. A result batch and a creation batch
+   * write these to the outbox row instead of the body (migration 0016), and a sweeper builds
+   * the message again from the steps' rows.
+   */
+  stepRefs?: StepRef[];
 }
 
 export interface OutboxRow extends OutgoingMessage {
@@ -75,6 +84,8 @@ export async function insertTransitionsAndOutbox(
  * that committed the rows publishes them right away; the sweeper publishes rows a crashed
  * process left behind (older than `staleMs`), so a committed state change always gets its
  * messages out: at least once, and duplicates are harmless (results are compare-and-set).
+ * A row of a step message may keep only the steps it carries (migration 0016); the sweeper
+ * builds such messages again from the tables (`stepMessages`).
  */
 /** How long confirmed outbox rows wait to be deleted together. */
 const DELETE_DELAY_MS = 20;
@@ -97,6 +108,11 @@ export class OutboxRelay {
        * exchange, so the result-origin check knows they came from an orchestrator.
        */
       stampUserId?: { exchange: string; userId: string };
+      /**
+       * Builds again the messages of rows that keep only the steps they carry (step
+       * messages, migration 0016), for the sweeper.
+       */
+      stepMessages: (trx: Transaction<Database>, refs: StepRef[]) => Promise<OutgoingMessage[]>;
     },
   ) {}
 
@@ -167,14 +183,23 @@ export class OutboxRelay {
             id: string;
             exchange: string;
             routing_key: string;
-            body: string;
+            body: string | null;
             properties: Options.Publish;
+            step_refs: StepRef[] | null;
           }>`
-            SELECT id, exchange, routing_key, body, properties FROM outbox
+            SELECT id, exchange, routing_key, body, properties, step_refs FROM outbox
             WHERE created_at < now() - make_interval(secs => ${this.options.staleMs / 1000})
             ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(trx);
           if (rows.length === 0) return 0;
-          await Promise.all(rows.map((r) => this.broker.publish(r.exchange, r.routing_key, Buffer.from(r.body), this.propertiesOf({ ...r, routingKey: r.routing_key }))));
+          const messages: OutgoingMessage[] = [];
+          const refs: StepRef[] = [];
+          for (const r of rows) {
+            if (r.body !== null) messages.push({ exchange: r.exchange, routingKey: r.routing_key, body: r.body, properties: r.properties });
+            else refs.push(...(r.step_refs ?? []));
+          }
+          // Step messages kept as the steps they carry: built again from the steps still waiting for them.
+          if (refs.length > 0) messages.push(...(await this.options.stepMessages(trx, refs)));
+          await Promise.all(messages.map((m) => this.broker.publish(m.exchange, m.routingKey, Buffer.from(m.body), this.propertiesOf(m))));
           await sql`DELETE FROM outbox WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`.execute(trx);
           return rows.length;
         });

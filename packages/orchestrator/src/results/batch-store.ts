@@ -109,6 +109,8 @@ export async function writePlan(trx: Kysely<Database>, plan: BatchPlan, messages
  * rows, each row a JSON array of its values by position (migration 0011 names them): Postgres
  * reads positions at half the cost of keys. A step row without an outcome stops after
  * `outcome`, and an audit row without an actor after `reason`; what is missing reads as NULL.
+ * An outbox row of a step message has no body and its step references after its properties
+ * (migration 0016).
  */
 function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][] {
   const steps = plan.steps.map((w) => {
@@ -125,7 +127,8 @@ function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][
     if (t.actor != null) row.push(t.actor);
     return row;
   });
-  const outbox = messages.map((m) => [m.exchange, m.routingKey, m.body, m.properties ?? null]);
+  // A step message's row keeps the steps it carries instead of its body (migration 0016).
+  const outbox = messages.map((m) => (m.stepRefs ? [m.exchange, m.routingKey, null, m.properties ?? null, m.stepRefs] : [m.exchange, m.routingKey, m.body, m.properties ?? null]));
   return [steps, tasks, transitions, outbox];
 }
 

@@ -219,7 +219,7 @@ export async function createTasks(
         };
         // Not `{ ...outgoing, task_id }`: a spread followed by more properties is slow in V8 (see outboxRow).
         const m = stepOutgoing(deps.names, buildStepMessage(task, template, { id, name: s.name, attempt: 1 }, new Map()));
-        messages.push({ exchange: m.exchange, routingKey: m.routingKey, body: m.body, properties: m.properties, task_id: p.taskId });
+        messages.push({ exchange: m.exchange, routingKey: m.routingKey, body: m.body, properties: m.properties, stepRefs: m.stepRefs, task_id: p.taskId });
       }
     });
   }
@@ -253,7 +253,12 @@ export async function createTasks(
     JSON.stringify(taskRows),
     JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents])),
     JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason])),
-    JSON.stringify(packs.map((p) => [p.task_ids, p.message.exchange, p.message.routingKey, p.message.body, p.message.properties ?? null])),
+    // A step message's row keeps the steps it carries instead of its body (migration 0016).
+    JSON.stringify(
+      packs.map(({ task_ids, message: m }) =>
+        m.stepRefs ? [task_ids, m.exchange, m.routingKey, null, m.properties ?? null, m.stepRefs] : [task_ids, m.exchange, m.routingKey, m.body, m.properties ?? null],
+      ),
+    ),
   ]);
   if (rows[0]!.stale) {
     // A newer version was registered (by another orchestrator) since this one last asked:

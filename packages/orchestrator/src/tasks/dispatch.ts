@@ -1,10 +1,9 @@
 import { sql, type Transaction } from 'kysely';
 import type { Names } from '@tasker/protocol';
 import type { Database } from '../db/database.ts';
-import type { OutgoingMessage } from '../outbox/outbox.ts';
+import type { OutgoingMessage, StepRef } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
-import { buildStepMessage } from './step-messages.ts';
-import { stepOutgoing } from './step-messages.ts';
+import { buildStepMessage, packSteps, stepOutgoing } from './step-messages.ts';
 
 /** A locked task row, as the batch processors read it. */
 export interface LockedTask {
@@ -61,4 +60,35 @@ export async function stepMessagesFor(
     out.push(stepOutgoing(n, buildStepMessage(task, template, s, results.get(s.task_id) ?? new Map())));
   }
   return out;
+}
+
+/**
+ * The step messages of outbox rows that keep only the steps they carry (migration 0016), built
+ * again from the tables: for each step still enqueued at the referenced attempt, in a task
+ * still in progress, the message as it was built when the step was enqueued (its ancestors'
+ * results, the task's context, the template's handler), packed as the orchestrator packs them.
+ * A step that moved on (its result came, it was cancelled, or a newer attempt has its own
+ * row) needs no message and gets none. Reads without locks: a step that moves on meanwhile
+ * gets a message it no longer needs, which its result batch finds stale, as any duplicate.
+ */
+export async function stepMessagesForRefs(
+  trx: Transaction<Database>,
+  registry: TemplateRegistry,
+  n: Names,
+  refs: readonly StepRef[],
+  stepsPerMessage: number,
+): Promise<OutgoingMessage[]> {
+  if (refs.length === 0) return [];
+  // A step may be named at several attempts (rows of several batches): each is asked for.
+  const wanted = new Set(refs.map(([id, attempt]) => `${id}:${attempt}`));
+  const { rows } = await sql<{ id: string; task_id: string; name: string; attempt: number }>`
+    SELECT s.id, s.task_id, s.name, s.attempt FROM steps s JOIN tasks t ON t.id = s.task_id
+    WHERE s.id = ANY(${[...new Set(refs.map(([id]) => id))]}::text[]) AND s.state = 'enqueued' AND t.state = 'in_progress'`.execute(trx);
+  const steps = rows.filter((s) => wanted.has(`${s.id}:${s.attempt}`));
+  if (steps.length === 0) return [];
+  const { rows: taskRows } = await sql<LockedTask>`
+    SELECT id, state, namespace, name, version, template_id, correlation_id, context, parent_task_id, parent_step_id
+    FROM tasks WHERE id = ANY(${[...new Set(steps.map((s) => s.task_id))]}::text[])`.execute(trx);
+  const tasks = new Map(taskRows.map((t) => [t.id, t]));
+  return packSteps(n, await stepMessagesFor(trx, registry, n, tasks, steps), stepsPerMessage);
 }

@@ -52,6 +52,7 @@ export function stepOutgoing(n: Names, message: StepMessage): OutgoingMessage {
     exchange: n.stepsExchange,
     routingKey: message.namespace,
     body: JSON.stringify(message),
+    stepRefs: [[message.step_id, message.attempt]],
     properties: {
       messageId: message.idempotency_key,
       correlationId: message.correlation_id,
@@ -114,6 +115,7 @@ function packed(steps: OutgoingMessage[]): OutgoingMessage {
     exchange: first.exchange,
     routingKey: first.routingKey,
     body: encodeBatch(STEP_MESSAGES_SHAPE, steps.map((s) => s.body)),
+    stepRefs: steps.every((s) => s.stepRefs) ? steps.flatMap((s) => s.stepRefs!) : undefined,
     properties: {
       messageId: `${String(first.properties.messageId)}+${steps.length - 1}`,
       type: 'steps',
