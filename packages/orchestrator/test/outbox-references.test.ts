@@ -1,3 +1,4 @@
+import type { Kysely } from 'kysely';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -56,9 +57,9 @@ describe('outbox rows that keep the steps of their message (migration 0016)', ()
   });
 
   it('going back refuses while rows without a body wait, and restores the column once they are gone', async () => {
-    await expect(db.transaction().execute((trx) => down(trx))).rejects.toThrow(/rows without a body are waiting/);
+    await expect(db.transaction().execute((trx) => down(trx as unknown as Kysely<unknown>))).rejects.toThrow(/rows without a body are waiting/);
     await c.query('DELETE FROM outbox WHERE body IS NULL');
-    await db.transaction().execute((trx) => down(trx));
+    await db.transaction().execute((trx) => down(trx as unknown as Kysely<unknown>));
     const { rows } = await c.query(
       `SELECT column_name, is_nullable FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'outbox' AND column_name IN ('body', 'step_refs')`,
       [schema],
