@@ -80,7 +80,7 @@ describe('outbox rows of step messages', () => {
     for (const id of ids) await taskWhen(o, id, 'complete');
   });
 
-  it('a step message built again carries its ancestors’ results; a row whose steps moved on is deleted and sends nothing', async () => {
+  it('a step message built again carries the results of its ancestors; a row whose steps moved on is deleted and sends nothing', async () => {
     const o = stack.orchestrator;
     const [created] = await o.createTasks([{ namespace: 'sweep_moved_ns', name: 'chain', context: { n: 3 } }]);
     if (!created!.ok) throw created!.error;

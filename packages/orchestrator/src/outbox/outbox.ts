@@ -176,6 +176,7 @@ export class OutboxRelay {
     if (this.sweeping || !this.broker.connected) return 0;
     this.sweeping = true;
     let total = 0;
+    let published = 0;
     try {
       for (;;) {
         const n = await this.db.transaction().execute(async (trx) => {
@@ -200,13 +201,15 @@ export class OutboxRelay {
           // Step messages kept as the steps they carry: built again from the steps still waiting for them.
           if (refs.length > 0) messages.push(...(await this.options.stepMessages(trx, refs)));
           await Promise.all(messages.map((m) => this.broker.publish(m.exchange, m.routingKey, Buffer.from(m.body), this.propertiesOf(m))));
+          published += messages.length;
           await sql`DELETE FROM outbox WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`.execute(trx);
           return rows.length;
         });
         total += n;
         if (n < 500 || this.stopped) break;
       }
-      if (total > 0) this.logger.info({ messages: total }, 'outbox sweep published left-behind messages');
+      // Rows of steps that all moved on publish nothing; a packed row may become several messages.
+      if (total > 0) this.logger.info({ rows: total, messages: published }, 'outbox sweep published left-behind messages');
       return total;
     } finally {
       this.sweeping = false;
