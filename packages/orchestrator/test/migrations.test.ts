@@ -38,7 +38,7 @@ describe('upgrading an installation that has tasks', () => {
       );
       await a.query(`INSERT INTO ${S}.transitions (task_id, step_id, to_state, reason) VALUES ($1, 'stp_' || $1::text, 'enqueued', 'created')`, [id]);
     }
-    expect(await migrate(db, schema, logger)).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references']);
+    expect(await migrate(db, schema, logger)).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards']);
   });
   afterAll(async () => {
     await a.end();
@@ -90,8 +90,11 @@ describe('upgrading an installation that has tasks', () => {
     expect(orphan.code).toBe('23503');
     const moved = await failure(a.query(`UPDATE ${S}.steps SET task_id = 'tsk_B1' WHERE id = 'stp_tsk_a1'`));
     expect(moved.message).toMatch(/task_id/);
-    const renamed = await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_c1' WHERE id = 'tsk_B1'`));
+    const renamed = await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_c1' WHERE id = 'tsk_a1'`));
     expect(renamed.message).toMatch(/id and template_id/);
+    // A parent's id is held by the parent reference too, whose check fires first (migration 0017).
+    const parent = await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_c1' WHERE id = 'tsk_B1'`));
+    expect(parent.code).toBe('23503');
   });
   it('the audit keeps one index, its primary key (task_id, id): the audit rows written before are there, read by task through it', async () => {
     const { rows: indexes } = await a.query(`SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'transitions'`, [schema]);

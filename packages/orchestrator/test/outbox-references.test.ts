@@ -27,7 +27,7 @@ describe('outbox rows that keep the steps of their message (migration 0016)', ()
     await c.query(`SET search_path TO ${S}`);
     // A row written by the version before, waiting for its confirm across the upgrade.
     await c.query(`INSERT INTO outbox (exchange, routing_key, body, properties) VALUES ('ex', 'ns', '{"before":true}', '{"type":"step"}')`);
-    expect(await migrate(db, schema, logger)).toEqual(['0016_outbox_step_references']);
+    expect(await migrate(db, schema, logger)).toContain('0016_outbox_step_references');
   });
   afterAll(async () => {
     await c.end();

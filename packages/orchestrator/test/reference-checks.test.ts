@@ -108,9 +108,13 @@ describe('references between steps, tasks and templates', () => {
   });
 
   it('the referring and referred ids cannot change once written', async () => {
-    expect((await failure(a.query(`UPDATE ${S}.steps SET task_id = 'tsk_ok2' WHERE task_id = 'tsk_ok1'`))).message).toBe(
+    await task('tsk_stepless');
+    expect((await failure(a.query(`UPDATE ${S}.steps SET task_id = 'tsk_stepless' WHERE task_id = 'tsk_ok1'`))).message).toBe(
       'update of steps: task_id cannot change once written',
     );
+    // The guards fire after the row is written (migration 0017): a change that also breaks a
+    // unique key is refused by that key first.
+    expect((await failure(a.query(`UPDATE ${S}.steps SET task_id = 'tsk_ok2' WHERE task_id = 'tsk_ok1'`))).code).toBe('23505');
     expect((await failure(a.query(`UPDATE ${S}.tasks SET id = 'tsk_renamed' WHERE id = 'tsk_ok1'`))).code).toBe('23503');
     // Other columns change as before.
     await a.query(`UPDATE ${S}.steps SET state = 'enqueued', attempt = 1 WHERE task_id = 'tsk_ok1'`);

@@ -19,6 +19,7 @@ import * as m0013 from './migrations/0013_static_reference_checks.ts';
 import * as m0014 from './migrations/0014_checked_write_statement.ts';
 import * as m0015 from './migrations/0015_heap_only_step_updates.ts';
 import * as m0016 from './migrations/0016_outbox_step_references.ts';
+import * as m0017 from './migrations/0017_after_update_key_guards.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -38,6 +39,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0014_checked_write_statement': m0014,
   '0015_heap_only_step_updates': m0015,
   '0016_outbox_step_references': m0016,
+  '0017_after_update_key_guards': m0017,
 };
 
 class StaticProvider implements MigrationProvider {
