@@ -1,26 +1,15 @@
-import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb } from '../src/db/database.ts';
-import { ensureDatabase, migrate } from '../src/db/migrate.ts';
-import { DATABASE_URL } from './support/statements.ts';
+import { scratchSchema } from './support/scratch-schema.ts';
 
 // Migration 0015: a step's moves, written by the result batch's function, change no indexed
 // column, so Postgres keeps them on the row's page without writing into the indexes of steps
 // (heap-only updates). Counted with the transaction's own statistics, which are exact.
-const url = DATABASE_URL;
-const schema = `hot_${Math.random().toString(36).slice(2, 10)}`;
-const logger = pino({ level: 'silent' });
-
 describe("a step's moves are heap-only updates", () => {
-  const { db } = createDb(url, schema, 2);
-  const c = new pg.Client({ connectionString: url });
-  const S = `"${schema}"`;
+  const scratch = scratchSchema('hot');
+  const { S, client: c } = scratch;
 
   beforeAll(async () => {
-    await ensureDatabase(url, logger);
-    await migrate(db, schema, logger);
-    await c.connect();
+    await scratch.open();
     await c.query(`SET search_path TO ${S}`);
     await c.query(`INSERT INTO namespaces (name) VALUES ('hot')`);
     const { rows } = await c.query(
@@ -37,11 +26,7 @@ describe("a step's moves are heap-only updates", () => {
        VALUES ('stp_a', 'tsk_h1', 'a', 0, 'pending', 3, 0), ('stp_b', 'tsk_h1', 'b', 1, 'pending', 3, 1)`,
     );
   });
-  afterAll(async () => {
-    await c.end();
-    await db.schema.dropSchema(schema).ifExists().cascade().execute();
-    await db.destroy();
-  });
+  afterAll(() => scratch.close());
 
   /**
    * In one transaction, rolled back: a enqueued; a complete with its result and b enqueued;

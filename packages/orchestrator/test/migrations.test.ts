@@ -2,25 +2,21 @@ import { existsSync } from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb } from '../src/db/database.ts';
-import { ensureDatabase, migrate } from '../src/db/migrate.ts';
+import { ensureDatabase } from '../src/db/migrate.ts';
+import { scratchSchema } from './support/scratch-schema.ts';
 import { DATABASE_URL, failure } from './support/statements.ts';
 
 // An installation upgraded with rows in it: migration 0007 (identifier columns compare
 // bytewise) applied on top of 0006 keeps every row, every index lookup and every guard.
 const url = DATABASE_URL;
-const schema = `upgrade_${Math.random().toString(36).slice(2, 10)}`;
 const logger = pino({ level: 'silent' });
 
 describe('upgrading an installation that has tasks', () => {
-  const { db } = createDb(url, schema, 2);
-  const a = new pg.Client({ connectionString: url });
-  const S = `"${schema}"`;
+  const scratch = scratchSchema('upgrade');
+  const { schema, S, client: a } = scratch;
 
   beforeAll(async () => {
-    await ensureDatabase(url, logger);
-    expect(await migrate(db, schema, logger, { upTo: '0006_result_batch_write' })).toContain('0006_result_batch_write');
-    await a.connect();
+    expect(await scratch.open({ upTo: '0006_result_batch_write' })).toContain('0006_result_batch_write');
     await a.query(`INSERT INTO ${S}.namespaces (name) VALUES ('shop')`);
     const { rows } = await a.query(
       `INSERT INTO ${S}.templates (namespace, name, version, major, minor, patch, definition)
@@ -38,13 +34,9 @@ describe('upgrading an installation that has tasks', () => {
       );
       await a.query(`INSERT INTO ${S}.transitions (task_id, step_id, to_state, reason) VALUES ($1, 'stp_' || $1::text, 'enqueued', 'created')`, [id]);
     }
-    expect(await migrate(db, schema, logger)).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards']);
+    expect(await scratch.migrate()).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards']);
   });
-  afterAll(async () => {
-    await a.end();
-    await db.schema.dropSchema(schema).ifExists().cascade().execute();
-    await db.destroy();
-  });
+  afterAll(() => scratch.close());
 
   it('the identifier columns compare bytewise, and the rows written before are all there', async () => {
     const { rows: cols } = await a.query(

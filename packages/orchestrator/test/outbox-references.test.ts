@@ -1,39 +1,24 @@
 import type { Kysely } from 'kysely';
-import pg from 'pg';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb } from '../src/db/database.ts';
-import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import { down } from '../src/db/migrations/0016_outbox_step_references.ts';
 import { planBatch } from '../src/results/batch-plan.ts';
 import { writePlan } from '../src/results/batch-store.ts';
-import { DATABASE_URL } from './support/statements.ts';
+import { scratchSchema } from './support/scratch-schema.ts';
 
 // Migration 0016: an outbox row of a step message keeps the steps it carries (step_refs)
 // instead of its body; every other row keeps its body, and the rows written before stay.
-const url = DATABASE_URL;
-const schema = `obref_${Math.random().toString(36).slice(2, 10)}`;
-const logger = pino({ level: 'silent' });
-
 describe('outbox rows that keep the steps of their message (migration 0016)', () => {
-  const { db } = createDb(url, schema, 2);
-  const c = new pg.Client({ connectionString: url });
-  const S = `"${schema}"`;
+  const scratch = scratchSchema('obref');
+  const { db, schema, S, client: c } = scratch;
 
   beforeAll(async () => {
-    await ensureDatabase(url, logger);
-    await migrate(db, schema, logger, { upTo: '0015_heap_only_step_updates' });
-    await c.connect();
+    await scratch.open({ upTo: '0015_heap_only_step_updates' });
     await c.query(`SET search_path TO ${S}`);
     // A row written by the version before, waiting for its confirm across the upgrade.
     await c.query(`INSERT INTO outbox (exchange, routing_key, body, properties) VALUES ('ex', 'ns', '{"before":true}', '{"type":"step"}')`);
-    expect(await migrate(db, schema, logger)).toContain('0016_outbox_step_references');
+    expect(await scratch.migrate()).toContain('0016_outbox_step_references');
   });
-  afterAll(async () => {
-    await c.end();
-    await db.schema.dropSchema(schema).ifExists().cascade().execute();
-    await db.destroy();
-  });
+  afterAll(() => scratch.close());
 
   it('the row written before keeps its body; a result batch writes a step message as its steps and any other message whole', async () => {
     const written = await db.transaction().execute((trx) =>

@@ -1,23 +1,16 @@
-import pg from 'pg';
-import pino from 'pino';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb } from '../src/db/database.ts';
-import { ensureDatabase, migrate } from '../src/db/migrate.ts';
-import { DATABASE_URL, failure } from './support/statements.ts';
+import { scratchSchema } from './support/scratch-schema.ts';
+import { failure } from './support/statements.ts';
 
 // steps.task_id and tasks.template_id are checked once per statement by triggers
 // (migrations 0005 and 0013) instead of row by row by foreign keys: these are the guarantees
 // a foreign key gave, checked against a real Postgres.
-const url = DATABASE_URL;
-const schema = `refs_${Math.random().toString(36).slice(2, 10)}`;
-const logger = pino({ level: 'silent' });
-
 describe('references between steps, tasks and templates', () => {
-  const { db } = createDb(url, schema, 2);
   // Plain connections with the default search_path, as an operator's psql session has.
-  const a = new pg.Client({ connectionString: url });
-  const b = new pg.Client({ connectionString: url });
-  const S = `"${schema}"`;
+  const scratch = scratchSchema('refs', 2);
+  const { schema, S } = scratch;
+  const [a, b] = [scratch.clients[0]!, scratch.clients[1]!];
   let templateId = '';
 
   const task = (id: string, template = templateId) =>
@@ -35,10 +28,7 @@ describe('references between steps, tasks and templates', () => {
     );
 
   beforeAll(async () => {
-    await ensureDatabase(url, logger);
-    await migrate(db, schema, logger);
-    await a.connect();
-    await b.connect();
+    await scratch.open();
     await a.query(`INSERT INTO ${S}.namespaces (name) VALUES ('refs')`);
     const { rows } = await a.query(
       `INSERT INTO ${S}.templates (namespace, name, version, major, minor, patch, definition)
@@ -47,10 +37,7 @@ describe('references between steps, tasks and templates', () => {
     templateId = rows[0].id;
   });
   afterAll(async () => {
-    await a.end();
-    await b.end();
-    await db.schema.dropSchema(schema).ifExists().cascade().execute();
-    await db.destroy();
+    await scratch.close();
   });
 
   it('steps of existing tasks are inserted, many rows in one statement', async () => {
