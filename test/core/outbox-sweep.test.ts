@@ -31,7 +31,7 @@ describe('outbox rows of step messages', () => {
   beforeAll(async () => {
     // The stack's sweeper publishes rows older than 1 s, every 200 ms.
     stack = await startStack();
-    await stack.register(CHAIN('sweep_ns'), CHAIN('sweep_moved_ns'));
+    await stack.register(CHAIN('sweep_ns'), CHAIN('sweep_moved_ns'), CHAIN('sweep_bad_ns'));
   });
   afterAll(async () => stack?.cleanup());
 
@@ -113,5 +113,34 @@ describe('outbox rows of step messages', () => {
 
     await worker.succeed(again!);
     await taskWhen(o, taskId, 'complete');
+  });
+
+  it('a row that cannot be read or built again stays in the outbox, and the rows beside it still go out', async () => {
+    const o = stack.orchestrator;
+    const [created] = await o.createTasks([{ namespace: 'sweep_bad_ns', name: 'chain', context: { n: 4 } }]);
+    if (!created!.ok) throw created!.error;
+    const worker = await ManualWorker.start(o, 'sweep_bad_ns');
+    const [a] = await worker.waitFor(1, 10000);
+    // A step its template does not have: its message cannot be built.
+    await sql`
+      INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending)
+      VALUES ('stp_not_in_template', ${created!.task.id}, 'nowhere', 9, 'enqueued', 1, 1, 0)`.execute(o.db);
+    const { rows: bad } = await sql<{ id: string }>`
+      INSERT INTO outbox (exchange, routing_key, body, properties, step_refs, created_at) VALUES
+        (${o.names.stepsExchange}, 'sweep_bad_ns', NULL, '{}', '"not references"'::jsonb, now() - interval '5 seconds'),
+        (${o.names.stepsExchange}, 'sweep_bad_ns', NULL, '{}', '[["stp_not_in_template", 1]]'::jsonb, now() - interval '5 seconds')
+      RETURNING id::text`.execute(o.db);
+    await sql`
+      INSERT INTO outbox (exchange, routing_key, body, properties, step_refs, created_at) VALUES
+        (${o.names.stepsExchange}, 'sweep_bad_ns', NULL, '{}', ${JSON.stringify([[a!.step_id, 1]])}::jsonb, now() - interval '5 seconds')`.execute(o.db);
+    // The row after the two that cannot be sent goes out, and only it leaves the outbox.
+    const [, again] = await worker.waitFor(2, 10000);
+    expect(sent(again!)).toEqual(sent(a!));
+    const left = await eventually(async () => {
+      const { rows } = await sql<{ id: string }>`SELECT id::text FROM outbox ORDER BY id`.execute(o.db);
+      return rows.length === 2 ? rows.map((r) => r.id) : undefined;
+    }, 5000, 'only the two rows that cannot be sent left');
+    expect(left).toEqual(bad.map((r) => r.id));
+    await sql`DELETE FROM outbox WHERE id = ANY(${left}::bigint[])`.execute(o.db);
   });
 });

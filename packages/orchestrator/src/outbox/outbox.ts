@@ -179,34 +179,41 @@ export class OutboxRelay {
     let published = 0;
     try {
       for (;;) {
-        const n = await this.db.transaction().execute(async (trx) => {
+        const { selected, sent } = await this.db.transaction().execute(async (trx) => {
           const { rows } = await sql<{
             id: string;
             exchange: string;
             routing_key: string;
             body: string | null;
             properties: Options.Publish;
-            step_refs: StepRef[] | null;
+            step_refs: unknown;
           }>`
             SELECT id, exchange, routing_key, body, properties, step_refs FROM outbox
             WHERE created_at < now() - make_interval(secs => ${this.options.staleMs / 1000})
             ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED`.execute(trx);
-          if (rows.length === 0) return 0;
           const messages: OutgoingMessage[] = [];
-          const refs: StepRef[] = [];
+          const done: string[] = [];
+          const byRefs: Array<{ id: string; refs: StepRef[] }> = [];
           for (const r of rows) {
-            if (r.body !== null) messages.push({ exchange: r.exchange, routingKey: r.routing_key, body: r.body, properties: r.properties });
-            else refs.push(...(r.step_refs ?? []));
+            if (r.body !== null) {
+              messages.push({ exchange: r.exchange, routingKey: r.routing_key, body: r.body, properties: r.properties });
+              done.push(r.id);
+              continue;
+            }
+            const refs = readStepRefs(r.step_refs);
+            if (refs) byRefs.push({ id: r.id, refs });
+            else this.logger.error({ outboxId: r.id, stepRefs: r.step_refs }, 'outbox row has no body and no readable step references; it stays until repaired');
           }
           // Step messages kept as the steps they carry: built again from the steps still waiting for them.
-          if (refs.length > 0) messages.push(...(await this.options.stepMessages(trx, refs)));
+          if (byRefs.length > 0) messages.push(...(await this.rebuild(trx, byRefs, done)));
           await Promise.all(messages.map((m) => this.broker.publish(m.exchange, m.routingKey, Buffer.from(m.body), this.propertiesOf(m))));
           published += messages.length;
-          await sql`DELETE FROM outbox WHERE id = ANY(${rows.map((r) => r.id)}::bigint[])`.execute(trx);
-          return rows.length;
+          if (done.length > 0) await sql`DELETE FROM outbox WHERE id = ANY(${done}::bigint[])`.execute(trx);
+          return { selected: rows.length, sent: done.length };
         });
-        total += n;
-        if (n < 500 || this.stopped) break;
+        total += sent;
+        // Rows that cannot be sent stay where they are: stop when a pass moved nothing.
+        if (selected < 500 || sent === 0 || this.stopped) break;
       }
       // Rows of steps that all moved on publish nothing; a packed row may become several messages.
       if (total > 0) this.logger.info({ rows: total, messages: published }, 'outbox sweep published left-behind messages');
@@ -216,10 +223,55 @@ export class OutboxRelay {
     }
   }
 
+  /**
+   * The messages of rows that keep only the steps they carry, and the ids of those rows
+   * (into `done`). The rows are built together; if that fails, each on its own, so that one
+   * row that cannot be built (logged, left in the outbox) does not hold back the others.
+   */
+  private async rebuild(trx: Transaction<Database>, rows: Array<{ id: string; refs: StepRef[] }>, done: string[]): Promise<OutgoingMessage[]> {
+    const attempt = async (part: Array<{ id: string; refs: StepRef[] }>): Promise<OutgoingMessage[] | Error> => {
+      // A savepoint, so that a failed statement leaves the sweep's transaction usable.
+      await sql`SAVEPOINT outbox_rebuild`.execute(trx);
+      try {
+        const messages = await this.options.stepMessages(trx, part.flatMap((r) => r.refs));
+        await sql`RELEASE SAVEPOINT outbox_rebuild`.execute(trx);
+        return messages;
+      } catch (err) {
+        await sql`ROLLBACK TO SAVEPOINT outbox_rebuild`.execute(trx);
+        return err as Error;
+      }
+    };
+    const all = await attempt(rows);
+    if (!(all instanceof Error)) {
+      done.push(...rows.map((r) => r.id));
+      return all;
+    }
+    const out: OutgoingMessage[] = [];
+    for (const r of rows) {
+      const one = rows.length === 1 ? all : await attempt([r]);
+      if (one instanceof Error) {
+        this.logger.error({ outboxId: r.id, err: one.message }, 'the step messages of an outbox row could not be built again; it stays for the next sweep');
+        continue;
+      }
+      out.push(...one);
+      done.push(r.id);
+    }
+    return out;
+  }
+
   /** Stops the sweeper and deletes what is confirmed already. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.flushDeletes();
   }
+}
+
+/** An outbox row's step references as written (migration 0016): [step id, attempt] pairs, or null if they are not that. */
+function readStepRefs(value: unknown): StepRef[] | null {
+  if (!Array.isArray(value) || value.length === 0) return null;
+  for (const ref of value) {
+    if (!Array.isArray(ref) || ref.length !== 2 || typeof ref[0] !== 'string' || !Number.isInteger(ref[1])) return null;
+  }
+  return value as StepRef[];
 }
