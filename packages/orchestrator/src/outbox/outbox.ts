@@ -14,9 +14,10 @@ export interface OutgoingMessage {
   body: string;
   properties: Options.Publish;
   /**
-   * Set on step messages: the steps the message carries. A result batch and a creation batch
-   * write these to the outbox row instead of the body (migration 0016), and a sweeper builds
-   * the message again from the steps' rows.
+   * Set on step messages: the steps the message carries. The writers of result and creation
+   * batches (`planWriteArgs`, `createTasks`) put these in the outbox row instead of the body
+   * (migration 0016), and a sweeper builds the message again from the steps' rows; the other
+   * writers (`insertOutbox`, `insertTransitionsAndOutbox`) keep the body.
    */
   stepRefs?: StepRef[];
 }

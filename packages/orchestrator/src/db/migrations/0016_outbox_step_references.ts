@@ -16,8 +16,10 @@ import { sql, type Kysely } from 'kysely';
 //
 // write_result_rows (migration 0011) and create_tasks_rows (0011) take an outbox row's step
 // references at the position after its properties (result batch: 4, creation batch: 5); a
-// row without them is written as before, with its body. Other messages (child-task outcomes,
-// operator actions, retries, the watchdog's) keep their bodies.
+// row without them is written as before, with its body. Step messages are written that way by
+// result batches, creation batches and an operator's manual completion (which writes as a
+// result batch does); other messages (child-task outcomes, retries, the watchdog's re-sends,
+// an operator's retry or cancel) keep their bodies.
 //
 // Rolling upgrade: an orchestrator of the version before writes and publishes as before, but
 // its sweeper cannot publish a row without a body (it fails that sweep and tries again); the
