@@ -34,6 +34,15 @@ export function outboxRow(m: OutgoingMessage, id: string): OutboxRow {
   return { exchange: m.exchange, routingKey: m.routingKey, body: m.body, properties: m.properties, id };
 }
 
+/**
+ * An outbox row's values by position, as write_result_rows and create_tasks_rows read them
+ * (migrations 0011 and 0016): [exchange, routing_key, body, properties], or, for a step
+ * message, no body and the steps it carries after the properties.
+ */
+export function outboxPositions(m: OutgoingMessage): unknown[] {
+  return m.stepRefs ? [m.exchange, m.routingKey, null, m.properties ?? null, m.stepRefs] : [m.exchange, m.routingKey, m.body, m.properties ?? null];
+}
+
 /** Inserts messages into the outbox inside the caller's transaction. */
 export async function insertOutbox(trx: Kysely<Database>, messages: OutgoingMessage[]): Promise<OutboxRow[]> {
   if (messages.length === 0) return [];

@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { KEPT_PLANS, jsonLiteral, pipelinedTransaction, preparedQuery, type Database, type Db, type PipelinedTransaction } from '../db/database.ts';
-import { outboxRow, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
+import { outboxPositions, outboxRow, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { LockedTask } from '../tasks/dispatch.ts';
 import type { BatchPlan, StepState } from './batch-plan.ts';
 import type { CacheCheck } from './task-cache.ts';
@@ -127,9 +127,7 @@ function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][
     if (t.actor != null) row.push(t.actor);
     return row;
   });
-  // A step message's row keeps the steps it carries instead of its body (migration 0016).
-  const outbox = messages.map((m) => (m.stepRefs ? [m.exchange, m.routingKey, null, m.properties ?? null, m.stepRefs] : [m.exchange, m.routingKey, m.body, m.properties ?? null]));
-  return [steps, tasks, transitions, outbox];
+  return [steps, tasks, transitions, messages.map(outboxPositions)];
 }
 
 /**

@@ -14,7 +14,7 @@ import {
 } from '@tasker/protocol';
 import type { Logger } from 'pino';
 import { preparedQuery, type Db } from '../db/database.ts';
-import type { OutboxRow, OutgoingMessage } from '../outbox/outbox.ts';
+import { outboxPositions, type OutboxRow, type OutgoingMessage } from '../outbox/outbox.ts';
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
 import { buildStepMessage, packStepGroups, stepOutgoing } from './step-messages.ts';
@@ -253,12 +253,8 @@ export async function createTasks(
     JSON.stringify(taskRows),
     JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents])),
     JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason])),
-    // A step message's row keeps the steps it carries instead of its body (migration 0016).
-    JSON.stringify(
-      packs.map(({ task_ids, message: m }) =>
-        m.stepRefs ? [task_ids, m.exchange, m.routingKey, null, m.properties ?? null, m.stepRefs] : [task_ids, m.exchange, m.routingKey, m.body, m.properties ?? null],
-      ),
-    ),
+    // The tasks a message carries steps of, then the row as a result batch writes it.
+    JSON.stringify(packs.map((p) => [p.task_ids, ...outboxPositions(p.message)])),
   ]);
   if (rows[0]!.stale) {
     // A newer version was registered (by another orchestrator) since this one last asked:
