@@ -19,6 +19,9 @@ export interface LockedTask {
   parent_step_id: string | null;
 }
 
+/** A LockedTask's columns, of `tasks t`. */
+const LOCKED_TASK_COLUMNS = 't.id, t.state, t.namespace, t.name, t.version, t.template_id, t.correlation_id, t.context, t.parent_task_id, t.parent_step_id';
+
 /**
  * Locks the tasks of a batch, in id order so two orchestrators never deadlock. Holding the
  * task lock serializes every change to that task's steps, which is what makes counting
@@ -27,8 +30,8 @@ export interface LockedTask {
 export async function lockTasks(trx: Transaction<Database>, taskIds: string[]): Promise<Map<string, LockedTask>> {
   if (taskIds.length === 0) return new Map();
   const { rows } = await sql<LockedTask>`/* prepared:lock_tasks */
-    SELECT id, state, namespace, name, version, template_id, correlation_id, context, parent_task_id, parent_step_id
-    FROM tasks WHERE id = ANY(${[...new Set(taskIds)].sort()}::text[]) ORDER BY id FOR UPDATE`.execute(trx);
+    SELECT ${sql.raw(LOCKED_TASK_COLUMNS)}
+    FROM tasks t WHERE t.id = ANY(${[...new Set(taskIds)].sort()}::text[]) ORDER BY t.id FOR UPDATE`.execute(trx);
   return new Map(rows.map((r) => [r.id, r]));
 }
 
@@ -81,14 +84,18 @@ export async function stepMessagesForRefs(
   if (refs.length === 0) return [];
   // A step may be named at several attempts (rows of several batches): each is asked for.
   const wanted = new Set(refs.map(([id, attempt]) => `${id}:${attempt}`));
-  const { rows } = await sql<{ id: string; task_id: string; name: string; attempt: number }>`
-    SELECT s.id, s.task_id, s.name, s.attempt FROM steps s JOIN tasks t ON t.id = s.task_id
+  // Each step still enqueued, with its task (in progress) in the same row.
+  const { rows } = await sql<LockedTask & { step_id: string; step_name: string; attempt: number }>`
+    SELECT s.id AS step_id, s.name AS step_name, s.attempt, ${sql.raw(LOCKED_TASK_COLUMNS)}
+    FROM steps s JOIN tasks t ON t.id = s.task_id
     WHERE s.id = ANY(${[...new Set(refs.map(([id]) => id))]}::text[]) AND s.state = 'enqueued' AND t.state = 'in_progress'`.execute(trx);
-  const steps = rows.filter((s) => wanted.has(`${s.id}:${s.attempt}`));
+  const tasks = new Map<string, LockedTask>();
+  const steps: Array<{ id: string; task_id: string; name: string; attempt: number }> = [];
+  for (const { step_id, step_name, attempt, ...task } of rows) {
+    if (!wanted.has(`${step_id}:${attempt}`)) continue;
+    tasks.set(task.id, task);
+    steps.push({ id: step_id, task_id: task.id, name: step_name, attempt });
+  }
   if (steps.length === 0) return [];
-  const { rows: taskRows } = await sql<LockedTask>`
-    SELECT id, state, namespace, name, version, template_id, correlation_id, context, parent_task_id, parent_step_id
-    FROM tasks WHERE id = ANY(${[...new Set(steps.map((s) => s.task_id))]}::text[])`.execute(trx);
-  const tasks = new Map(taskRows.map((t) => [t.id, t]));
   return packSteps(n, await stepMessagesFor(trx, registry, n, tasks, steps), stepsPerMessage);
 }
