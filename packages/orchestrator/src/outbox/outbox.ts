@@ -89,6 +89,9 @@ export async function insertTransitionsAndOutbox(
   return messages.map((m, i) => outboxRow(m, rows[i]!.id));
 }
 
+/** How long confirmed outbox rows wait to be deleted together. */
+const DELETE_DELAY_MS = 20;
+
 /**
  * Publishes outbox rows with publisher confirms and deletes the confirmed ones. The process
  * that committed the rows publishes them right away; the sweeper publishes rows a crashed
@@ -97,9 +100,6 @@ export async function insertTransitionsAndOutbox(
  * A row of a step message may keep only the steps it carries (migration 0016); the sweeper
  * builds such messages again from the tables (`stepMessages`).
  */
-/** How long confirmed outbox rows wait to be deleted together. */
-const DELETE_DELAY_MS = 20;
-
 export class OutboxRelay {
   private timer: NodeJS.Timeout | null = null;
   private sweeping = false;
