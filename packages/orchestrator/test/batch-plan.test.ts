@@ -37,9 +37,11 @@ describe('result batch plan', () => {
     expect(plan.steps.find((w) => w.id === 's_b')).toMatchObject({
       from_state: 'pending', from_attempt: 0, from_deps_pending: 1, state: 'enqueued', attempt: 1, deps_pending: 0, enqueue: true, outcome: null,
     });
-    expect(plan.transitions.map((t) => `${t.step_id}:${t.from_state}->${t.to_state}`)).toEqual([
-      's_a:enqueued->complete', 's_b:pending->enqueued', 's_c:pending->enqueued',
+    // Each move carries its reason, from which its audit row is written (migration 0018).
+    expect(plan.steps.map((w) => `${w.id}:${w.from_state}->${w.state}:${w.reason}`)).toEqual([
+      's_a:enqueued->complete:r', 's_b:pending->enqueued:dependencies complete', 's_c:pending->enqueued:dependencies complete',
     ]);
+    expect(plan.audit).toEqual([]);
     expect(plan.tasks).toEqual([]);
   });
 
@@ -56,13 +58,13 @@ describe('result batch plan', () => {
     const { tasks, steps } = diamond('in_progress', { a: 'complete', b: 'enqueued', c: 'enqueued' });
     const plan = planBatch(tasks, steps, [change('s_b', 'complete')]);
     expect(plan.released).toEqual([]);
-    expect(plan.steps.find((w) => w.id === 's_d')).toMatchObject({ from_deps_pending: 2, deps_pending: 1, state: 'pending', enqueue: false });
+    expect(plan.steps.find((w) => w.id === 's_d')).toMatchObject({ from_deps_pending: 2, deps_pending: 1, state: 'pending', enqueue: false, reason: null });
   });
 
   it('the last step completing completes the task', () => {
     const { tasks, steps } = diamond('in_progress', { a: 'complete', b: 'complete', c: 'complete', d: 'enqueued' });
     const plan = planBatch(tasks, steps, [change('s_d', 'complete')]);
-    expect(plan.tasks).toEqual([{ id: 't1', from_state: 'in_progress', state: 'complete', error: null }]);
+    expect(plan.tasks).toEqual([{ id: 't1', from_state: 'in_progress', state: 'complete', error: null, reason: 'all steps complete' }]);
     expect(plan.finished.map((t) => t.id)).toEqual(['t1']);
     expect(tasks.get('t1')!.state).toBe('complete');
   });
@@ -75,7 +77,9 @@ describe('result batch plan', () => {
     s2.get('s_c')!.finished_at = at(50);
     s2.get('s_c')!.error = { code: 'C_FAILED' };
     const second = planBatch(t2, s2, [change('s_b', 'error', { finished_at: at(80), error: { code: 'B_FAILED' } })]);
-    expect(second.tasks).toEqual([{ id: 't1', from_state: 'in_progress', state: 'error', error: { step: 'c', error: { code: 'C_FAILED' } } }]);
+    expect(second.tasks).toEqual([
+      { id: 't1', from_state: 'in_progress', state: 'error', error: { step: 'c', error: { code: 'C_FAILED' } }, reason: "step 'c' failed and no other step can progress" },
+    ]);
   });
 
   it('a retry keeps the task in flight and releases nothing', () => {

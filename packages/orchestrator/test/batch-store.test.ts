@@ -225,7 +225,16 @@ describe('result batch store', () => {
       return { ...base, state: 'waiting_child', waiting_for: `${p}done`, started_at: null, reason: 'result: waiting for a child task' };
     };
     const messages = [{ exchange: 'ex', routingKey: 'ns', body: '{"a":"it\'s \\\\ ok"}', properties: { persistent: true, headers: { h: [1, null] } } }];
-    const byKey = (plan: ReturnType<typeof planBatch>) => [
+    // write_result_batch takes every audit row; write_result_rows writes them from the rows'
+    // reasons (migration 0018): the same rows, built here the way the orchestrator built them.
+    const audit = (plan: ReturnType<typeof planBatch>, stepTask: (id: string) => string) => [
+      ...plan.audit,
+      ...plan.steps.filter((w) => w.reason !== null).map((w) => ({
+        task_id: stepTask(w.id), step_id: w.id, from_state: w.from_state, to_state: w.state, attempt: w.attempt || null, reason: w.reason, actor: w.actor ?? null,
+      })),
+      ...plan.tasks.map((t) => ({ task_id: t.id, step_id: null, from_state: t.from_state, to_state: t.state, attempt: null, reason: t.reason, actor: null })),
+    ];
+    const byKey = (plan: ReturnType<typeof planBatch>, stepTask: (id: string) => string) => [
       plan.steps.map((w) => {
         const c = w.outcome;
         return {
@@ -236,7 +245,7 @@ describe('result batch store', () => {
         };
       }),
       plan.tasks,
-      plan.transitions,
+      audit(plan, stepTask),
       messages.map((m) => ({ exchange: m.exchange, routing_key: m.routingKey, body: m.body, properties: m.properties })),
     ];
     for (const p of ['pk_', 'pp_']) {
@@ -246,9 +255,9 @@ describe('result batch store', () => {
         const { tasks, steps } = await lockAndReadSteps(trx, ids);
         const plan = planBatch(tasks, steps, cases.map((c) => change(p, c)));
         expect(plan.tasks.map((t) => [t.id, t.state])).toEqual([[`${p}fail`, 'error']]);
-        plan.transitions[0]!.actor = 'ops@example.com';
+        plan.steps[0]!.actor = 'ops@example.com';
         if (p === 'pp_') return writePlan(trx, plan, messages);
-        const [a, b, t, o] = byKey(plan).map((v) => JSON.stringify(v));
+        const [a, b, t, o] = byKey(plan, (id) => steps.get(id)!.task_id).map((v) => JSON.stringify(v));
         await sql`SELECT write_result_batch(${a}::jsonb, ${b}::jsonb, ${t}::jsonb, ${o}::jsonb)`.execute(trx);
       });
     }

@@ -34,7 +34,7 @@ describe('upgrading an installation that has tasks', () => {
       );
       await a.query(`INSERT INTO ${S}.transitions (task_id, step_id, to_state, reason) VALUES ($1, 'stp_' || $1::text, 'enqueued', 'created')`, [id]);
     }
-    expect(await scratch.migrate()).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards']);
+    expect(await scratch.migrate()).toEqual(['0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards', '0018_audit_from_writes']);
   });
   afterAll(() => scratch.close());
 

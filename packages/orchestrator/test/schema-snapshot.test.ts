@@ -29,7 +29,7 @@ describe('database schema', () => {
     const others = [0, 1, 2].map(() => createDb(url, fresh, 2).db);
     try {
       const applied = await Promise.all(others.map((d) => migrate(d, fresh, logger)));
-      expect(applied.flat().sort()).toEqual(['0001_initial', '0002_operator_surface', '0003_result_batches', '0004_index_paths', '0005_statement_reference_checks', '0006_result_batch_write', '0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards']);
+      expect(applied.flat().sort()).toEqual(['0001_initial', '0002_operator_surface', '0003_result_batches', '0004_index_paths', '0005_statement_reference_checks', '0006_result_batch_write', '0007_identifier_collation', '0008_result_batch_checked_write', '0009_task_creation_write', '0010_audit_single_index', '0011_positional_rows', '0012_held_newest_template', '0013_static_reference_checks', '0014_checked_write_statement', '0015_heap_only_step_updates', '0016_outbox_step_references', '0017_after_update_key_guards', '0018_audit_from_writes']);
       expect(await migrate(others[0]!, fresh, logger)).toEqual([]);
     } finally {
       await others[0]!.schema.dropSchema(fresh).ifExists().cascade().execute();

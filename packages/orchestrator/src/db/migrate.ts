@@ -20,6 +20,7 @@ import * as m0014 from './migrations/0014_checked_write_statement.ts';
 import * as m0015 from './migrations/0015_heap_only_step_updates.ts';
 import * as m0016 from './migrations/0016_outbox_step_references.ts';
 import * as m0017 from './migrations/0017_after_update_key_guards.ts';
+import * as m0018 from './migrations/0018_audit_from_writes.ts';
 
 /** Numbered, append-only. Add `'0002_...': m0002` below; never edit or reorder. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -40,6 +41,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0015_heap_only_step_updates': m0015,
   '0016_outbox_step_references': m0016,
   '0017_after_update_key_guards': m0017,
+  '0018_audit_from_writes': m0018,
 };
 
 class StaticProvider implements MigrationProvider {

@@ -52,6 +52,14 @@ export interface StepWrite {
   /** It moved to `enqueued` for its first attempt. */
   enqueue: boolean;
   outcome: Change | null;
+  /**
+   * Why it moved, when it did (a result applied, or released by its dependencies): the row's
+   * audit row, which write_result_rows writes from the row itself (migration 0018). Null for
+   * a row that only counts down its pending dependencies.
+   */
+  reason: string | null;
+  /** Who moved it, for an operator's action. */
+  actor?: string;
 }
 
 export interface TaskWrite {
@@ -60,12 +68,18 @@ export interface TaskWrite {
   from_state: 'in_progress';
   state: 'complete' | 'error';
   error: unknown;
+  /** Why it ended: its audit row (migration 0018). */
+  reason: string;
 }
 
 export interface BatchPlan {
   steps: StepWrite[];
   tasks: TaskWrite[];
-  transitions: TransitionRow[];
+  /**
+   * Audit rows the step and task rows do not say (an operator's reopening of a failed
+   * task), written before theirs. The batch's own moves are audited from its rows.
+   */
+  audit: TransitionRow[];
   /** Steps that became ready (state `enqueued`, attempt 1): their step messages go out. */
   released: StepState[];
   /** Tasks this batch finished (their `state` in the map is updated). */
@@ -89,7 +103,6 @@ const IN_FLIGHT = new Set(['enqueued', 'waiting_retry', 'waiting_child']);
  * `tasks` and `steps` are updated in place to the state after the batch.
  */
 export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, StepState>, changes: Change[]): BatchPlan {
-  const transitions: TransitionRow[] = [];
   const origin = new Map<string, { state: string; attempt: number; deps_pending: number }>();
   const outcomes = new Map<string, Change>();
   const enqueued = new Set<string>();
@@ -106,7 +119,6 @@ export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, Ste
     s.error = c.state === 'complete' ? null : c.error;
     s.finished_at = c.finished_at;
     outcomes.set(c.id, c);
-    transitions.push({ task_id: c.task_id, step_id: c.id, from_state: c.from_state, to_state: c.state, attempt: c.attempt, reason: c.reason });
   }
 
   const decremented: StepState[] = [];
@@ -127,7 +139,6 @@ export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, Ste
       d.attempt = 1;
       enqueued.add(d.id);
       released.push(d);
-      transitions.push({ task_id: d.task_id, step_id: d.id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'dependencies complete' });
     }
   }
 
@@ -146,21 +157,26 @@ export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, Ste
     const failed = list.filter((s) => s.state === 'error');
     if (list.every((s) => s.state === 'complete')) {
       task.state = 'complete';
-      taskWrites.push({ id, from_state: 'in_progress', state: 'complete', error: null });
-      transitions.push({ task_id: id, step_id: null, from_state: 'in_progress', to_state: 'complete', attempt: null, reason: 'all steps complete' });
+      taskWrites.push({ id, from_state: 'in_progress', state: 'complete', error: null, reason: 'all steps complete' });
       finished.push(task);
     } else if (failed.length > 0 && !list.some((s) => IN_FLIGHT.has(s.state))) {
       // The task's error names the step that failed first.
       const first = failed.reduce((a, b) => (time(b.finished_at) < time(a.finished_at) ? b : a));
       task.state = 'error';
-      taskWrites.push({ id, from_state: 'in_progress', state: 'error', error: { step: first.name, error: first.error } });
-      transitions.push({ task_id: id, step_id: null, from_state: 'in_progress', to_state: 'error', attempt: null, reason: `step '${first.name}' failed and no other step can progress` });
+      taskWrites.push({
+        id,
+        from_state: 'in_progress',
+        state: 'error',
+        error: { step: first.name, error: first.error },
+        reason: `step '${first.name}' failed and no other step can progress`,
+      });
       finished.push(task);
     }
   }
 
   const writes: StepWrite[] = [...origin].map(([id, from]) => {
     const s = steps.get(id)!;
+    const outcome = outcomes.get(id) ?? null;
     return {
       id,
       from_state: from.state,
@@ -170,10 +186,11 @@ export function planBatch(tasks: Map<string, LockedTask>, steps: Map<string, Ste
       attempt: s.attempt,
       deps_pending: s.deps_pending,
       enqueue: enqueued.has(id),
-      outcome: outcomes.get(id) ?? null,
+      outcome,
+      reason: outcome !== null ? outcome.reason : enqueued.has(id) ? 'dependencies complete' : null,
     };
   });
-  return { steps: writes, tasks: taskWrites, transitions, released, finished, stepsByTask: byTask };
+  return { steps: writes, tasks: taskWrites, audit: [], released, finished, stepsByTask: byTask };
 }
 
 /** A finish time for ordering; a step without one sorts last. */

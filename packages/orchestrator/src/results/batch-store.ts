@@ -107,10 +107,12 @@ export async function writePlan(trx: Kysely<Database>, plan: BatchPlan, messages
 /**
  * write_result_rows's four arguments: the step rows, the task rows, the audit rows, the outbox
  * rows, each row a JSON array of its values by position (migration 0011 names them): Postgres
- * reads positions at half the cost of keys. A step row without an outcome stops after
- * `outcome`, and an audit row without an actor after `reason`; what is missing reads as NULL.
- * An outbox row of a step message has no body and its step references after its properties
- * (migration 0016).
+ * reads positions at half the cost of keys. A step or task row that moved carries its reason
+ * (and a step row its operator, if any) after its values, and Postgres writes its audit row
+ * from it (migration 0018); the audit rows passed are only those the rows do not say. A step
+ * row without an outcome or a reason stops after `outcome`, and an audit row without an actor
+ * after `reason`; what is missing reads as NULL. An outbox row of a step message has no body
+ * and its step references after its properties (migration 0016).
  */
 function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][] {
   const steps = plan.steps.map((w) => {
@@ -118,11 +120,17 @@ function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][
     const row: unknown[] = [w.id, w.from_state, w.from_attempt, w.from_deps_pending, w.state, w.attempt, w.deps_pending, w.enqueue, c !== null];
     if (c !== null) {
       row.push(c.state === 'complete' ? (c.result ?? null) : null, c.error ?? null, c.started_at ?? null, c.finished_at ?? null, c.retry_in_ms ?? null, c.waiting_for ?? null);
+    } else if (w.reason !== null) {
+      row.push(null, null, null, null, null, null);
+    }
+    if (w.reason !== null) {
+      row.push(w.reason);
+      if (w.actor !== undefined) row.push(w.actor);
     }
     return row;
   });
-  const tasks = plan.tasks.map((t) => [t.id, t.from_state, t.state, t.error ?? null]);
-  const transitions = plan.transitions.map((t) => {
+  const tasks = plan.tasks.map((t) => [t.id, t.from_state, t.state, t.error ?? null, t.reason]);
+  const transitions = plan.audit.map((t) => {
     const row: unknown[] = [t.task_id, t.step_id, t.from_state, t.to_state, t.attempt, t.reason];
     if (t.actor != null) row.push(t.actor);
     return row;

@@ -18,7 +18,6 @@ import { outboxPositions, type OutboxRow, type OutgoingMessage } from '../outbox
 import type { TemplateRegistry } from '../templates/registry.ts';
 import type { ContextValidator } from './context-validator.ts';
 import { buildStepMessage, packStepGroups, stepOutgoing } from './step-messages.ts';
-import type { TransitionRow } from './transitions.ts';
 import type { LockedTask } from './dispatch.ts';
 import type { StepState } from '../results/batch-plan.ts';
 import type { TaskCache } from '../results/task-cache.ts';
@@ -166,7 +165,6 @@ export async function createTasks(
   // (issue 7: creation was five statements one after the other, then three round trips).
   const taskRows: unknown[][] = [];
   const stepRows: Array<Record<string, unknown>> = [];
-  const transitions: Array<TransitionRow & { task_id: string }> = [];
   const messages: Array<OutgoingMessage & { task_id: string }> = [];
   const templates = new Map<string, CompiledTemplate>();
   const stepsOf = new Map<string, Array<Record<string, unknown>>>();
@@ -190,7 +188,6 @@ export async function createTasks(
     const ids = new Map(template.steps.map((s) => [s.name, newStepId()]));
     const own: Array<Record<string, unknown>> = [];
     stepsOf.set(p.taskId, own);
-    transitions.push({ task_id: p.taskId, step_id: null, from_state: null, to_state: 'in_progress', attempt: null, reason: 'task created' });
     template.steps.forEach((s, position) => {
       const root = s.dependencies.length === 0;
       const id = ids.get(s.name)!;
@@ -206,9 +203,7 @@ export async function createTasks(
         dependents: s.dependents.map((d) => ids.get(d)!),
       });
       stepRows.push(own[own.length - 1]!);
-      transitions.push({ task_id: p.taskId, step_id: id, from_state: null, to_state: 'pending', attempt: null, reason: 'task created' });
       if (root) {
-        transitions.push({ task_id: p.taskId, step_id: id, from_state: 'pending', to_state: 'enqueued', attempt: 1, reason: 'no dependencies' });
         const task = {
           id: p.taskId,
           namespace: template.namespace,
@@ -252,7 +247,8 @@ export async function createTasks(
     JSON.stringify(checks),
     JSON.stringify(taskRows),
     JSON.stringify(stepRows.map((r) => [r.id, r.task_id, r.name, r.position, r.state, r.attempt, r.max_attempts, r.deps_pending, r.dependents])),
-    JSON.stringify(transitions.map((r) => [r.task_id, r.step_id, r.from_state, r.to_state, r.attempt, r.reason])),
+    // No audit rows: the statement writes each task's from the rows it creates (migration 0018).
+    null,
     // The tasks a message carries steps of, then the row as a result batch writes it.
     JSON.stringify(packs.map((p) => [p.task_ids, ...outboxPositions(p.message)])),
   ]);

@@ -171,10 +171,10 @@ export async function completeStepManually(
         reason: by,
       },
     ]);
-    const own = plan.transitions.find((t) => t.step_id === stepId)!;
-    Object.assign(own, { attempt: step.attempt || null, actor: actor.name });
+    // The step's audit row (written from its row, migration 0018) names the operator.
+    plan.steps.find((w) => w.id === stepId)!.actor = actor.name;
     const messages = await planMessages(trx, deps.registry, deps.names, tasks, plan);
-    const outbox = await writePlan(trx, { ...plan, transitions: [...transitions, ...plan.transitions] }, messages);
+    const outbox = await writePlan(trx, { ...plan, audit: transitions }, messages);
     return { outbox, taskId: task.id };
   });
 }
