@@ -114,7 +114,7 @@ export async function writePlan(trx: Kysely<Database>, plan: BatchPlan, messages
  * after `reason`; what is missing reads as NULL. An outbox row of a step message has no body
  * and its step references after its properties (migration 0016).
  */
-function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][] {
+export function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][] {
   const steps = plan.steps.map((w) => {
     const c = w.outcome;
     const row: unknown[] = [w.id, w.from_state, w.from_attempt, w.from_deps_pending, w.state, w.attempt, w.deps_pending, w.enqueue, c !== null];
