@@ -29,12 +29,13 @@ function redisReachable(): Promise<boolean> {
 describe('benchmark harness', () => {
   it('runs every section in tiny mode and writes the JSON figures', async () => {
     // Postgres peers always; BullMQ (without touching Redis's persistence settings) where Redis runs.
-    const peers = ['graphile_worker', ...((await redisReachable()) ? ['bullmq_flow'] : [])];
+    const redis = await redisReachable();
+    const peers = ['graphile_worker', ...(redis ? ['bullmq_flow'] : [])];
     const json = join(dir, 'bench.json');
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = execFile(
         process.execPath,
-        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--peers', peers.join(','), '--json', json, '--out', join(dir, 'out')],
+        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
         { cwd: root, timeout: 100_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, TASKER_LOG_LEVEL: 'warn' } },
         (_err, stdout, stderr) => resolve({ code: child.exitCode, output: `${stdout}\n${stderr}` }),
       );
@@ -71,6 +72,16 @@ describe('benchmark harness', () => {
     for (const name of peers) {
       expect(isNumber(r.peers?.[name]?.steps_per_sec), `peers.${name}.steps_per_sec`).toBe(true);
       expect(typeof r.peers?.[name]?.durable, `peers.${name}.durable`).toBe('boolean');
+    }
+    if (redis) {
+      // --paired: Tasker and BullMQ alternately, a ratio for each pair and their median.
+      const pair = r.paired?.bullmq_flow;
+      expect(pair?.tasker_steps_per_sec, JSON.stringify(r.paired)).toHaveLength(2);
+      expect(pair.peer_steps_per_sec).toHaveLength(2);
+      expect(pair.ratios).toEqual(pair.tasker_steps_per_sec.map((t: number, i: number) => Math.round((t / pair.peer_steps_per_sec[i]) * 100) / 100));
+      expect(isNumber(pair.median_ratio)).toBe(true);
+      expect(pair.durable).toBe(false);
+      expect(r.targets.map((t: { target: string }) => t.target)).toContain('stretch: ahead of bullmq_flow (Redis keeps nothing on disk), paired');
     }
     expect(output).toContain('Summary');
   }, 110_000); // typically 12–25 s; the margin is for a machine busy with other suites

@@ -37,7 +37,7 @@ import {
 import { TaskerStack } from './tasker-stack.ts';
 import { cpuByProcess } from './cpu-by-process.ts';
 import { cleanLeftovers, registerRun } from './leftovers.ts';
-import { cpuMeter, round, runId as makeRunId, waitQuiet } from './util.ts';
+import { cpuMeter, median, round, runId as makeRunId, waitQuiet } from './util.ts';
 import { forceNoDelay } from './experiments.ts';
 
 const BENCH_DIR = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -448,26 +448,48 @@ const limitRate = twoHops.find((r) => r.queue_type === opts.queueType)?.msgs_per
 
 // 5. Peers -------------------------------------------------------------------------------
 const peers: Record<string, PeerResult> = {};
-if (wants('peers')) {
-  say(heading('5. Peers on the same diamond workload'));
-  const peersDb = `bench_${runId}_peers`;
-  const peersDatabaseUrl = withDatabase(opts.databaseUrl, peersDb);
-  const created = await attempt('peers database', () => createDatabase(opts.databaseUrl, peersDb));
-  if (created !== null) cleanups.set('peers database', () => dropDatabase(opts.databaseUrl, peersDb));
-  const ctxFor = (name: PeerName): PeerContext => ({
-    runId,
-    tasks: name === 'pg_boss' ? Math.min(opts.sizes.pgbossTasks, opts.sizes.peerTasks) : opts.sizes.peerTasks,
-    warmup: name === 'pg_boss' ? Math.min(2, opts.sizes.warmupTasks) : opts.sizes.warmupTasks,
-    deadline: deadlineFor(),
-    outDir,
-    peersDatabaseUrl,
-    redisUrl: opts.redisUrl,
-    concurrency: opts.concurrency,
-    repeat: opts.repeat,
-  });
+const peersDb = `bench_${runId}_peers`;
+const peersDatabaseUrl = withDatabase(opts.databaseUrl, peersDb);
+const ctxFor = (name: PeerName, repeat = opts.repeat): PeerContext => ({
+  runId,
+  tasks: name === 'pg_boss' ? Math.min(opts.sizes.pgbossTasks, opts.sizes.peerTasks) : opts.sizes.peerTasks,
+  warmup: name === 'pg_boss' ? Math.min(2, opts.sizes.warmupTasks) : opts.sizes.warmupTasks,
+  deadline: deadlineFor(),
+  outDir,
+  peersDatabaseUrl,
+  redisUrl: opts.redisUrl,
+  concurrency: opts.concurrency,
+  repeat,
+});
+/** One peer's throughput measurement(s): `repeat` runs, the median reported. */
+async function runPeer(name: PeerName, repeat = opts.repeat): Promise<PeerResult> {
+  const ctx = ctxFor(name, repeat); // after any wait for quiet: the deadline starts now
   const { runBullmq } = await import('./peers/bullmq.ts');
   const { runGraphile } = await import('./peers/graphile.ts');
   const { runPgBoss } = await import('./peers/pgboss.ts');
+  switch (name) {
+    case 'bullmq_flow':
+      return runBullmq(ctx, name, 'flow', false);
+    case 'bullmq_flow_fsync':
+      return runBullmq(ctx, name, 'flow', true);
+    case 'bullmq_successors':
+      return runBullmq(ctx, name, 'successors', false);
+    case 'bullmq_successors_fsync':
+      return runBullmq(ctx, name, 'successors', true);
+    case 'graphile_worker':
+      return runGraphile(ctx, name, false);
+    case 'graphile_worker_batched':
+      return runGraphile(ctx, name, true);
+    case 'pg_boss':
+      return runPgBoss(ctx, name, false);
+    case 'pg_boss_notify':
+      return runPgBoss(ctx, name, true);
+  }
+}
+if (wants('peers')) {
+  say(heading('5. Peers on the same diamond workload'));
+  const created = await attempt('peers database', () => createDatabase(opts.databaseUrl, peersDb));
+  if (created !== null) cleanups.set('peers database', () => dropDatabase(opts.databaseUrl, peersDb));
   const { restore } = await import('./peers/redis-durability.ts');
   cleanups.set('redis settings', () => restore());
   for (const name of opts.peers) {
@@ -477,28 +499,7 @@ if (wants('peers')) {
       continue;
     }
     if (!name.startsWith('bullmq') && created === null) continue;
-    const run = (): Promise<PeerResult> => {
-      const ctx = ctxFor(name); // after any wait for quiet: the deadline starts now
-      switch (name) {
-        case 'bullmq_flow':
-          return runBullmq(ctx, name, 'flow', false);
-        case 'bullmq_flow_fsync':
-          return runBullmq(ctx, name, 'flow', true);
-        case 'bullmq_successors':
-          return runBullmq(ctx, name, 'successors', false);
-        case 'bullmq_successors_fsync':
-          return runBullmq(ctx, name, 'successors', true);
-        case 'graphile_worker':
-          return runGraphile(ctx, name, false);
-        case 'graphile_worker_batched':
-          return runGraphile(ctx, name, true);
-        case 'pg_boss':
-          return runPgBoss(ctx, name, false);
-        case 'pg_boss_notify':
-          return runPgBoss(ctx, name, true);
-      }
-    };
-    const r = await attempt(`peer ${name}`, () => measured(`peer_${name}`, run));
+    const r = await attempt(`peer ${name}`, () => measured(`peer_${name}`, () => runPeer(name)));
     if (r) {
       peers[name] = r;
       say(
@@ -515,9 +516,6 @@ if (wants('peers')) {
   }
 }
 
-// 6. Memory with many tasks in flight; 1 vs 2 orchestrators --------------------------------
-let mem: MemoryResult | null = null;
-let scale2: ThroughputResult | null = null;
 const startStack = (label: string, orchestrators: number, workerEnv: Record<string, string> | null) =>
   TaskerStack.start({
     label,
@@ -534,6 +532,70 @@ const startStack = (label: string, orchestrators: number, workerEnv: Record<stri
     nodelay: opts.nodelay,
     concurrency: opts.concurrency,
   }, workerEnv);
+
+// 5b. Tasker and each BullMQ configuration, alternately (--paired) -------------------------
+/**
+ * Pairs of throughput runs, one of Tasker (a stack of its own, warmed up once) and one of the
+ * peer, next to each other: Tasker first in the first pair, the peer first in the next, in
+ * turn. The machine's speed drifts over minutes (RESULTS.md), and sections 1 and 5 run minutes
+ * apart; the two runs of a pair see the same machine.
+ */
+interface PairedResult {
+  durable: boolean;
+  tasker_steps_per_sec: number[];
+  peer_steps_per_sec: number[];
+  /** Tasker ÷ peer, pair by pair. */
+  ratios: number[];
+  median_ratio: number | null;
+}
+const paired: Record<string, PairedResult> = {};
+const pairedPeers = opts.peers.filter((p) => p.startsWith('bullmq'));
+if (opts.paired > 0 && wants('peers') && pairedPeers.length > 0) {
+  say(heading(`5b. Tasker and BullMQ alternately: ${opts.paired} pair(s) each`));
+  const stack = !redisUp ? null : await attempt('paired start', () => startStack('paired', 1, {}));
+  if (!redisUp) note(`  skipped: Redis not reachable at ${opts.redisUrl}`);
+  if (stack) {
+    cleanups.set('tasker paired run', () => stack.stop());
+    const { restore } = await import('./peers/redis-durability.ts');
+    cleanups.set('redis settings', () => restore());
+    const warm = await attempt('paired warm-up', () => warmUp(stack, opts.sizes.warmupTasks, deadlineFor(), 'amqp'));
+    for (const name of warm === null ? [] : pairedPeers) {
+      const r: PairedResult = { durable: false, tasker_steps_per_sec: [], peer_steps_per_sec: [], ratios: [], median_ratio: null };
+      for (let k = 0; k < opts.paired; k++) {
+        const tasker = () => attempt(`paired ${name} ${k + 1}: tasker`, () => measured(`paired_${name}_tasker`, () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp')));
+        const peer = () => attempt(`paired ${name} ${k + 1}: ${name}`, () => measured(`paired_${name}`, () => runPeer(name, 1)));
+        let t: ThroughputResult | null;
+        let p: PeerResult | null;
+        if (k % 2 === 0) {
+          t = await tasker();
+          p = await peer();
+        } else {
+          p = await peer();
+          t = await tasker();
+        }
+        if (!t || !p) continue;
+        r.durable = p.durable;
+        r.tasker_steps_per_sec.push(t.steps_per_sec);
+        r.peer_steps_per_sec.push(p.steps_per_sec);
+        r.ratios.push(round(t.steps_per_sec / p.steps_per_sec, 2));
+      }
+      r.median_ratio = r.ratios.length > 0 ? round(median(r.ratios), 2) : null;
+      paired[name] = r;
+      say(
+        `  ${name.padEnd(24)} durable ${String(r.durable).padEnd(5)}  tasker ${r.tasker_steps_per_sec.join(', ')}; ${name} ${r.peer_steps_per_sec.join(', ')} steps/s; ` +
+          `ratios ${r.ratios.join(', ')}, median ${r.median_ratio ?? '-'}`,
+      );
+    }
+    cleanups.delete('redis settings');
+    await attempt('redis restore', () => restore());
+    cleanups.delete('tasker paired run');
+    await attempt('paired cleanup', () => stack.stop());
+  }
+}
+
+// 6. Memory with many tasks in flight; 1 vs 2 orchestrators --------------------------------
+let mem: MemoryResult | null = null;
+let scale2: ThroughputResult | null = null;
 if (wants('memory') || wants('scale')) say(heading('6. Memory with tasks in flight; 1 vs 2 orchestrators'));
 if (wants('memory')) {
   const stack = await attempt('memory start', () => startStack('mem', 1, null));
@@ -673,6 +735,12 @@ for (const [name, p] of Object.entries(peers)) {
   if (p.durable) v(`≥ 1.5× ${name} (durable)`, r === null ? 'not measured' : `${r}× (${p.steps_per_sec} steps/s)`, r === null ? null : r >= 1.5);
   else v(`stretch: ahead of ${name} (Redis keeps nothing on disk)`, r === null ? 'not measured' : `${r}× (${p.steps_per_sec} steps/s)`, r === null ? null : r > 1);
 }
+for (const [name, r] of Object.entries(paired)) {
+  const m = r.median_ratio;
+  const measuredText = m === null ? 'not measured' : `${m}× (median of ${r.ratios.length} alternating pair(s): ${r.ratios.join(', ')})`;
+  if (r.durable) v(`≥ 1.5× ${name} (durable), paired`, measuredText, m === null ? null : m >= 1.5);
+  else v(`stretch: ahead of ${name} (Redis keeps nothing on disk), paired`, measuredText, m === null ? null : m > 1);
+}
 const limitRatio = ratio(ours, limitRate);
 v(`≥ 0.5 × raw two-hop rate (${opts.queueType})`, limitRatio === null ? 'not measured' : `${limitRatio} (${limitRate} msgs/s)`, limitRatio === null ? null : limitRatio >= 0.5);
 v(
@@ -730,6 +798,7 @@ Object.assign(result, {
     tasker_fraction_of_two_hop: limitRatio,
   },
   peers: Object.fromEntries(Object.entries(peers).map(([k, p]) => [k, { ...p, tasker_ratio: ratio(ours, p.steps_per_sec) }])),
+  paired: Object.keys(paired).length > 0 ? paired : null,
   memory_mb: {
     orchestrator: mem?.orchestrator_mb ?? memory.orchestrator_throughput_run ?? null,
     worker: mem?.worker_mb ?? memory.worker_throughput_run ?? null,

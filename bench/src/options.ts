@@ -163,6 +163,8 @@ export interface Options {
   waitQuietSec: number;
   /** Throughput measurements (Tasker's and each peer's) in a row; the median is reported. */
   repeat: number;
+  /** After the peers, pairs of Tasker's throughput and each BullMQ configuration's, run alternately (0: none). */
+  paired: number;
   concurrency: number;
   databaseUrl: string;
   amqpUrl: string;
@@ -191,6 +193,9 @@ export const USAGE = `pnpm bench [options]
   --timeline              where each step's time goes in the overhead section (events in Tasker's processes)
   --wait-quiet SECONDS    before each measurement, wait up to SECONDS for the CPUs to be under 30 % busy
   --repeat N              throughput of Tasker and of each peer N times in a row; report the median
+  --paired N              after the peers, Tasker's throughput and each BullMQ configuration's alternately,
+                          N pairs each (Tasker first, then the peer first, in turn): each pair's ratio and
+                          their median, which the machine's drift between sections does not move
   --out DIR               logs, profiles (default: bench/out)
   --help
 
@@ -219,6 +224,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let timeline = false;
   let waitQuietSec = 0;
   let repeat = 1;
+  let paired = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -316,6 +322,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         repeat = n;
         break;
       }
+      case '--paired': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 0 || n > 9) throw new Error('--paired is a whole number from 0 to 9');
+        paired = n;
+        break;
+      }
       case '--out':
         outDir = value();
         break;
@@ -347,6 +359,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     timeline,
     waitQuietSec,
     repeat,
+    paired,
     concurrency: 50,
     databaseUrl: process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker',
     amqpUrl: process.env.TASKER_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',
