@@ -450,7 +450,7 @@ const limitRate = twoHops.find((r) => r.queue_type === opts.queueType)?.msgs_per
 const peers: Record<string, PeerResult> = {};
 const peersDb = `bench_${runId}_peers`;
 const peersDatabaseUrl = withDatabase(opts.databaseUrl, peersDb);
-const ctxFor = (name: PeerName, repeat = opts.repeat): PeerContext => ({
+const ctxFor = (name: PeerName, repeat = opts.repeat, beside?: PeerContext['beside']): PeerContext => ({
   runId,
   tasks: name === 'pg_boss' ? Math.min(opts.sizes.pgbossTasks, opts.sizes.peerTasks) : opts.sizes.peerTasks,
   warmup: name === 'pg_boss' ? Math.min(2, opts.sizes.warmupTasks) : opts.sizes.warmupTasks,
@@ -460,10 +460,11 @@ const ctxFor = (name: PeerName, repeat = opts.repeat): PeerContext => ({
   redisUrl: opts.redisUrl,
   concurrency: opts.concurrency,
   repeat,
+  ...(beside ? { beside } : {}),
 });
-/** One peer's throughput measurement(s): `repeat` runs, the median reported. */
-async function runPeer(name: PeerName, repeat = opts.repeat): Promise<PeerResult> {
-  const ctx = ctxFor(name, repeat); // after any wait for quiet: the deadline starts now
+/** One peer's throughput measurement(s): `repeat` runs on one worker, the median reported; `beside` runs around each. */
+async function runPeer(name: PeerName, repeat = opts.repeat, beside?: PeerContext['beside']): Promise<PeerResult> {
+  const ctx = ctxFor(name, repeat, beside); // after any wait for quiet: the deadline starts now
   const { runBullmq } = await import('./peers/bullmq.ts');
   const { runGraphile } = await import('./peers/graphile.ts');
   const { runPgBoss } = await import('./peers/pgboss.ts');
@@ -535,10 +536,12 @@ const startStack = (label: string, orchestrators: number, workerEnv: Record<stri
 
 // 5b. Tasker and each BullMQ configuration, alternately (--paired) -------------------------
 /**
- * Pairs of throughput runs, one of Tasker (a stack of its own, warmed up once) and one of the
- * peer, next to each other: Tasker first in the first pair, the peer first in the next, in
- * turn. The machine's speed drifts over minutes (RESULTS.md), and sections 1 and 5 run minutes
- * apart; the two runs of a pair see the same machine.
+ * Pairs of throughput runs, one of Tasker and one of the peer, next to each other: Tasker
+ * first in the first pair, the peer first in the next, in turn. Both sides stay up for all of
+ * their pairs, warmed up once (Tasker's stack of its own; the peer's worker, as with
+ * --repeat), so every run of either is a repetition on a warm system. The machine's speed
+ * drifts over minutes (RESULTS.md), and sections 1 and 5 run minutes apart; the two runs of a
+ * pair see the same machine.
  */
 interface PairedResult {
   durable: boolean;
@@ -560,25 +563,31 @@ if (opts.paired > 0 && wants('peers') && pairedPeers.length > 0) {
     cleanups.set('redis settings', () => restore());
     const warm = await attempt('paired warm-up', () => warmUp(stack, opts.sizes.warmupTasks, deadlineFor(), 'amqp'));
     for (const name of warm === null ? [] : pairedPeers) {
-      const r: PairedResult = { durable: false, tasker_steps_per_sec: [], peer_steps_per_sec: [], ratios: [], median_ratio: null };
-      for (let k = 0; k < opts.paired; k++) {
-        const tasker = () => attempt(`paired ${name} ${k + 1}: tasker`, () => measured(`paired_${name}_tasker`, () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp')));
-        const peer = () => attempt(`paired ${name} ${k + 1}: ${name}`, () => measured(`paired_${name}`, () => runPeer(name, 1)));
-        let t: ThroughputResult | null;
-        let p: PeerResult | null;
-        if (k % 2 === 0) {
-          t = await tasker();
-          p = await peer();
-        } else {
-          p = await peer();
-          t = await tasker();
-        }
-        if (!t || !p) continue;
-        r.durable = p.durable;
-        r.tasker_steps_per_sec.push(t.steps_per_sec);
-        r.peer_steps_per_sec.push(p.steps_per_sec);
-        r.ratios.push(round(t.steps_per_sec / p.steps_per_sec, 2));
-      }
+      const tasker: number[] = [];
+      const runTasker = async (k: number) => {
+        const t = await attempt(`paired ${name} ${k + 1}: tasker`, () =>
+          measured(`paired_${name}_tasker`, () => diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp')),
+        );
+        tasker[k] = t?.steps_per_sec ?? Number.NaN;
+      };
+      const p = await attempt(`paired ${name}`, () =>
+        measured(`paired_${name}`, () =>
+          runPeer(name, opts.paired, {
+            before: async (k) => (k % 2 === 0 ? runTasker(k) : undefined),
+            after: async (k) => (k % 2 === 1 ? runTasker(k) : undefined),
+          }),
+        ),
+      );
+      if (!p) continue;
+      const peerRuns = p.samples ?? [p.steps_per_sec];
+      const r: PairedResult = { durable: p.durable, tasker_steps_per_sec: [], peer_steps_per_sec: [], ratios: [], median_ratio: null };
+      peerRuns.forEach((peer, k) => {
+        const t = tasker[k];
+        if (t === undefined || !Number.isFinite(t) || !(peer > 0)) return;
+        r.tasker_steps_per_sec.push(t);
+        r.peer_steps_per_sec.push(peer);
+        r.ratios.push(round(t / peer, 2));
+      });
       r.median_ratio = r.ratios.length > 0 ? round(median(r.ratios), 2) : null;
       paired[name] = r;
       say(

@@ -30,6 +30,11 @@ export interface PeerContext {
   concurrency: number;
   /** Measurements in a row on the same worker (the median one is reported). @defaultValue 1 */
   repeat?: number;
+  /**
+   * What runs beside the peer's measurements, its worker up and idle (`--paired`): `before`
+   * and `after` each of them, `k` counting them from 0.
+   */
+  beside?: { before?: (k: number) => Promise<void>; after?: (k: number) => Promise<void> };
 }
 
 /** Chunks producers add at once with the peers' bulk APIs, and chunks in flight. */
@@ -95,6 +100,7 @@ export async function measure(
     }
     const runs: PeerResult[] = [];
     for (let k = 0; k < (ctx.repeat ?? 1); k++) {
+      await ctx.beside?.before?.(k);
       const base = done;
       const t0 = performance.now();
       // Task ids of each repetition apart, so per-task join keys never meet.
@@ -114,6 +120,7 @@ export async function measure(
         mapping,
       });
       if (!all) break;
+      await ctx.beside?.after?.(k);
     }
     return medianRun(runs);
   } finally {
