@@ -553,6 +553,9 @@ interface PairedResult {
 }
 const paired: Record<string, PairedResult> = {};
 const pairedPeers = opts.peers.filter((p) => p.startsWith('bullmq'));
+if (opts.paired > 0 && !(wants('peers') && pairedPeers.length > 0)) {
+  note(`--paired ${opts.paired}: not run; it pairs Tasker with the BullMQ peers, and ${wants('peers') ? 'none is selected (--peers)' : 'the peers section is not run'}`);
+}
 if (opts.paired > 0 && wants('peers') && pairedPeers.length > 0) {
   say(heading(`5b. Tasker and BullMQ alternately: ${opts.paired} pair(s) each`));
   const stack = !redisUp ? null : await attempt('paired start', () => startStack('paired', 1, {}));
