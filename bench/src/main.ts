@@ -555,11 +555,10 @@ const paired: Record<string, PairedResult> = {};
 const pairedPeers = opts.peers.filter((p) => p.startsWith('bullmq'));
 if (opts.paired > 0 && !(wants('peers') && pairedPeers.length > 0)) {
   note(`--paired ${opts.paired}: not run; it pairs Tasker with the BullMQ peers, and ${wants('peers') ? 'none is selected (--peers)' : 'the peers section is not run'}`);
-}
-if (opts.paired > 0 && wants('peers') && pairedPeers.length > 0) {
+} else if (opts.paired > 0) {
   say(heading(`5b. Tasker and BullMQ alternately: ${opts.paired} pair(s) each`));
-  const stack = !redisUp ? null : await attempt('paired start', () => startStack('paired', 1, {}));
   if (!redisUp) note(`  skipped: Redis not reachable at ${opts.redisUrl}`);
+  const stack = redisUp ? await attempt('paired start', () => startStack('paired', 1, {})) : null;
   if (stack) {
     cleanups.set('tasker paired run', () => stack.stop());
     const { restore } = await import('./peers/redis-durability.ts');

@@ -23,7 +23,7 @@ import { createDb, preparedQuery } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import type { OutgoingMessage } from '../src/outbox/outbox.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
-import { batchTransaction, planWriteArgs, writeCheckedPlan } from '../src/results/batch-store.ts';
+import { batchTransaction, checkedWriteArgs, writeCheckedPlan } from '../src/results/batch-store.ts';
 import { TaskCache } from '../src/results/task-cache.ts';
 
 export interface WriteCostOptions {
@@ -101,7 +101,7 @@ export async function measureWriteCost(o: WriteCostOptions): Promise<WriteCostRe
         const messages: OutgoingMessage[] = next
           ? [{ exchange: 'tasker.steps', routingKey: 'bench', body: '', properties: { persistent: true, contentType: 'application/json', type: 'step' }, stepRefs: [[step(next), 1]] }]
           : [];
-        const floorArgs = [held.check.taskIds, held.check.tasks, held.check.steps, ...planWriteArgs(plan, messages).map((a) => JSON.stringify(a))];
+        const floorArgs = checkedWriteArgs(held.check, plan, messages);
         // Each call after a pause, as a step's result finds the processes between two steps:
         // woken, their caches filled by other work.
         await pause();

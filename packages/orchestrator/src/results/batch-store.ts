@@ -71,14 +71,14 @@ export class BatchTransaction {
  */
 export async function writeCheckedPlan(db: Kysely<Database>, check: CacheCheck, plan: BatchPlan, messages: OutgoingMessage[]): Promise<OutboxRow[] | null> {
   const kept = check.taskIds.length <= KEPT_PLAN_TASKS;
-  const rows = await preparedQuery<{ outbox: string[] | null }>(db, kept ? CHECKED_WRITE_KEPT : CHECKED_WRITE, [
-    check.taskIds,
-    check.tasks,
-    check.steps,
-    ...planWriteArgs(plan, messages).map((a) => JSON.stringify(a)),
-  ]);
+  const rows = await preparedQuery<{ outbox: string[] | null }>(db, kept ? CHECKED_WRITE_KEPT : CHECKED_WRITE, checkedWriteArgs(check, plan, messages));
   const ids = rows[0]!.outbox;
   return ids === null ? null : withOutboxIds(messages, ids);
+}
+
+/** writeCheckedPlan's seven parameters: the check's three, then write_result_rows's four as JSON. */
+export function checkedWriteArgs(check: CacheCheck, plan: BatchPlan, messages: OutgoingMessage[]): unknown[] {
+  return [check.taskIds, check.tasks, check.steps, ...planWriteArgs(plan, messages).map((a) => JSON.stringify(a))];
 }
 
 const CHECKED_WRITE_KEPT = `/* prepared:result_write_checked_kept */
@@ -114,7 +114,7 @@ export async function writePlan(trx: Kysely<Database>, plan: BatchPlan, messages
  * after `reason`; what is missing reads as NULL. An outbox row of a step message has no body
  * and its step references after its properties (migration 0016).
  */
-export function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][] {
+function planWriteArgs(plan: BatchPlan, messages: OutgoingMessage[]): unknown[][] {
   const steps = plan.steps.map((w) => {
     const c = w.outcome;
     const row: unknown[] = [w.id, w.from_state, w.from_attempt, w.from_deps_pending, w.state, w.attempt, w.deps_pending, w.enqueue, c !== null];
