@@ -64,6 +64,17 @@ describe('benchmark harness', () => {
     })) {
       expect(isNumber(value), `${path} = ${JSON.stringify(value)}`).toBe(true);
     }
+    // How idle CPUs wait, as the kernel says it (null fields where it says nothing).
+    const sysfs = (path: string) => {
+      try {
+        return readFileSync(path, 'utf8').trim();
+      } catch {
+        return null;
+      }
+    };
+    const driver = sysfs('/sys/devices/system/cpu/cpuidle/current_driver');
+    const pollNs = driver === 'haltpoll' ? sysfs('/sys/module/haltpoll/parameters/guest_halt_poll_ns') : null;
+    expect(r.machine?.cpu_idle).toEqual({ driver, halt_poll_ns: pollNs === null ? null : Number(pollNs) });
     // Causal order, measured across two processes: a handler starts after its request was sent,
     // and the bench sees a task complete after its last handler ran (on the wall clock the
     // second came out negative: each process reads that clock's origin once, at its start).

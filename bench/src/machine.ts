@@ -20,6 +20,8 @@ export interface Machine {
   libraries: Record<string, string>;
   /** Three small measurements that tell machines apart where the figures above do not. */
   probes: MachineProbes;
+  /** How an idle CPU waits for work (see `cpuIdle`). */
+  cpu_idle: CpuIdle;
   /** The code measured: the commit, and files under packages/ changed from it (others work in this tree too). */
   source: { commit: string; changed_under_packages: number };
 }
@@ -106,6 +108,41 @@ function fdatasyncTime(rounds = 200): number {
   }
 }
 
+export interface CpuIdle {
+  /** The kernel's cpuidle driver (`haltpoll` in a KVM guest that can poll), or null where there is none. */
+  driver: string | null;
+  /**
+   * How long an idle CPU of a KVM guest polls for work before it halts, in ns (the `haltpoll`
+   * module's `guest_halt_poll_ns`), or null where the driver is not `haltpoll`. At 0 every
+   * wake-up of an idle CPU goes through the hypervisor: a machine with it at 0 crosses
+   * processes slower (the wake-up probe) than the same machine polling.
+   */
+  halt_poll_ns: number | null;
+}
+
+function readTrimmed(path: string): string | null {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** The cpuidle driver and, under `haltpoll`, its polling time. */
+export function cpuIdle(): CpuIdle {
+  const driver = readTrimmed('/sys/devices/system/cpu/cpuidle/current_driver');
+  const poll = driver === 'haltpoll' ? readTrimmed('/sys/module/haltpoll/parameters/guest_halt_poll_ns') : null;
+  return { driver, halt_poll_ns: poll === null || !/^\d+$/.test(poll) ? null : Number(poll) };
+}
+
+/** One line for the report's header: `haltpoll, polling 0 ns (every wake-up through the hypervisor)`. */
+export function describeIdle(idle: CpuIdle): string {
+  if (idle.driver === null) return 'no cpuidle driver';
+  if (idle.halt_poll_ns === null) return `cpuidle driver ${idle.driver}`;
+  const what = idle.halt_poll_ns === 0 ? ' (every wake-up through the hypervisor)' : '';
+  return `cpuidle driver ${idle.driver}, polling ${idle.halt_poll_ns} ns before halting${what}`;
+}
+
 export async function probeMachine(): Promise<MachineProbes> {
   return { wakeup_round_trip_us_p50: await wakeupRoundTrip(), cpu_loop_ms: cpuLoop(), fdatasync_us_p50: fdatasyncTime() };
 }
@@ -147,6 +184,7 @@ export async function describeMachine(databaseUrl: string, amqpUrl: string, redi
     },
     libraries: Object.fromEntries(['amqplib', 'pg', 'bullmq', 'ioredis', 'graphile-worker', 'pg-boss'].map((p) => [p, version(p)])),
     probes: await probeMachine(),
+    cpu_idle: cpuIdle(),
   };
 }
 

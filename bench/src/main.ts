@@ -13,7 +13,7 @@ import { measureWorkerOverhead } from '@tasker/conformance';
 import { ensureDatabase } from '@tasker/orchestrator';
 import pino from 'pino';
 import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
-import { describeMachine, durabilitySettings, pgCounters } from './machine.ts';
+import { describeIdle, describeMachine, durabilitySettings, pgCounters } from './machine.ts';
 import { LANGUAGES, parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
 import { medianRun, type PeerContext, type PeerResult } from './peers/common.ts';
 import { allChildren, spawnChild } from './proc.ts';
@@ -160,7 +160,8 @@ say(heading(`Tasker benchmark (${opts.mode}) ${new Date().toISOString()}`));
 say(`machine: ${machine.nproc} cores, ${machine.cpu_model}; Node ${machine.node}; PostgreSQL ${machine.postgres}; RabbitMQ ${machine.rabbitmq}; Redis ${machine.redis ?? 'unreachable'}`);
 say(
   `machine probes: wake-up round trip ${machine.probes.wakeup_round_trip_us_p50} µs p50 (a byte to another process and back), ` +
-    `CPU loop ${machine.probes.cpu_loop_ms} ms, 8 kB write + fdatasync ${machine.probes.fdatasync_us_p50} µs p50`,
+    `CPU loop ${machine.probes.cpu_loop_ms} ms, 8 kB write + fdatasync ${machine.probes.fdatasync_us_p50} µs p50; ` +
+    `idle CPUs: ${describeIdle(machine.cpu_idle)}`,
 );
 say(`code: commit ${machine.source.commit}, ${machine.source.changed_under_packages} files under packages/ changed from it (the tree is shared and moving)`);
 say(`load average at start: ${machine.load_average.join(' ')} (other work on this machine shows in every figure; compare ratios of one run)`);
