@@ -113,9 +113,9 @@ export interface CpuIdle {
   driver: string | null;
   /**
    * How long an idle CPU of a KVM guest polls for work before it halts, in ns (the `haltpoll`
-   * module's `guest_halt_poll_ns`), or null where the driver is not `haltpoll`. At 0 every
-   * wake-up of an idle CPU goes through the hypervisor: a machine with it at 0 crosses
-   * processes slower (the wake-up probe) than the same machine polling.
+   * module's `guest_halt_poll_ns`), or null where the driver is not `haltpoll`. At 0 an idle
+   * CPU halts at once and waking it goes through the hypervisor: a machine with it at 0
+   * crosses processes slower (the wake-up probe) than the same machine polling.
    */
   halt_poll_ns: number | null;
 }
@@ -135,11 +135,11 @@ export function cpuIdle(): CpuIdle {
   return { driver, halt_poll_ns: poll === null || !/^\d+$/.test(poll) ? null : Number(poll) };
 }
 
-/** One line for the report's header: `haltpoll, polling 0 ns (every wake-up through the hypervisor)`. */
+/** One line for the report's header: `cpuidle driver haltpoll, polling 0 ns before halting (…)`. */
 export function describeIdle(idle: CpuIdle): string {
   if (idle.driver === null) return 'no cpuidle driver';
   if (idle.halt_poll_ns === null) return `cpuidle driver ${idle.driver}`;
-  const what = idle.halt_poll_ns === 0 ? ' (every wake-up through the hypervisor)' : '';
+  const what = idle.halt_poll_ns === 0 ? ' (an idle CPU halts at once; waking it goes through the hypervisor)' : '';
   return `cpuidle driver ${idle.driver}, polling ${idle.halt_poll_ns} ns before halting${what}`;
 }
 
