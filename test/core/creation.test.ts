@@ -6,7 +6,7 @@ import pino from 'pino';
 import { createDb, type Db } from '@tasker/orchestrator';
 import { startStack, eventually, type Stack } from '../support/stack.ts';
 import { DeadLetterReader } from '../support/dead-letters.ts';
-import { createTasks } from '../../packages/orchestrator/src/tasks/create-tasks.ts';
+import { createTasks, timeOrderedId } from '../../packages/orchestrator/src/tasks/create-tasks.ts';
 import { ContextValidator } from '../../packages/orchestrator/src/tasks/context-validator.ts';
 
 const V1 = `
@@ -152,6 +152,44 @@ steps:
     expect(await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM transitions WHERE task_id = ${fresh}`)).toBe(3);
     // Its first step message went out once (its outbox row may already be confirmed and deleted).
     expect((await rows(sql<{ n: number }>`SELECT count(*)::int AS n FROM outbox`)) - outboxBefore).toBeLessThanOrEqual(1);
+  });
+
+  it('task and step ids carry their creation time first, so later ids sort after earlier ones, in JavaScript and in Postgres', async () => {
+    // The time part alone: fixed width, so a number with more base-36 digits still sorts after.
+    expect(timeOrderedId('tsk_', 35)).toMatch(/^tsk_00000000z[0-9a-z]{11}$/);
+    expect(timeOrderedId('tsk_', 36) > timeOrderedId('tsk_', 35)).toBe(true);
+    expect(timeOrderedId('tsk_', 36 ** 9 - 1).slice(4, 13)).toBe('zzzzzzzzz');
+
+    const created = async (order: string) => {
+      const before = Date.now();
+      const [o] = await stack.orchestrator.createTasks([{ namespace: 'shop', name: 'fanout', version: '1.0.0', context: { order } }]);
+      if (!o!.ok) throw o!.error;
+      return { id: o!.task.id, before, after: Date.now() };
+    };
+    const first = await created('ids-1');
+    await new Promise((r) => setTimeout(r, 3));
+    const second = await created('ids-2');
+    const stepsOf = async (taskId: string) =>
+      (await sql<{ id: string }>`SELECT id FROM steps WHERE task_id = ${taskId} ORDER BY id`.execute(stack.orchestrator.db)).rows.map((r) => r.id);
+    const steps = [await stepsOf(first.id), await stepsOf(second.id)];
+    for (const { id, before, after } of [first, second]) {
+      expect(id).toMatch(/^tsk_[0-9a-z]{20}$/);
+      const at = parseInt(id.slice(4, 13), 36);
+      expect(at).toBeGreaterThanOrEqual(before);
+      expect(at).toBeLessThanOrEqual(after);
+    }
+    for (const ids of steps) {
+      expect(ids).toHaveLength(5);
+      for (const id of ids) expect(id).toMatch(/^stp_[0-9a-z]{20}$/);
+      // Each its own, though made in the same millisecond: the random part keeps them apart.
+      expect(new Set(ids.map((id) => id.slice(13))).size).toBe(5);
+    }
+    expect(second.id > first.id).toBe(true);
+    // Every step of the later task after every step of the earlier one.
+    expect(steps[1]![0]! > steps[0]![4]!).toBe(true);
+    // Postgres orders them the same way (bytewise, COLLATE "C"), which is what puts new keys at the right-hand end of its indexes.
+    const { rows } = await sql<{ id: string }>`SELECT id FROM tasks WHERE id IN (${second.id}, ${first.id}) ORDER BY id`.execute(stack.orchestrator.db);
+    expect(rows.map((r) => r.id)).toEqual([first.id, second.id]);
   });
 
   it('every column a creation writes arrives in its place, with the optional ones set and left out', async () => {
