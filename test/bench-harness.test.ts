@@ -35,7 +35,7 @@ describe('benchmark harness', () => {
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = execFile(
         process.execPath,
-        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
+        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--prefill', '30', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
         { cwd: root, timeout: 100_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, TASKER_LOG_LEVEL: 'warn' } },
         (_err, stdout, stderr) => resolve({ code: child.exitCode, output: `${stdout}\n${stderr}` }),
       );
@@ -48,6 +48,8 @@ describe('benchmark harness', () => {
     expect(r.results_queue_type).toBe(r.queue_type);
     for (const [path, value] of Object.entries({
       'throughput.steps_per_sec': r.throughput?.steps_per_sec,
+      'throughput.pg_wal_bytes_per_step': r.throughput?.pg_wal_bytes_per_step,
+      'throughput.pg_wal_fpi_per_step': r.throughput?.pg_wal_fpi_per_step,
       'overhead_ms.p50': r.overhead_ms?.p50,
       'overhead_ms.p99': r.overhead_ms?.p99,
       'overhead_ms.first_handler_p50': r.overhead_ms?.first_handler_p50,
@@ -64,6 +66,11 @@ describe('benchmark harness', () => {
     })) {
       expect(isNumber(value), `${path} = ${JSON.stringify(value)}`).toBe(true);
     }
+    // --prefill: the finished tasks were in sections 1-3's tables before they measured: 30 tasks,
+    // their 4 steps and 14 audit rows each (the counts are read back after the fill, before the
+    // sections add their own).
+    expect(r.prefill).toMatchObject({ tasks: 30, steps: 120, transitions: 420 });
+    expect(isNumber(r.prefill.seconds)).toBe(true);
     // How idle CPUs wait, as the kernel says it (null fields where it says nothing).
     const sysfs = (path: string) => {
       try {

@@ -201,13 +201,14 @@ export async function durabilitySettings(databaseUrl: string): Promise<{ fsync: 
 }
 
 /** Cluster-wide Postgres counters (commits of this database, WAL syncs of all): other clients' work shows too. */
-export async function pgCounters(databaseUrl: string): Promise<{ commits: number; wal_syncs: number; wal_records: number }> {
+export async function pgCounters(databaseUrl: string): Promise<{ commits: number; wal_syncs: number; wal_records: number; wal_bytes: number; wal_fpi: number }> {
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
   try {
     const a = await c.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()');
-    const w = await c.query<{ wal_sync: string; wal_records: string }>('SELECT wal_sync, wal_records FROM pg_stat_wal');
-    return { commits: Number(a.rows[0]!.n), wal_syncs: Number(w.rows[0]!.wal_sync), wal_records: Number(w.rows[0]!.wal_records) };
+    const w = await c.query<{ wal_sync: string; wal_records: string; wal_bytes: string; wal_fpi: string }>('SELECT wal_sync, wal_records, wal_bytes, wal_fpi FROM pg_stat_wal');
+    const wal = w.rows[0]!;
+    return { commits: Number(a.rows[0]!.n), wal_syncs: Number(wal.wal_sync), wal_records: Number(wal.wal_records), wal_bytes: Number(wal.wal_bytes), wal_fpi: Number(wal.wal_fpi) };
   } finally {
     await c.end();
   }

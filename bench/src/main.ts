@@ -184,6 +184,8 @@ const result: Record<string, unknown> = {
   machine,
   durability: { ...durability, persistent_messages: true, durable_queues: true, queue_type: opts.queueType, results_queue_type: opts.resultsQueueType },
   experiments: opts.nodelay ? ['nodelay'] : [],
+  // --prefill: what sections 1-3 found in their tables before measuring (null: empty tables).
+  prefill: null,
 };
 
 // 1-3: throughput, overhead, creation: one run of Tasker (one orchestrator, one worker) --
@@ -217,6 +219,16 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
   );
   if (stack) {
     cleanups.set('tasker main run', () => stack.stop());
+    if (opts.prefill > 0) {
+      const filled = await attempt('prefill', () => stack.prefill(opts.prefill));
+      if (filled) {
+        result.prefill = filled;
+        say(
+          `prefilled: ${filled.tasks.toLocaleString('en-US')} finished diamond tasks, ${filled.steps.toLocaleString('en-US')} steps, ` +
+            `${filled.transitions.toLocaleString('en-US')} audit rows in ${filled.seconds} s, then ANALYZE and CHECKPOINT (sections 1-3 measure on these tables)`,
+        );
+      }
+    }
     if (wants('throughput') && stack.worker) {
       throughput = await attempt('throughput', async () => {
         await warmUp(stack, opts.sizes.warmupTasks, deadlineFor(), 'amqp');
@@ -258,6 +270,8 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           ...(opts.trace ? { sql_statements_per_step: round(sqlCount / steps, 2), transactions_per_step: round(txCount / steps, 3) } : {}),
           pg_commits_per_step: round((after.commits - before.commits) / steps, 2),
           pg_wal_syncs_per_step: round((after.wal_syncs - before.wal_syncs) / steps, 2),
+          pg_wal_bytes_per_step: Math.round((after.wal_bytes - before.wal_bytes) / steps),
+          pg_wal_fpi_per_step: round((after.wal_fpi - before.wal_fpi) / steps, 3),
           processes: Object.fromEntries(
             Object.entries(stats).map(([k, v]) => {
               const s = v as { cpu_pct_of_one_core: number; event_loop_utilization: number };
@@ -293,7 +307,8 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           ),
         );
         say(
-          `  per step: ${throughput.pg_commits_per_step} Postgres commits, ${throughput.pg_wal_syncs_per_step} WAL syncs (database-wide counters, other clients included)` +
+          `  per step: ${throughput.pg_commits_per_step} Postgres commits, ${throughput.pg_wal_syncs_per_step} WAL syncs, ` +
+            `${throughput.pg_wal_bytes_per_step} bytes of WAL of which ${throughput.pg_wal_fpi_per_step} whole pages (counters of the whole server, other clients included)` +
             (throughput.sql_statements_per_step !== undefined
               ? `; traced: ${throughput.sql_statements_per_step} SQL statements and ${throughput.transactions_per_step} transactions per step`
               : '') +

@@ -165,6 +165,8 @@ export interface Options {
   repeat: number;
   /** After the peers, pairs of Tasker's throughput and each BullMQ configuration's, run alternately (0: none). */
   paired: number;
+  /** Finished diamond tasks written into the main run's schema before it measures (0: none). */
+  prefill: number;
   concurrency: number;
   databaseUrl: string;
   amqpUrl: string;
@@ -196,6 +198,9 @@ export const USAGE = `pnpm bench [options]
   --paired N              after the peers, Tasker's throughput and each BullMQ configuration's alternately,
                           N pairs each (Tasker first, then the peer first, in turn): each pair's ratio and
                           their median, which the machine's drift between sections does not move
+  --prefill N             before sections 1-3, fill their schema with N finished diamond tasks (steps and audit
+                          rows; ids as the orchestrator makes them), then ANALYZE and CHECKPOINT: the tables of
+                          a running installation instead of empty ones (sections 1-3 only)
   --out DIR               logs, profiles (default: bench/out)
   --help
 
@@ -225,6 +230,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let waitQuietSec = 0;
   let repeat = 1;
   let paired = 0;
+  let prefill = 0;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {
@@ -322,6 +328,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         repeat = n;
         break;
       }
+      case '--prefill': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 0) throw new Error('--prefill is a whole number of tasks');
+        prefill = n;
+        break;
+      }
       case '--paired': {
         const n = Number(value());
         if (!Number.isInteger(n) || n < 0 || n > 9) throw new Error('--paired is a whole number from 0 to 9');
@@ -360,6 +372,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     waitQuietSec,
     repeat,
     paired,
+    prefill,
     concurrency: 50,
     databaseUrl: process.env.TASKER_DATABASE_URL ?? 'postgres://postgres:postgres@127.0.0.1:5432/tasker',
     amqpUrl: process.env.TASKER_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672',

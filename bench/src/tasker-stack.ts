@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { QueueType } from '@tasker/protocol';
+import { newStepId, newTaskId } from '@tasker/orchestrator';
 import { deleteTopology, dropSchema, taskerTopology } from './cleanup.ts';
 import { bundle } from '../../scripts/bundle.ts';
 import { CHILDREN_DIR, spawnChild, type Child } from './proc.ts';
@@ -141,6 +142,67 @@ export class TaskerStack {
       `SELECT EXISTS (SELECT 1 FROM tasks WHERE state = 'in_progress' AND namespace = 'bench') AS live`,
     );
     return rows[0]!.live;
+  }
+
+  /**
+   * Fills the run's schema with `count` diamond tasks that have ended, as a running
+   * installation's tables hold them, before anything is measured (`--prefill`): each task
+   * complete with its four steps and its 14 audit rows, its ids made by the orchestrator's
+   * own functions, so that the keys are what the code under test makes. Then ANALYZE, as
+   * autovacuum would, and a CHECKPOINT, so that the measurement starts where a running
+   * installation is after any checkpoint: the first change of each page writes it whole to
+   * the WAL. Returns the rows read back.
+   */
+  async prefill(count: number): Promise<{ tasks: number; steps: number; transitions: number; seconds: number }> {
+    const t0 = performance.now();
+    const { rows: [template] } = await this.db.query<{ id: string; version: string }>(
+      `SELECT id, version FROM templates WHERE namespace = 'bench' AND name = 'diamond' ORDER BY id DESC LIMIT 1`,
+    );
+    if (!template) throw new Error('prefill: the diamond template is not registered');
+    for (let done = 0; done < count; done += 2_000) {
+      const n = Math.min(2_000, count - done);
+      const taskIds = Array.from({ length: n }, () => newTaskId());
+      const stepIds = Array.from({ length: n * 4 }, () => newStepId());
+      // One statement a chunk, as a creation batch: the tasks, their steps (a; b and c after a;
+      // d after b and c), and the audit of each (the task created and complete; each step
+      // created pending, enqueued, complete).
+      await this.db.query(
+        `WITH tk AS (
+           INSERT INTO tasks (id, namespace, name, version, template_id, state, context, correlation_id, completed_at)
+           SELECT id, 'bench', 'diamond', $3, $4, 'complete', '{}'::jsonb, id, now() FROM unnest($1::text[]) AS id
+           RETURNING id
+         ), shape (pos, name, dependents) AS (
+           VALUES (0, 'a', ARRAY['b', 'c']), (1, 'b', ARRAY['d']), (2, 'c', ARRAY['d']), (3, 'd', ARRAY[]::text[])
+         ), st AS (
+           INSERT INTO steps (id, task_id, name, position, state, attempt, max_attempts, deps_pending, dependents,
+                              result, enqueued_at, started_at, finished_at)
+           SELECT ($2::text[])[(t.ord - 1) * 4 + s.pos + 1], t.id, s.name, s.pos, 'complete', 1, 3, 0, s.dependents,
+                  '{"ok":true}'::jsonb, now(), now(), now()
+           FROM unnest($1::text[]) WITH ORDINALITY AS t(id, ord) CROSS JOIN shape s
+           WHERE t.id IN (SELECT id FROM tk)
+           RETURNING id, task_id, position
+         )
+         INSERT INTO transitions (task_id, step_id, from_state, to_state, attempt, reason)
+         SELECT a.task_id, a.step_id, a.from_state, a.to_state, a.attempt, a.reason
+         FROM (
+           SELECT id AS task_id, NULL::text AS step_id, NULL::text AS from_state, 'in_progress' AS to_state,
+                  NULL::int AS attempt, 'task created' AS reason, 0 AS k FROM tk
+           UNION ALL SELECT task_id, id, NULL, 'pending', NULL, 'task created', 1 + position * 3 FROM st
+           UNION ALL SELECT task_id, id, 'pending', 'enqueued', 1, 'dependencies done', 2 + position * 3 FROM st
+           UNION ALL SELECT task_id, id, 'enqueued', 'complete', 1, 'step succeeded', 3 + position * 3 FROM st
+           UNION ALL SELECT id, NULL, 'in_progress', 'complete', NULL, 'all steps complete', 13 FROM tk
+         ) AS a
+         ORDER BY a.task_id, a.k`,
+        [taskIds, stepIds, template.version, template.id],
+      );
+    }
+    await this.db.query('ANALYZE tasks, steps, transitions');
+    await this.db.query('CHECKPOINT');
+    const { rows: [c] } = await this.db.query<{ tasks: number; steps: number; transitions: number }>(
+      `SELECT (SELECT count(*) FROM tasks)::int AS tasks, (SELECT count(*) FROM steps)::int AS steps,
+              (SELECT count(*) FROM transitions)::int AS transitions`,
+    );
+    return { ...c!, seconds: Math.round((performance.now() - t0) / 10) / 100 };
   }
 
   /** Tasks of the namespace `bench` still in progress, and tasks that ended in error. */

@@ -33,6 +33,9 @@ export interface ThroughputResult {
   /** Database-wide counters over the measurement, per step (other clients' work included). */
   pg_commits_per_step?: number;
   pg_wal_syncs_per_step?: number;
+  /** WAL written, and full-page images in it, per step (pg_stat_wal: the whole server's). */
+  pg_wal_bytes_per_step?: number;
+  pg_wal_fpi_per_step?: number;
   /** With --trace: the orchestrators' SQL statements, and their transactions (BEGIN, alone or pipelined, and creation batches) per step. */
   sql_statements_per_step?: number;
   transactions_per_step?: number;

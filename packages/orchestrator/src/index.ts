@@ -5,3 +5,4 @@ export { migrate, ensureDatabase } from './db/migrate.ts';
 export { createDb, type Db, type Database } from './db/database.ts';
 export * from './broker-access/index.ts';
 export { tuneHeap } from './heap.ts';
+export { newTaskId, newStepId } from './tasks/create-tasks.ts';
