@@ -225,7 +225,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         result.prefill = filled;
         say(
           `prefilled: ${filled.tasks.toLocaleString('en-US')} finished diamond tasks, ${filled.steps.toLocaleString('en-US')} steps, ` +
-            `${filled.transitions.toLocaleString('en-US')} audit rows in ${filled.seconds} s, then ANALYZE and CHECKPOINT (sections 1-3 measure on these tables)`,
+            `${filled.transitions.toLocaleString('en-US')} audit rows in ${filled.seconds} s, then VACUUM ANALYZE and CHECKPOINT (sections 1-3 measure on these tables)`,
         );
       }
     }

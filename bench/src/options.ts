@@ -199,7 +199,7 @@ export const USAGE = `pnpm bench [options]
                           N pairs each (Tasker first, then the peer first, in turn): each pair's ratio and
                           their median, which the machine's drift between sections does not move
   --prefill N             before sections 1-3, fill their schema with N finished diamond tasks (steps and audit
-                          rows; ids as the orchestrator makes them), then ANALYZE and CHECKPOINT: the tables of
+                          rows; ids as the orchestrator makes them), then VACUUM ANALYZE and CHECKPOINT: the tables of
                           a running installation instead of empty ones (sections 1-3 only)
   --out DIR               logs, profiles (default: bench/out)
   --help
