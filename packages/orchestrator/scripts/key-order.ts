@@ -49,14 +49,18 @@ export async function measureKeyOrder(o: {
   let clock = Date.now() - o.rows;
   const make: Record<KeyKind, () => string> = { random: randomId, 'time-ordered': () => timeOrderedId('tsk_', clock++) };
   const table = (kind: KeyKind) => `${schema}.${kind === 'random' ? 'k_random' : 'k_ordered'}`;
+  /** `count` new keys of `kind`, `perStatement` rows to a statement (each its own transaction). */
+  const insertKeys = async (kind: KeyKind, count: number, perStatement: number) => {
+    for (let done = 0; done < count; done += perStatement) {
+      const ids = Array.from({ length: Math.min(perStatement, count - done) }, make[kind]);
+      await client.query(`INSERT INTO ${table(kind)} SELECT id, 'x' FROM unnest($1::text[]) AS id`, [ids]);
+    }
+  };
   try {
     await client.query(`CREATE SCHEMA ${schema}`);
     for (const kind of ['random', 'time-ordered'] as const) {
       await client.query(`CREATE TABLE ${table(kind)} (id text COLLATE "C" PRIMARY KEY, pad text)`);
-      for (let done = 0; done < o.rows; done += 10_000) {
-        const ids = Array.from({ length: Math.min(10_000, o.rows - done) }, make[kind]);
-        await client.query(`INSERT INTO ${table(kind)} SELECT id, 'x' FROM unnest($1::text[]) AS id`, [ids]);
-      }
+      await insertKeys(kind, o.rows, 10_000);
     }
     clock = Math.max(clock, Date.now());
     const rounds: KeyOrderRound[] = [];
@@ -65,10 +69,8 @@ export async function measureKeyOrder(o: {
         await client.query('CHECKPOINT');
         const { rows: [start] } = await client.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn() AS lsn');
         const t0 = performance.now();
-        for (let done = 0; done < o.inserts; done += 100) {
-          const ids = Array.from({ length: Math.min(100, o.inserts - done) }, make[kind]);
-          await client.query(`INSERT INTO ${table(kind)} SELECT id, 'x' FROM unnest($1::text[]) AS id`, [ids]);
-        }
+        // In transactions of 100 rows, as a busy orchestrator's creation batches write them.
+        await insertKeys(kind, o.inserts, 100);
         const seconds = (performance.now() - t0) / 1000;
         const { rows: [after] } = await client.query<{ wal: string; index: string }>(
           `SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), $1) AS wal, pg_relation_size($2::regclass) AS index`,
