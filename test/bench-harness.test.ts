@@ -87,6 +87,11 @@ describe('benchmark harness', () => {
     // second came out negative: each process reads that clock's origin once, at its start).
     expect(r.overhead_ms.first_handler_p50, 'overhead_ms.first_handler_p50').toBeGreaterThan(0);
     expect(r.overhead_ms.seen_p50, 'overhead_ms.seen_p50').toBeGreaterThan(0);
+    // The floor of a step's gap: section 4's two hops on the work queue type and its one-row commit, both of this run.
+    const hops = r.limit.two_hop[r.queue_type].latency_p50_ms;
+    const commit = r.limit.postgres_cas.single_commit_p50_ms;
+    expect(r.overhead_ms.floor).toEqual({ queue_type: r.queue_type, two_hop_p50_ms: hops, commit_p50_ms: commit, p50_ms: Math.round((hops + commit) * 1000) / 1000 });
+    expect(r.overhead_ms.floor.p50_ms).toBeGreaterThan(0);
     for (const name of peers) {
       expect(isNumber(r.peers?.[name]?.steps_per_sec), `peers.${name}.steps_per_sec`).toBe(true);
       expect(typeof r.peers?.[name]?.durable, `peers.${name}.durable`).toBe('boolean');
