@@ -35,7 +35,7 @@ describe('benchmark harness', () => {
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = execFile(
         process.execPath,
-        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--prefill', '30', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
+        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--warmup', '3', '--prefill', '30', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
         { cwd: root, timeout: 100_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, TASKER_LOG_LEVEL: 'warn' } },
         (_err, stdout, stderr) => resolve({ code: child.exitCode, output: `${stdout}\n${stderr}` }),
       );
@@ -46,6 +46,8 @@ describe('benchmark harness', () => {
     const isNumber = (v: unknown) => typeof v === 'number' && Number.isFinite(v);
     expect(r.queue_type).toMatch(/^(classic|quorum)$/);
     expect(r.results_queue_type).toBe(r.queue_type);
+    // --warmup: the unmeasured tasks before every throughput run (tiny mode's own default is 2).
+    expect(r.sizes.warmupTasks).toBe(3);
     for (const [path, value] of Object.entries({
       'throughput.steps_per_sec': r.throughput?.steps_per_sec,
       'throughput.pg_wal_bytes_per_step': r.throughput?.pg_wal_bytes_per_step,

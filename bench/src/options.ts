@@ -27,7 +27,13 @@ export interface Sizes {
   throughputTasks: number;
   /** Also measure throughput with the tasks created over HTTP (the headline creates them with AMQP task requests). */
   throughputOverHttp: boolean;
-  /** Unmeasured tasks first, in every throughput run of every system. */
+  /**
+   * Unmeasured tasks first, in every throughput run of every system. In a full run, as many as
+   * a measured run: with 100, the first of three repetitions ran at 0.63–0.84 of the next two in
+   * every headline of sessions 23–26 (V8 had not yet optimized the orchestrator's and the
+   * worker's code for the load; BullMQ's at 0.70–1.09), and the median was a warming run
+   * (bench/RESULTS.md, session 26).
+   */
   warmupTasks: number;
   /** 4-step linear tasks run one at a time. */
   overheadTasks: number;
@@ -71,7 +77,7 @@ export const SIZES: Record<Mode, Sizes> = {
   full: {
     throughputTasks: 2000,
     throughputOverHttp: true,
-    warmupTasks: 100,
+    warmupTasks: 2000,
     overheadTasks: 200,
     settleMs: 10_000,
     createTasks: 3000,
@@ -189,6 +195,9 @@ export const USAGE = `pnpm bench [options]
   --only LIST             run only these sections: ${SECTIONS.join(', ')}
   --skip LIST             skip these sections
   --tasks N               diamond tasks of the throughput runs (Tasker's and the peers')
+  --warmup N              unmeasured diamond tasks before every throughput run of every system (default:
+                          2000 in a full run, as many as a measured run; 40 quick; pg-boss without notify
+                          takes at most 2)
   --profile               node --cpu-prof for Tasker's orchestrator and worker (<out>/run-…/profiles/)
   --trace                 time each SQL statement and publisher confirm in Tasker's processes
   --nodelay               what-if: TCP_NODELAY on Tasker's AMQP sockets (amqplib leaves Nagle on)
@@ -223,6 +232,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   const skip = new Set<Section>();
   let peers: PeerName[] = [...PEERS];
   let tasks: number | null = null;
+  let warmup: number | null = null;
   let profile = false;
   let trace = false;
   let nodelay = false;
@@ -304,6 +314,12 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
         tasks = n;
         break;
       }
+      case '--warmup': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 0 || n > 100_000) throw new Error('--warmup is a whole number from 0 to 100000');
+        warmup = n;
+        break;
+      }
       case '--profile':
         profile = true;
         break;
@@ -352,6 +368,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     sizes.throughputTasks = tasks;
     sizes.peerTasks = tasks;
   }
+  if (warmup !== null) sizes.warmupTasks = warmup;
   const sections = new Set<Section>((only ?? [...SECTIONS]).filter((s) => !skip.has(s)));
   if (peers.length === 0) sections.delete('peers');
   return {
