@@ -271,14 +271,7 @@ export class Broker {
   private async setup(model: ChannelModel): Promise<void> {
     this.model = model;
     corkFrames(model);
-    if (this.topologies.length > 0) {
-      const ch = await model.createChannel();
-      try {
-        for (const t of this.topologies) await applyTopology(ch, t);
-      } finally {
-        await ch.close().catch(() => undefined);
-      }
-    }
+    if (this.topologies.length > 0) await this.applyOnChannel(model, this.topologies);
     for (const c of this.channels) {
       await c.open(model).catch((err: Error) => {
         this.logger.warn({ err: err.message }, 'amqp channel could not be opened after connect; retrying');
@@ -289,15 +282,25 @@ export class Broker {
 
   /** Declares a topology now and again after every reconnect. Idempotent. */
   async declare(topology: Topology): Promise<void> {
-    this.topologies.push(topology);
     const model = this.model;
-    if (!model) return; // declared by setup on connect
-    const ch = await model.createChannel();
-    try {
-      await applyTopology(ch, topology);
-    } finally {
-      await ch.close().catch(() => undefined);
-    }
+    // Declared by setup on connect; one the broker refused is not declared again on every reconnect.
+    if (model) await this.applyOnChannel(model, [topology]);
+    this.topologies.push(topology);
+  }
+
+  /** Declares topologies on a throwaway channel, again on a new one while a queue is still being created elsewhere (retryWhileQueueStarts). */
+  private async applyOnChannel(model: ChannelModel, topologies: Topology[]): Promise<void> {
+    await retryWhileQueueStarts(
+      async () => {
+        const ch = await model.createChannel();
+        try {
+          for (const t of topologies) await applyTopology(ch, t);
+        } finally {
+          await ch.close().catch(() => undefined);
+        }
+      },
+      (err, attempt, delayMs) => this.logger.warn({ err: (err as Error).message, attempt, delayMs }, 'a queue is being created by another connection; declaring the topology again'),
+    );
   }
 
   /** A channel of one's own (e.g. for direct reply-to), re-opened after reconnects. */
@@ -479,6 +482,45 @@ export class Broker {
     this.ackWindows.clear();
     for (const c of [...this.channels]) await c.close();
     await this.conn.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Whether a declare failed because the queue exists but its process is not running yet.
+ * RabbitMQ answers 404 "home node … of durable queue … is down or inaccessible" to a
+ * `queue.declare` that arrives while another connection is creating the same queue (seen
+ * with two orchestrators starting at once on a loaded machine; the queue was up a moment
+ * later). On a cluster the same answer means the queue's node is down, and a retry a
+ * moment later is what a client can do then too.
+ */
+export function isQueueStarting(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return e?.code === 404 && typeof e.message === 'string' && e.message.includes('is down or inaccessible');
+}
+
+/** Tries of retryWhileQueueStarts, and the pause before the n-th retry (n × this). */
+export const TOPOLOGY_ATTEMPTS = 6;
+export const TOPOLOGY_RETRY_MS = 100;
+
+/**
+ * Runs `declare` (idempotent: declaring a topology again changes nothing), again after a pause
+ * while it fails with isQueueStarting, at most `attempts` times in all (about 1.5 s of pauses by
+ * default); any other error, or the last one, is thrown as it is.
+ */
+export async function retryWhileQueueStarts(
+  declare: () => Promise<void>,
+  onRetry: (err: unknown, attempt: number, delayMs: number) => void,
+  attempts = TOPOLOGY_ATTEMPTS,
+  delayMs = TOPOLOGY_RETRY_MS,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await declare();
+    } catch (err) {
+      if (attempt >= attempts || !isQueueStarting(err)) throw err;
+      onRetry(err, attempt, delayMs * attempt);
+      await new Promise((r) => setTimeout(r, delayMs * attempt));
+    }
   }
 }
 
