@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureDatabase } from '../src/db/migrate.ts';
+import { droppedMeanwhile, ensureDatabase } from '../src/db/migrate.ts';
 import { scratchSchema } from './support/scratch-schema.ts';
 import { DATABASE_URL, failure } from './support/statements.ts';
 
@@ -111,6 +111,38 @@ describe('upgrading an installation that has tasks', () => {
       a.query(`INSERT INTO ${S}.transitions (id, task_id, to_state, reason) OVERRIDING SYSTEM VALUE VALUES ($1, 'tsk_a1', 'complete', 'again')`, [ids[0].id]),
     );
     expect(dup.code).toBe('23505');
+  });
+});
+
+describe('migrating while other schemas are dropped', () => {
+  // kysely lists every schema's tables to find its migration table; a table or schema of
+  // another installation (a test file) dropped during that listing fails it with an error
+  // naming that other schema, and migrate() lists again. The errors here are Postgres's own.
+  const client = new pg.Client({ connectionString: url });
+  beforeAll(() => client.connect());
+  afterAll(() => client.end());
+
+  it("an error naming another schema's dropped table or the dropped schema is told apart from one about our own", async () => {
+    const sfx = Math.random().toString(36).slice(2, 10);
+    const [ours, gone] = [`ours_${sfx}`, `gone_${sfx}`];
+    const schema = await failure(client.query(`CREATE TABLE ${gone}.t (id int)`));
+    expect(schema.code).toBe('3F000');
+    expect(droppedMeanwhile(schema, ours)).toBe(true);
+    const ownSchema = await failure(client.query(`CREATE TABLE ${ours}.t (id int)`));
+    expect(droppedMeanwhile(ownSchema, ours)).toBe(false);
+    // A table gone from a schema that is still there.
+    await client.query(`CREATE SCHEMA ${gone}; CREATE SCHEMA ${ours}`);
+    try {
+      const table = await failure(client.query(`SELECT pg_get_serial_sequence('${gone}.steps', 'id')`));
+      expect(table.code).toBe('42P01');
+      expect(droppedMeanwhile(table, ours)).toBe(true);
+      const ownTable = await failure(client.query(`SELECT pg_get_serial_sequence('${ours}.steps', 'id')`));
+      expect(ownTable.code).toBe('42P01');
+      expect(droppedMeanwhile(ownTable, ours)).toBe(false);
+    } finally {
+      await client.query(`DROP SCHEMA ${gone}; DROP SCHEMA ${ours}`);
+    }
+    expect(droppedMeanwhile({ code: '40P01', message: 'deadlock detected' }, ours)).toBe(false);
   });
 });
 

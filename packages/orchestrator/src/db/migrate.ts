@@ -70,8 +70,8 @@ export async function migrate(db: Db, schema: string, logger: Logger, options: {
       const run = () => (options.upTo === undefined ? migrator.migrateToLatest() : migrator.migrateTo(options.upTo));
       let outcome = await run();
       // kysely looks for its migration table by listing the tables of every schema; another
-      // schema dropped meanwhile (another installation, a test) fails that listing with
-      // 3F000 naming that schema. Nothing was applied then: look again.
+      // schema or table dropped meanwhile (another installation, a test) fails that listing
+      // (droppedMeanwhile). Nothing was applied then: look again.
       for (let i = 0; i < 5 && droppedMeanwhile(outcome.error, schema); i++) outcome = await run();
       const { error, results } = outcome;
       const applied = (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
@@ -84,10 +84,19 @@ export async function migrate(db: Db, schema: string, logger: Logger, options: {
   });
 }
 
-/** A 3F000 (schema does not exist) about a schema other than ours. */
-function droppedMeanwhile(error: unknown, schema: string): boolean {
+/**
+ * An error of kysely's listing of every schema's tables about something of another schema
+ * dropped while it ran: 3F000 (schema does not exist) naming another schema, or 42P01
+ * (relation does not exist) naming another schema's table (`relation "other.steps" does not
+ * exist`, raised when the listing reads a column's sequence of a table dropped since it was
+ * listed; seen in CI in session 26 with test files dropping their schemas).
+ */
+export function droppedMeanwhile(error: unknown, schema: string): boolean {
   const e = error as { code?: string; message?: string } | undefined;
-  return e?.code === '3F000' && !(e.message ?? '').includes(`"${schema}"`);
+  const message = e?.message ?? '';
+  if (e?.code === '3F000') return !message.includes(`"${schema}"`);
+  if (e?.code === '42P01') return /relation "[^"]+\.[^"]+"/.test(message) && !message.includes(`"${schema}.`);
+  return false;
 }
 
 /**
