@@ -15,7 +15,9 @@ describe('broker topology', () => {
       (e: Error) => e,
     );
     // The error itself in the assertion's message: in one CI run of five (session 26) this start
-    // failed with an error named 'error' instead, not reproduced since.
+    // failed with an error named 'error' (pg's): Postgres's log showed kysely's listing of every
+    // schema's tables, in migrate(), meeting a table another test file had just dropped (42P01),
+    // which migrate() now lists again for (droppedMeanwhile).
     const seen = err ? `${err.name}: ${err.message} (code ${String((err as { code?: unknown }).code)})\n${err.stack ?? ''}` : 'no error';
     expect(err?.name, seen).toBe('TopologyMismatchError');
     expect(err?.message).toMatch(/already exists with other settings .*x-queue-type/);
