@@ -499,8 +499,8 @@ export function isQueueStarting(err: unknown): boolean {
 }
 
 /** Tries of retryWhileQueueStarts, and the pause before the n-th retry (n × this). */
-export const TOPOLOGY_ATTEMPTS = 6;
-export const TOPOLOGY_RETRY_MS = 100;
+const TOPOLOGY_ATTEMPTS = 6;
+const TOPOLOGY_RETRY_MS = 100;
 
 /**
  * Runs `declare` (idempotent: declaring a topology again changes nothing), again after a pause
