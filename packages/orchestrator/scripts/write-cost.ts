@@ -12,14 +12,17 @@
 // released with its audit rows and one outbox row (the last result ends the task instead).
 // `--sql FILE` runs a file of SQL on the schema after its migrations, to measure a candidate
 // replacement of a function (CREATE OR REPLACE …) against the migrated one in another run.
-// Figures move with the machine; compare runs taken close together, alternately.
-import { readFileSync } from 'node:fs';
+// Figures move with the machine; compare runs taken close together, alternately. Where
+// Postgres runs on this machine, it also prints the CPU time its backend spent on each call
+// (/proc/<pid>/schedstat, in nanoseconds), which moves far less than the time a call takes:
+// the commit's wait for the disk is in the one and not the other.
+import { existsSync, readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import pino from 'pino';
 import { resolveConfig } from '../src/config.ts';
-import { createDb, preparedQuery } from '../src/db/database.ts';
+import { createDb, preparedQuery, type Database } from '../src/db/database.ts';
 import { ensureDatabase, migrate } from '../src/db/migrate.ts';
 import type { OutgoingMessage } from '../src/outbox/outbox.ts';
 import { planBatch, type Change } from '../src/results/batch-plan.ts';
@@ -48,6 +51,11 @@ export interface WriteCostResult {
   write: Percentiles;
   /** The no-op function with the same arguments, ms. */
   floor: Percentiles;
+  /**
+   * The CPU time the backend spent on each call, µs, where Postgres runs on this machine
+   * (its process's schedstat); undefined where it does not.
+   */
+  backendCpuUs?: { write: Percentiles; floor: Percentiles };
   /** What the writes left: tasks complete with their four steps, audit rows, outbox rows. */
   written: { complete: number; audit: number; outbox: number };
   /** The schema it ran on, dropped by now. */
@@ -74,6 +82,9 @@ export async function measureWriteCost(o: WriteCostOptions): Promise<WriteCostRe
         VALUES ('bench', 'linear4', '1.0.0', 1, 0, 0, '{}');`).execute(db);
     const writes: number[] = [];
     const floors: number[] = [];
+    const cpu = await backendCpu(db);
+    const writeCpu: number[] = [];
+    const floorCpu: number[] = [];
     for (let i = 0; i < o.warmup + o.tasks; i++) {
       const id = `tsk_writecost${i}`;
       const step = (n: string) => `stp_writecost${i}${n}`;
@@ -105,17 +116,25 @@ export async function measureWriteCost(o: WriteCostOptions): Promise<WriteCostRe
         // Each call after a pause, as a step's result finds the processes between two steps:
         // woken, their caches filled by other work.
         await pause();
+        const fc0 = cpu?.();
         const f0 = performance.now();
         await preparedQuery(db, FLOOR, floorArgs);
         const f1 = performance.now();
+        const fc1 = cpu?.();
         await pause();
+        const wc0 = cpu?.();
         const w0 = performance.now();
         const outbox = await writeCheckedPlan(db, held.check, plan, messages);
         const w1 = performance.now();
+        const wc1 = cpu?.();
         if (!outbox) throw new Error(`task ${id}: the write found the task changed since it was held`);
         if (i >= o.warmup) {
           floors.push(f1 - f0);
           writes.push(w1 - w0);
+          if (cpu) {
+            floorCpu.push((fc1! - fc0!) / 1000);
+            writeCpu.push((wc1! - wc0!) / 1000);
+          }
         }
         cache.keep(held.tasks, held.steps.values());
       }
@@ -133,7 +152,13 @@ export async function measureWriteCost(o: WriteCostOptions): Promise<WriteCostRe
     if (!o.extraSql && (written.audit !== n * 8 || written.outbox !== n * 3)) {
       throw new Error(`expected ${n * 8} audit rows and ${n * 3} outbox rows, found ${written.audit} and ${written.outbox}`);
     }
-    return { write: percentiles(writes), floor: percentiles(floors), written, schema };
+    return {
+      write: percentiles(writes),
+      floor: percentiles(floors),
+      ...(cpu ? { backendCpuUs: { write: percentiles(writeCpu), floor: percentiles(floorCpu) } } : {}),
+      written,
+      schema,
+    };
   } finally {
     await db.schema.dropSchema(schema).ifExists().cascade().execute();
     await db.destroy();
@@ -141,6 +166,25 @@ export async function measureWriteCost(o: WriteCostOptions): Promise<WriteCostRe
 }
 
 const pause = () => new Promise((r) => setTimeout(r, 1));
+
+/**
+ * A reader of the CPU time, in ns, that the backend of `db`'s one connection has used so far
+ * (the first field of /proc/<pid>/schedstat), or undefined where that process is not on this
+ * machine: a Postgres elsewhere, or one whose pid here belongs to another process.
+ */
+async function backendCpu(db: Kysely<Database>): Promise<(() => number) | undefined> {
+  const { rows } = await sql<{ pid: number; start: Date }>`SELECT pg_backend_pid() AS pid, backend_start AS start
+    FROM pg_stat_activity WHERE pid = pg_backend_pid()`.execute(db);
+  const pid = rows[0]?.pid;
+  const file = `/proc/${pid}/schedstat`;
+  if (!pid || !existsSync(file)) return undefined;
+  try {
+    if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('postgres')) return undefined;
+  } catch {
+    return undefined;
+  }
+  return () => Number(readFileSync(file, 'utf8').split(' ')[0]);
+}
 
 const FLOOR = `/* prepared:write_cost_floor */
   SELECT write_cost_floor($1::text[], $2, $3, $4::jsonb, $5::jsonb, $6::jsonb, $7::jsonb)`;
@@ -172,6 +216,13 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
       `one task at a time, ${r.write.samples} writes${values.sql ? `, with ${values.sql} applied` : ''}, ms`.padEnd(62) + '     p50     p90     p99',
       line('result write (writeCheckedPlan: 2 step rows, audit, outbox)', r.write),
       line('no-op function, same arguments (the round trip alone)', r.floor),
+      ...(r.backendCpuUs
+        ? [
+            'the Postgres backend\'s CPU time a call, µs'.padEnd(62) + '     p50     p90     p99',
+            line('result write', r.backendCpuUs.write),
+            line('no-op function', r.backendCpuUs.floor),
+          ]
+        : ['the Postgres backend\'s CPU time: not measured (its process is not on this machine)']),
       `written: ${r.written.complete} tasks complete, ${r.written.audit} audit rows, ${r.written.outbox} outbox rows`,
       '',
     ].join('\n'),

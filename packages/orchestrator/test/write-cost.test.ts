@@ -25,6 +25,13 @@ describe('write-cost script (issue 7: what one result write costs)', () => {
     }
     expect(r.written).toEqual({ complete: 3, audit: 24, outbox: 9 });
     expect(await schemaExists(r.schema)).toBe(false);
+    // Where the suite's Postgres runs on this machine (the default), its backend's CPU time is
+    // read for every call, and a write does more work than a no-op.
+    const host = new URL(DATABASE_URL).hostname;
+    if (!['127.0.0.1', 'localhost', '::1', ''].includes(host)) return;
+    expect(r.backendCpuUs?.write.samples).toBe(8);
+    expect(r.backendCpuUs?.floor.samples).toBe(8);
+    expect(r.backendCpuUs!.write.p50).toBeGreaterThan(r.backendCpuUs!.floor.p50);
   });
 
   it('runs a replacement given as SQL, reports what it wrote, and says so when a write found nothing to write', async () => {
