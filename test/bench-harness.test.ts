@@ -51,6 +51,8 @@ describe('benchmark harness', () => {
     for (const [path, value] of Object.entries({
       'throughput.steps_per_sec': r.throughput?.steps_per_sec,
       'throughput.pg_wal_bytes_per_step': r.throughput?.pg_wal_bytes_per_step,
+      'throughput.pg_write_xacts_per_step': r.throughput?.pg_write_xacts_per_step,
+      'throughput.pg_commits_per_step': r.throughput?.pg_commits_per_step,
       'throughput.pg_wal_fpi_per_step': r.throughput?.pg_wal_fpi_per_step,
       'overhead_ms.p50': r.overhead_ms?.p50,
       'overhead_ms.p99': r.overhead_ms?.p99,
@@ -68,6 +70,11 @@ describe('benchmark harness', () => {
     })) {
       expect(isNumber(value), `${path} = ${JSON.stringify(value)}`).toBe(true);
     }
+    // Read from the WAL, not from statistics Postgres reports up to seconds late: even a tiny
+    // run's throughput wrote, committed and was counted (its counters once read zero).
+    expect(r.throughput.pg_write_xacts_per_step).toBeGreaterThan(0);
+    expect(r.throughput.pg_commits_per_step).toBeGreaterThan(0);
+    expect(r.throughput.pg_wal_bytes_per_step).toBeGreaterThan(0);
     // --prefill: the finished tasks were in sections 1-3's tables before they measured: 30 tasks,
     // their 4 steps and 14 audit rows each (the counts are read back after the fill, before the
     // sections add their own).

@@ -200,15 +200,61 @@ export async function durabilitySettings(databaseUrl: string): Promise<{ fsync: 
   }
 }
 
-/** Cluster-wide Postgres counters (commits of this database, WAL syncs of all): other clients' work shows too. */
-export async function pgCounters(databaseUrl: string): Promise<{ commits: number; wal_syncs: number; wal_records: number; wal_bytes: number; wal_fpi: number }> {
+/** Where the server's WAL stood, and its next transaction id, at one moment (pgWalMark). */
+export interface WalMark {
+  lsn: string;
+  next_xid: number;
+}
+
+/** The server's WAL position (flushed) and next transaction id now. */
+export async function pgWalMark(databaseUrl: string): Promise<WalMark> {
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
   try {
-    const a = await c.query<{ n: string }>('SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()');
-    const w = await c.query<{ wal_sync: string; wal_records: string; wal_bytes: string; wal_fpi: string }>('SELECT wal_sync, wal_records, wal_bytes, wal_fpi FROM pg_stat_wal');
-    const wal = w.rows[0]!;
-    return { commits: Number(a.rows[0]!.n), wal_syncs: Number(wal.wal_sync), wal_records: Number(wal.wal_records), wal_bytes: Number(wal.wal_bytes), wal_fpi: Number(wal.wal_fpi) };
+    const { rows } = await c.query<{ lsn: string; next_xid: string }>(
+      'SELECT pg_current_wal_flush_lsn()::text AS lsn, pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid',
+    );
+    return { lsn: rows[0]!.lsn, next_xid: Number(rows[0]!.next_xid) };
+  } finally {
+    await c.end();
+  }
+}
+
+/**
+ * What the whole server wrote between two marks, other clients' work included, read from the
+ * WAL itself rather than from Postgres's statistics counters (pg_stat_database, pg_stat_wal),
+ * which each process reports at most once a second and an idle one up to ten seconds late, so
+ * that a run of a few seconds read them short (a quick run read zero). Bytes are the distance
+ * between the two positions and write transactions the transaction ids handed out (a
+ * transaction that writes nothing takes none). Commit records and whole pages (full-page
+ * images) are counted from the records themselves with pg_walinspect, where it can be created
+ * (it ships with PostgreSQL 15; creating it takes a superuser); `records` is null where it
+ * cannot.
+ */
+export async function pgWalBetween(
+  databaseUrl: string,
+  before: WalMark,
+  after: WalMark,
+): Promise<{ bytes: number; write_xacts: number; records: { commits: number; fpi: number } | null }> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const bytes = Number((await c.query<{ n: string }>('SELECT pg_wal_lsn_diff($2::pg_lsn, $1::pg_lsn) AS n', [before.lsn, after.lsn])).rows[0]!.n);
+    let records: { commits: number; fpi: number } | null = null;
+    try {
+      await c.query('CREATE EXTENSION IF NOT EXISTS pg_walinspect');
+      // Every block reference with an image says FPW (PostgreSQL 15's block_ref text).
+      const { rows } = await c.query<{ commits: string; fpi: string }>(
+        `SELECT count(*) FILTER (WHERE resource_manager = 'Transaction' AND record_type LIKE 'COMMIT%') AS commits,
+                COALESCE(sum((length(block_ref) - length(replace(block_ref, 'FPW', ''))) / 3), 0) AS fpi
+         FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn)`,
+        [before.lsn, after.lsn],
+      );
+      records = { commits: Number(rows[0]!.commits), fpi: Number(rows[0]!.fpi) };
+    } catch {
+      records = null;
+    }
+    return { bytes, write_xacts: after.next_xid - before.next_xid, records };
   } finally {
     await c.end();
   }

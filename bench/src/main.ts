@@ -13,7 +13,7 @@ import { measureWorkerOverhead } from '@tasker/conformance';
 import { ensureDatabase } from '@tasker/orchestrator';
 import pino from 'pino';
 import { createDatabase, dropDatabase, withDatabase } from './cleanup.ts';
-import { describeIdle, describeMachine, durabilitySettings, pgCounters } from './machine.ts';
+import { describeIdle, describeMachine, durabilitySettings, pgWalBetween, pgWalMark } from './machine.ts';
 import { LANGUAGES, parseOptions, USAGE, type Options, type PeerName, type Section } from './options.ts';
 import { medianRun, type PeerContext, type PeerResult } from './peers/common.ts';
 import { allChildren, spawnChild } from './proc.ts';
@@ -236,13 +236,14 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         const t0 = performance.now();
         const { r, before, after, steps } = await measured('throughput', async () => {
           await stack.mark();
-          const before = await pgCounters(opts.databaseUrl);
+          const before = await pgWalMark(opts.databaseUrl);
           const runs: ThroughputResult[] = [];
           for (let k = 0; k < opts.repeat; k++) runs.push(await diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp'));
-          const after = await pgCounters(opts.databaseUrl);
+          const after = await pgWalMark(opts.databaseUrl);
           return { r: medianRun(runs), before, after, steps: Math.max(1, runs.reduce((a, x) => a + x.steps, 0)) };
         });
         const windowSeconds = (performance.now() - t0) / 1000;
+        const wal = await pgWalBetween(opts.databaseUrl, before, after);
         const stats = await stack.stats();
         writeFileSync(join(outDir, 'throughput-process-stats.json'), JSON.stringify(stats, null, 2));
         const shares = cpuShares['throughput'] ?? {};
@@ -269,10 +270,9 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           // CPU time of each process per step over the whole measurement (all repetitions), ms.
           cpu_ms_per_step: Object.fromEntries(Object.entries(shares).map(([k, pct]) => [k, round(((pct / 100) * windowSeconds * 1000) / steps, 3)])),
           ...(opts.trace ? { sql_statements_per_step: round(sqlCount / steps, 2), transactions_per_step: round(txCount / steps, 3) } : {}),
-          pg_commits_per_step: round((after.commits - before.commits) / steps, 2),
-          pg_wal_syncs_per_step: round((after.wal_syncs - before.wal_syncs) / steps, 2),
-          pg_wal_bytes_per_step: Math.round((after.wal_bytes - before.wal_bytes) / steps),
-          pg_wal_fpi_per_step: round((after.wal_fpi - before.wal_fpi) / steps, 3),
+          pg_write_xacts_per_step: round(wal.write_xacts / steps, 3),
+          ...(wal.records ? { pg_commits_per_step: round(wal.records.commits / steps, 3), pg_wal_fpi_per_step: round(wal.records.fpi / steps, 3) } : {}),
+          pg_wal_bytes_per_step: Math.round(wal.bytes / steps),
           processes: Object.fromEntries(
             Object.entries(stats).map(([k, v]) => {
               const s = v as { cpu_pct_of_one_core: number; event_loop_utilization: number };
@@ -308,8 +308,11 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           ),
         );
         say(
-          `  per step: ${throughput.pg_commits_per_step} Postgres commits, ${throughput.pg_wal_syncs_per_step} WAL syncs, ` +
-            `${throughput.pg_wal_bytes_per_step} bytes of WAL of which ${throughput.pg_wal_fpi_per_step} whole pages (counters of the whole server, other clients included)` +
+          `  per step: ${throughput.pg_write_xacts_per_step} Postgres write transactions, ` +
+            (throughput.pg_commits_per_step !== undefined ? `${throughput.pg_commits_per_step} commit records, ` : '') +
+            `${throughput.pg_wal_bytes_per_step} bytes of WAL` +
+            (throughput.pg_wal_fpi_per_step !== undefined ? ` of which ${throughput.pg_wal_fpi_per_step} whole pages` : '') +
+            ` (read from the whole server's WAL, other clients included${throughput.pg_commits_per_step === undefined ? '; records not read: pg_walinspect could not be created' : ''})` +
             (throughput.sql_statements_per_step !== undefined
               ? `; traced: ${throughput.sql_statements_per_step} SQL statements and ${throughput.transactions_per_step} transactions per step`
               : '') +

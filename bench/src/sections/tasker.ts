@@ -30,10 +30,14 @@ export interface ThroughputResult {
   failed_requests: number;
   error_tasks: number;
   timed_out: boolean;
-  /** Database-wide counters over the measurement, per step (other clients' work included). */
+  /**
+   * What the whole server wrote over the measurement, per step, other clients' work included
+   * (machine.ts pgWalBetween, from the WAL itself): transaction ids handed out (transactions
+   * that wrote), WAL bytes, and, where pg_walinspect could be created, commit records and
+   * full-page images.
+   */
+  pg_write_xacts_per_step?: number;
   pg_commits_per_step?: number;
-  pg_wal_syncs_per_step?: number;
-  /** WAL written, and full-page images in it, per step (pg_stat_wal: the whole server's). */
   pg_wal_bytes_per_step?: number;
   pg_wal_fpi_per_step?: number;
   /** With --trace: the orchestrators' SQL statements, and their transactions (BEGIN, alone or pipelined, and creation batches) per step. */
