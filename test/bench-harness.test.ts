@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -35,7 +35,7 @@ describe('benchmark harness', () => {
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = execFile(
         process.execPath,
-        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--warmup', '3', '--prefill', '30', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
+        ['--import', 'tsx', join(root, 'bench/src/main.ts'), '--tiny', '--warmup', '3', '--prefill', '30', '--profile-window', '--peers', peers.join(','), ...(redis ? ['--paired', '2'] : []), '--json', json, '--out', join(dir, 'out')],
         { cwd: root, timeout: 100_000, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, TASKER_LOG_LEVEL: 'warn' } },
         (_err, stdout, stderr) => resolve({ code: child.exitCode, output: `${stdout}\n${stderr}` }),
       );
@@ -75,6 +75,14 @@ describe('benchmark harness', () => {
     expect(r.throughput.pg_write_xacts_per_step).toBeGreaterThan(0);
     expect(r.throughput.pg_commits_per_step).toBeGreaterThan(0);
     expect(r.throughput.pg_wal_bytes_per_step).toBeGreaterThan(0);
+    // --profile-window: a V8 profile of the orchestrator and of the worker over the measured
+    // throughput runs, with samples in it.
+    const runDir = join(dir, 'out', readdirSync(join(dir, 'out')).find((d) => d.startsWith('run-'))!);
+    for (const child of ['orchestrator-main-1', 'worker-main-1']) {
+      const profile = JSON.parse(readFileSync(join(runDir, 'profiles', `${child}.throughput.cpuprofile`), 'utf8')) as { nodes: unknown[]; samples: number[] };
+      expect(profile.nodes.length, child).toBeGreaterThan(1);
+      expect(profile.samples.length, child).toBeGreaterThan(0);
+    }
     // --prefill: the finished tasks were in sections 1-3's tables before they measured: 30 tasks,
     // their 4 steps and 14 audit rows each (the counts are read back after the fill, before the
     // sections add their own).

@@ -236,6 +236,7 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
         const t0 = performance.now();
         const { r, before, after, steps } = await measured('throughput', async () => {
           await stack.mark();
+          if (opts.profileWindow) await stack.profileStart();
           const before = await pgWalMark(opts.databaseUrl);
           const runs: ThroughputResult[] = [];
           for (let k = 0; k < opts.repeat; k++) runs.push(await diamondThroughput(stack, opts.sizes.throughputTasks, deadlineFor(), 'amqp'));
@@ -243,6 +244,13 @@ if (wants('throughput') || wants('overhead') || wants('create')) {
           return { r: medianRun(runs), before, after, steps: Math.max(1, runs.reduce((a, x) => a + x.steps, 0)) };
         });
         const windowSeconds = (performance.now() - t0) / 1000;
+        if (opts.profileWindow) {
+          // Stopped outside the measured window: writing a profile is work of its own.
+          const dir = join(outDir, 'profiles');
+          mkdirSync(dir, { recursive: true });
+          const files = await stack.profileStop(dir, 'throughput');
+          say(`  CPU profiles of the measured runs only (--profile-window): ${files.join(', ')} (summarise with: npx tsx bench/src/profile-summary.ts FILE)`);
+        }
         const wal = await pgWalBetween(opts.databaseUrl, before, after);
         const stats = await stack.stats();
         writeFileSync(join(outDir, 'throughput-process-stats.json'), JSON.stringify(stats, null, 2));

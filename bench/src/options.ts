@@ -159,6 +159,8 @@ export interface Options {
   peers: PeerName[];
   /** `--cpu-prof` Tasker's orchestrator and worker of the main run. */
   profile: boolean;
+  /** Profile Tasker's orchestrators and worker over the measured throughput runs only (after the warm-up). */
+  profileWindow: boolean;
   /** Time every SQL statement and publisher confirm inside Tasker's processes (main run). */
   trace: boolean;
   /** What-if: TCP_NODELAY on Tasker's AMQP sockets (see experiments.ts). */
@@ -199,6 +201,8 @@ export const USAGE = `pnpm bench [options]
                           2000 in a full run, as many as a measured run; 40 quick; pg-boss without notify
                           takes at most 2)
   --profile               node --cpu-prof for Tasker's orchestrator and worker (<out>/run-…/profiles/)
+  --profile-window        a CPU profile of Tasker's orchestrator and worker over the measured throughput runs
+                          only, after the warm-up (<out>/run-…/profiles/<process>.throughput.cpuprofile)
   --trace                 time each SQL statement and publisher confirm in Tasker's processes
   --nodelay               what-if: TCP_NODELAY on Tasker's AMQP sockets (amqplib leaves Nagle on)
   --timeline              where each step's time goes in the overhead section (events in Tasker's processes)
@@ -234,6 +238,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
   let tasks: number | null = null;
   let warmup: number | null = null;
   let profile = false;
+  let profileWindow = false;
   let trace = false;
   let nodelay = false;
   let timeline = false;
@@ -323,6 +328,9 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
       case '--profile':
         profile = true;
         break;
+      case '--profile-window':
+        profileWindow = true;
+        break;
       case '--trace':
         trace = true;
         break;
@@ -383,6 +391,7 @@ export function parseOptions(argv: string[], defaultOutDir: string): Options | '
     sections,
     peers,
     profile,
+    profileWindow,
     trace,
     nodelay,
     timeline,

@@ -221,6 +221,22 @@ export class TaskerStack {
     await Promise.all([...this.orchestrators, ...(this.worker ? [this.worker] : [])].map((c) => c.request('mark')));
   }
 
+  /** Starts a CPU profile in every child (--profile-window). */
+  async profileStart(): Promise<void> {
+    await Promise.all([...this.orchestrators, ...(this.worker ? [this.worker] : [])].map((c) => c.request('profile-start')));
+  }
+
+  /** Ends the profiles profileStart began: `<dir>/<child>.<label>.cpuprofile` each; returns the files. */
+  async profileStop(dir: string, label: string): Promise<string[]> {
+    const files: string[] = [];
+    for (const c of [...this.orchestrators, ...(this.worker ? [this.worker] : [])]) {
+      const file = join(dir, `${c.name}.${label}.cpuprofile`);
+      await c.request('profile-stop', { file });
+      files.push(file);
+    }
+    return files;
+  }
+
   /** Statistics of every child since `mark`. */
   async stats(): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};

@@ -1,6 +1,9 @@
 // The child side of the bench's IPC: ready, requests with replies, progress, and a
 // shutdown that always ends in process.exit (so --cpu-prof writes its profile).
 
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+
 type Handler = (message: Record<string, unknown>) => unknown;
 const handlers = new Map<string, Handler>();
 let stopping = false;
@@ -66,6 +69,28 @@ async function shutdown(): Promise<void> {
 process.on('SIGTERM', () => void shutdown());
 process.on('SIGINT', () => void shutdown());
 process.on('disconnect', () => void shutdown());
+// --profile-window: V8's sampling profiler over a window the bench chooses (the measured runs
+// after a warm-up), where --cpu-prof covers the process's whole life.
+let profiler: Session | null = null;
+onRequest('profile-start', async () => {
+  if (profiler) throw new Error('a profile is already being taken');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  profiler = session;
+  return null;
+});
+onRequest('profile-stop', async (m) => {
+  const session = profiler;
+  if (!session) throw new Error('no profile is being taken');
+  profiler = null;
+  const { profile } = await session.post('Profiler.stop');
+  session.disconnect();
+  writeFileSync(String(m.file), JSON.stringify(profile));
+  return { file: m.file };
+});
+
 onRequest('stop', () => {
   setImmediate(() => void shutdown());
   return null;
