@@ -52,8 +52,6 @@ describe('benchmark harness', () => {
       'throughput.steps_per_sec': r.throughput?.steps_per_sec,
       'throughput.pg_wal_bytes_per_step': r.throughput?.pg_wal_bytes_per_step,
       'throughput.pg_write_xacts_per_step': r.throughput?.pg_write_xacts_per_step,
-      'throughput.pg_commits_per_step': r.throughput?.pg_commits_per_step,
-      'throughput.pg_wal_fpi_per_step': r.throughput?.pg_wal_fpi_per_step,
       'overhead_ms.p50': r.overhead_ms?.p50,
       'overhead_ms.p99': r.overhead_ms?.p99,
       'overhead_ms.first_handler_p50': r.overhead_ms?.first_handler_p50,
@@ -73,8 +71,15 @@ describe('benchmark harness', () => {
     // Read from the WAL, not from statistics Postgres reports up to seconds late: even a tiny
     // run's throughput wrote, committed and was counted (its counters once read zero).
     expect(r.throughput.pg_write_xacts_per_step).toBeGreaterThan(0);
-    expect(r.throughput.pg_commits_per_step).toBeGreaterThan(0);
     expect(r.throughput.pg_wal_bytes_per_step).toBeGreaterThan(0);
+    // Commit records and whole pages are counted with pg_walinspect, which takes a superuser
+    // to create (the local test server's postgres user is one); without it the run says so.
+    if (r.throughput.pg_commits_per_step === undefined) {
+      expect(output).toContain('pg_walinspect could not be created');
+    } else {
+      expect(r.throughput.pg_commits_per_step).toBeGreaterThan(0);
+      expect(isNumber(r.throughput.pg_wal_fpi_per_step)).toBe(true);
+    }
     // --profile-window: a V8 profile of the orchestrator and of the worker over the measured
     // throughput runs, with samples in it.
     const runDir = join(dir, 'out', readdirSync(join(dir, 'out')).find((d) => d.startsWith('run-'))!);
