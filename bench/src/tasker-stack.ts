@@ -216,20 +216,25 @@ export class TaskerStack {
     return rows[0]!;
   }
 
+  /** The orchestrators, then the worker if one runs. */
+  private children(): Child[] {
+    return [...this.orchestrators, ...(this.worker ? [this.worker] : [])];
+  }
+
   /** `mark` on every child: CPU, event-loop and SQL statistics start now. */
   async mark(): Promise<void> {
-    await Promise.all([...this.orchestrators, ...(this.worker ? [this.worker] : [])].map((c) => c.request('mark')));
+    await Promise.all(this.children().map((c) => c.request('mark')));
   }
 
   /** Starts a CPU profile in every child (--profile-window). */
   async profileStart(): Promise<void> {
-    await Promise.all([...this.orchestrators, ...(this.worker ? [this.worker] : [])].map((c) => c.request('profile-start')));
+    await Promise.all(this.children().map((c) => c.request('profile-start')));
   }
 
   /** Ends the profiles profileStart began: `<dir>/<child>.<label>.cpuprofile` each; returns the files. */
   async profileStop(dir: string, label: string): Promise<string[]> {
     const files: string[] = [];
-    for (const c of [...this.orchestrators, ...(this.worker ? [this.worker] : [])]) {
+    for (const c of this.children()) {
       const file = join(dir, `${c.name}.${label}.cpuprofile`);
       await c.request('profile-stop', { file });
       files.push(file);
@@ -240,7 +245,7 @@ export class TaskerStack {
   /** Statistics of every child since `mark`. */
   async stats(): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {};
-    for (const c of [...this.orchestrators, ...(this.worker ? [this.worker] : [])]) {
+    for (const c of this.children()) {
       out[c.name] = (await c.request('stats')).data;
     }
     return out;

@@ -173,8 +173,7 @@ const pause = () => new Promise((r) => setTimeout(r, 1));
  * machine: a Postgres elsewhere, or one whose pid here belongs to another process.
  */
 async function backendCpu(db: Kysely<Database>): Promise<(() => number) | undefined> {
-  const { rows } = await sql<{ pid: number; start: Date }>`SELECT pg_backend_pid() AS pid, backend_start AS start
-    FROM pg_stat_activity WHERE pid = pg_backend_pid()`.execute(db);
+  const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(db);
   const pid = rows[0]?.pid;
   const file = `/proc/${pid}/schedstat`;
   if (!pid || !existsSync(file)) return undefined;
